@@ -1,0 +1,21 @@
+"""Errors a person can act on.
+
+Every failure that reaches the command line is a ``PixseekError``: the CLI prints its
+message as one line and exits non-zero, never a traceback.
+"""
+
+
+class PixseekError(Exception):
+    """A failure with a message that says what went wrong and what to do."""
+
+
+class ConfigError(PixseekError):
+    """An invalid configuration value; the message names the key and what is allowed."""
+
+
+class ModelLoadError(PixseekError):
+    """A model that cannot be loaded (unknown id, no network, missing files)."""
+
+
+class InputError(PixseekError):
+    """Bad input from a person: an empty query, a missing file, an unreadable captions file."""
