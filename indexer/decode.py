@@ -1,0 +1,71 @@
+"""Work done in decode worker processes: read, verify the hash, decode, preprocess.
+
+Only Pillow and numpy are imported here, so spawned workers start fast and carry no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from search.preprocess import BadImage, Decoded, PreprocessSpec, decode
+
+HASH_CHUNK = 1 << 20
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def content_hash(path: str) -> str:
+    """blake2b-128 of the file's bytes: the content's identity (DESIGN invariant 3)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    path: str
+    expected_hash: str
+    spec: PreprocessSpec
+    max_pixels: int
+    draft: bool
+
+
+def run_decode_job(job: DecodeJob) -> Decoded | str:
+    """Decoded pixels, or the reason the file is bad (a str), never an exception."""
+    try:
+        with open(job.path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return "file disappeared before it could be read"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if hashlib.blake2b(data, digest_size=16).hexdigest() != job.expected_hash:
+        # Half-written or edited meanwhile: its mtime changes again, so it is retried.
+        return "file changed while it was being read (still being written?)"
+    try:
+        return decode(data, job.spec, max_pixels=job.max_pixels, draft=job.draft)
+    except BadImage as exc:
+        return str(exc)
+
+
+def ordered_map(
+    executor: Executor | None, fn: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[R]:
+    """``map`` in order with at most ``window`` jobs in flight: bounded memory, busy workers."""
+    if executor is None:
+        yield from map(fn, items)
+        return
+    pending: deque = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

@@ -1,0 +1,357 @@
+"""The indexing pipeline: scan -> diff against the store -> hash -> decode -> encode -> store.
+
+Files are handled in chunks of ``CHUNK`` scanned paths so memory stays bounded. For a chunk:
+
+1. unchanged files (same size and mtime) are skipped, unless their content lacks a vector for
+   the current model;
+2. new and changed files are hashed (threads: hashlib releases the GIL); a content already in
+   the store with a vector for this model is reused with no decode (rename, move, duplicate);
+3. the rest are decoded in worker processes and encoded in batches; each batch is one
+   transaction writing contents, embeddings and files together, so a kill -9 loses at most
+   the batch in flight and duplicates nothing (DESIGN invariant 4);
+4. bad files are stored with their reason and retried only when their size or mtime changes.
+
+After a root's scan completes, files under it that are gone (or now ignored) are removed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job
+from indexer.scan import Scanner, Seen
+from search.config import Config
+from search.encoders import Encoder
+from search.errors import PixseekError
+from search.preprocess import Decoded
+from search.store import (
+    STATUS_FAILED,
+    STATUS_OK,
+    Content,
+    Embedding,
+    File,
+    Store,
+    utcnow,
+    vector_to_blob,
+)
+from search.vectors import VectorIndex
+
+CHUNK = 512
+CRASH_ENV = "PIXSEEK_CRASH_AFTER_BATCHES"
+
+
+@dataclass
+class IndexSummary:
+    """What one run did; ``--json`` prints it."""
+
+    seen: int = 0
+    unchanged: int = 0
+    encoded: int = 0  # new vectors computed by the model
+    reused: int = 0  # files that got a stored vector without a decode (rename, duplicate)
+    removed: int = 0  # files gone from disk, removed from the store
+    failed: int = 0  # bad files recorded in this run
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Pending:
+    """Files waiting for one content's vector: a new content, or one missing this model."""
+
+    files: list[Seen]
+    hash: str
+    content_id: int | None
+
+
+class Indexer:
+    def __init__(
+        self, config: Config, store: Store, encoder: Encoder, progress: bool | None = None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.encoder = encoder
+        self.model = encoder.model_id
+        cfg = config.library
+        self.scanner = Scanner(cfg.extensions, cfg.ignore, cfg.follow_symlinks)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.batches_committed = 0
+        crash = os.environ.get(CRASH_ENV)
+        self._crash_after = int(crash) if crash else None
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def index(self, roots: Iterable[str | Path]) -> IndexSummary:
+        summary = IndexSummary()
+        started = time.perf_counter()
+        resolved = []
+        for root in roots:
+            path = Path(root).expanduser()
+            if not path.exists():
+                raise PixseekError(f"no such file or folder: {root}")
+            resolved.append(str(path.resolve()))
+        workers = self.config.indexer.worker_count()
+        pool: Executor | None = None
+        if workers > 0:
+            # spawn, not fork: forking a process that holds torch's threads can deadlock.
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(unit=" files", desc="indexing", dynamic_ncols=True)
+        try:
+            with ThreadPoolExecutor(self.config.indexer.hash_threads) as hashers:
+                for root in resolved:
+                    for chunk in _chunks(self.scanner.walk(root), CHUNK):
+                        self._index_chunk(chunk, summary, hashers, pool)
+                        if bar is not None:
+                            bar.update(len(chunk))
+                            bar.set_postfix(encoded=summary.encoded, failed=summary.failed)
+                    if os.path.isdir(root):
+                        summary.removed += self._remove_missing(root)
+        finally:
+            if bar is not None:
+                bar.close()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        vectors = VectorIndex(
+            self.store, self.model, self.config.data_path, self.config.index.kind,
+            self.config.index.use_gpu,
+        ).open()
+        vectors.save()
+        summary.seconds = round(time.perf_counter() - started, 3)
+        return summary
+
+    # -- one chunk -----------------------------------------------------------------------
+
+    def _index_chunk(
+        self,
+        chunk: list[Seen],
+        summary: IndexSummary,
+        hashers: Executor,
+        pool: Executor | None,
+    ) -> None:
+        summary.seen += len(chunk)
+        paths = [s.path for s in chunk]
+        with self.store.session() as s:
+            rows = {
+                r.path: r
+                for r in s.execute(
+                    select(File.path, File.size, File.mtime_ns, File.status, File.content_id)
+                    .where(File.path.in_(paths))
+                ).all()
+            }
+            known_ids = [r.content_id for r in rows.values() if r.content_id is not None]
+            with_vector = self._contents_with_vector(s, known_ids)
+
+        to_hash: list[Seen] = []
+        stored_content: list[tuple[Seen, int]] = []
+        pending: dict[str, _Pending] = {}  # by content hash
+        failures: list[tuple[Seen, str]] = []
+        for seen in chunk:
+            row = rows.get(seen.path)
+            if row is not None and (row.size, row.mtime_ns) == (seen.size, seen.mtime_ns):
+                if row.status == STATUS_FAILED or row.content_id in with_vector:
+                    summary.unchanged += 1
+                    continue
+                if row.content_id is not None:  # known content, no vector for this model yet
+                    stored_content.append((seen, row.content_id))
+                    continue
+            if seen.size == 0:
+                failures.append((seen, "empty file (0 bytes)"))
+            else:
+                to_hash.append(seen)
+
+        hashes = list(hashers.map(_safe_hash, (s.path for s in to_hash)))
+        by_hash: dict[str, list[Seen]] = {}
+        for seen, digest in zip(to_hash, hashes, strict=True):
+            if digest.startswith("!"):
+                failures.append((seen, digest[1:]))
+            else:
+                by_hash.setdefault(digest, []).append(seen)
+
+        reuse: list[tuple[Seen, int]] = []
+        with self.store.session() as s:
+            if stored_content:  # unchanged files: their stored hash spares a re-read
+                hash_of = dict(
+                    s.execute(
+                        select(Content.id, Content.hash).where(
+                            Content.id.in_([cid for _, cid in stored_content])
+                        )
+                    ).tuples()
+                )
+                for seen, cid in stored_content:
+                    by_hash.setdefault(hash_of[cid], []).append(seen)
+            known = dict(
+                s.execute(select(Content.hash, Content.id).where(Content.hash.in_(list(by_hash))))
+                .tuples()
+                .all()
+            )
+            have = self._contents_with_vector(s, list(known.values()))
+        for digest, files in by_hash.items():
+            cid = known.get(digest)
+            if cid is not None and cid in have:
+                reuse.extend((f, cid) for f in files)
+            else:
+                pending[digest] = _Pending(files, digest, cid)
+
+        if reuse:
+            with self.store.session() as s:
+                self._upsert_files(s, [(f, cid, STATUS_OK, None) for f, cid in reuse])
+            summary.reused += len(reuse)
+        self._record_failures(failures, summary)
+        self._encode_pending(list(pending.values()), summary, pool)
+
+    def _encode_pending(
+        self, pending: list[_Pending], summary: IndexSummary, pool: Executor | None
+    ) -> None:
+        cfg = self.config.indexer
+        batch_size = self.config.model.batch_size
+        jobs = (
+            DecodeJob(
+                p.files[0].path,
+                p.hash,
+                self.encoder.spec,
+                cfg.max_image_pixels,
+                cfg.jpeg_draft,
+            )
+            for p in pending
+        )
+        window = max(2 * batch_size, 4 * max(1, cfg.worker_count()))
+        decoded = ordered_map(pool, run_decode_job, jobs, window)
+        batch: list[tuple[_Pending, Decoded]] = []
+        failures: list[tuple[Seen, str]] = []
+        for item, result in zip(pending, decoded, strict=True):
+            if isinstance(result, str):
+                failures.extend((f, result) for f in item.files)
+                continue
+            batch.append((item, result))
+            if len(batch) == batch_size:
+                self._commit_batch(batch, summary)
+                batch = []
+        if batch:
+            self._commit_batch(batch, summary)
+        self._record_failures(failures, summary)
+
+    def _commit_batch(self, batch: list[tuple[_Pending, Decoded]], summary: IndexSummary) -> None:
+        vectors = self.encoder.encode_pixels(np.stack([d.pixels for _, d in batch]))
+        with self.store.session() as s:
+            files = []
+            for (item, dec), vec in zip(batch, vectors, strict=True):
+                cid = item.content_id
+                if cid is None:
+                    content = Content(
+                        hash=item.hash,
+                        size=item.files[0].size,
+                        width=dec.width,
+                        height=dec.height,
+                        format=dec.format,
+                        taken_at=dec.taken_at,
+                        camera=dec.camera,
+                    )
+                    s.add(content)
+                    s.flush()
+                    cid = content.id
+                s.add(
+                    Embedding(
+                        content_id=cid, model=self.model, dim=len(vec), vector=vector_to_blob(vec)
+                    )
+                )
+                files.extend((f, cid, STATUS_OK, None) for f in item.files)
+            self._upsert_files(s, files)
+        summary.encoded += len(batch)
+        summary.reused += sum(len(item.files) - 1 for item, _ in batch)
+        self.batches_committed += 1
+        if self._crash_after is not None and self.batches_committed >= self._crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the crash tests
+
+    # -- store helpers -------------------------------------------------------------------
+
+    def _contents_with_vector(self, s, content_ids: list[int]) -> set[int]:  # noqa: ANN001
+        if not content_ids:
+            return set()
+        return set(
+            s.execute(
+                select(Embedding.content_id).where(
+                    Embedding.model == self.model, Embedding.content_id.in_(content_ids)
+                )
+            ).scalars()
+        )
+
+    @staticmethod
+    def _upsert_files(s, items: list[tuple[Seen, int | None, str, str | None]]) -> None:  # noqa: ANN001
+        if not items:
+            return
+        existing = {
+            f.path: f
+            for f in s.execute(
+                select(File).where(File.path.in_([seen.path for seen, *_ in items]))
+            ).scalars()
+        }
+        for seen, cid, status, error in items:
+            row = existing.get(seen.path)
+            if row is None:
+                row = File(path=seen.path)
+                s.add(row)
+                existing[seen.path] = row
+            row.size, row.mtime_ns = seen.size, seen.mtime_ns
+            row.content_id, row.status, row.error = cid, status, error
+            row.updated_at = utcnow()
+
+    def _record_failures(self, failures: list[tuple[Seen, str]], summary: IndexSummary) -> None:
+        if not failures:
+            return
+        with self.store.session() as s:
+            self._upsert_files(s, [(f, None, STATUS_FAILED, reason) for f, reason in failures])
+        summary.failed += len(failures)
+        summary.failures.extend({"path": f.path, "error": reason} for f, reason in failures)
+
+    def _remove_missing(self, root: str) -> int:
+        """Delete file rows under ``root`` that the scan would no longer report."""
+        prefix = root.rstrip(os.sep) + os.sep
+        removed, last = 0, ""
+        while True:
+            with self.store.session() as s:
+                rows = s.execute(
+                    select(File.id, File.path)
+                    .where(File.path.startswith(prefix, autoescape=True), File.path > last)
+                    .order_by(File.path)
+                    .limit(1000)
+                ).all()
+                if not rows:
+                    return removed
+                last = rows[-1].path
+                gone = [r.id for r in rows if not self.scanner.wants(r.path, root)]
+                if gone:
+                    s.execute(delete(File).where(File.id.in_(gone)))
+                    removed += len(gone)
+
+
+def _safe_hash(path: str) -> str:
+    """The content hash, or "!reason" for a file that cannot be read."""
+    try:
+        return content_hash(path)
+    except FileNotFoundError:
+        return "!file disappeared before it could be read"
+    except OSError as exc:
+        return f"!cannot read: {exc.strerror or exc}"
+
+
+def _chunks(items: Iterator[Seen], size: int) -> Iterator[list[Seen]]:
+    while chunk := list(islice(items, size)):
+        yield chunk

@@ -1,0 +1,263 @@
+"""The ``pixseek`` command: the one door for people.
+
+Global options come before the subcommand:
+``pixseek --data-dir ./library-data --model offline index ~/Pictures``.
+Every failure a person can fix is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from search.config import Config, load_config
+from search.errors import PixseekError
+
+DEMO_QUERIES = [
+    "a cat",
+    "a dog with its tongue out",
+    "fruit on a table",
+    "a rocket",
+    "a butterfly on a leaf",
+]
+
+
+class _Group(click.Group):
+    """Turns PixseekError into click's one-line error and exit status 1."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except PixseekError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _config(ctx: click.Context) -> Config:
+    return ctx.obj["config"]
+
+
+def _echo_json(obj: object) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="PIXSEEK_CONFIG",
+    help="Configuration file (default ./config.yaml if present).",
+)
+@click.option("--data-dir", help="Where the database and vector indexes live.")
+@click.option("--model", help="offline, a hub id, an OpenAI alias (ViT-B/32) or a local folder.")
+@click.option("--device", help="auto, cpu, cuda or mps.")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.pass_context
+def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> None:  # noqa: ANN001
+    """pixseek: semantic search over your photos."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    _quiet_libraries()
+    try:
+        config = load_config(
+            config_path,
+            overrides={"data_dir": data_dir, "model.name": model, "model.device": device},
+        )
+    except PixseekError as exc:
+        raise click.ClickException(str(exc)) from None
+    ctx.obj = {"config": config}
+
+
+def _index(config: Config, paths: list[str], progress: bool | None = None):  # noqa: ANN202
+    from indexer.lock import IndexLock
+    from indexer.pipeline import Indexer
+    from search.encoders import load_encoder
+    from search.store import Store
+
+    with IndexLock(config.data_path):
+        store = Store(config.db_url)
+        m = config.model
+        encoder = load_encoder(m.name, device=m.device, fp16=m.fp16)
+        try:
+            return Indexer(config, store, encoder, progress=progress).index(paths)
+        finally:
+            store.close()
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--batch-size", type=int, help="Images per model call.")
+@click.option("--workers", type=int, help="Decode worker processes (0: in this process).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_context
+def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # noqa: ANN001
+    """Index photos under PATHS (default: library.roots from the configuration)."""
+    config = _config(ctx)
+    if batch_size is not None:
+        config.model.batch_size = batch_size
+    if workers is not None:
+        config.indexer.decode_workers = workers
+    roots = list(paths) or [str(p) for p in config.library.roots]
+    if not roots:
+        raise PixseekError("nothing to index: give folders, or set library.roots in config.yaml")
+    summary = _index(config, roots)
+    if as_json:
+        _echo_json(summary.as_dict())
+        return
+    for failure in summary.failures[:20]:
+        click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
+    if len(summary.failures) > 20:
+        click.echo(f"... and {len(summary.failures) - 20} more (pixseek status)", err=True)
+    click.echo(
+        f"{summary.seen} files: {summary.encoded} encoded, {summary.reused} reused, "
+        f"{summary.unchanged} unchanged, {summary.removed} removed, {summary.failed} failed "
+        f"in {summary.seconds:.1f}s"
+    )
+
+
+def _print_results(results, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        _echo_json([r.as_dict() for r in results])
+        return
+    if not results:
+        click.echo("no indexed photos yet: run pixseek index FOLDER first", err=True)
+    for r in results:
+        click.echo(f"{r.score:.4f}  {r.path}")
+
+
+@cli.command()
+@click.argument("query", required=False)
+@click.option("-k", "k", type=click.IntRange(1, 10_000), help="How many results.")
+@click.option("--image", type=click.Path(), help="Search by example: photos like this one.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
+@click.pass_context
+def search(ctx: click.Context, query, k, image, as_json) -> None:  # noqa: ANN001
+    """Find photos matching QUERY text (or --image)."""
+    from search.engine import Engine
+
+    if (query is None) == (image is None):
+        raise PixseekError("give a text QUERY or --image PATH (one of the two)")
+    engine = Engine(_config(ctx))
+    try:
+        results = engine.search_image(image, k) if image else engine.search_text(query, k)
+    finally:
+        engine.close()
+    _print_results(results, as_json)
+
+
+@cli.command()
+@click.argument("image", type=click.Path())
+@click.argument("labels", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def classify(ctx: click.Context, image, labels, as_json) -> None:  # noqa: ANN001
+    """Zero-shot classification of IMAGE among LABELS (softmax of 100 x cosine)."""
+    from search.engine import Engine
+
+    engine = Engine(_config(ctx))
+    try:
+        ranked = engine.classify(image, list(labels))
+    finally:
+        engine.close()
+    if as_json:
+        _echo_json([{"label": label, "probability": p} for label, p in ranked])
+        return
+    width = max(len(label) for label, _ in ranked)
+    for label, p in ranked:
+        click.echo(f"{label:<{width}}  {p:6.2%}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def status(ctx: click.Context, as_json) -> None:  # noqa: ANN001
+    """What is indexed, what failed and why, per model."""
+    from search.engine import Engine
+
+    engine = Engine(_config(ctx))
+    try:
+        info = engine.status()
+    finally:
+        engine.close()
+    if as_json:
+        _echo_json(info)
+        return
+    click.echo(f"database:   {info['database']}")
+    click.echo(f"model:      {info['model']}")
+    click.echo(
+        f"files:      {info['files']} seen, {info['indexed']} indexed, {info['failed']} failed, "
+        f"{info['pending']} waiting for this model"
+    )
+    click.echo(f"index:      {'current' if info['index_current'] else 'out of date'}")
+    for model, m in info["models"].items():
+        click.echo(f"  {model}: {m['vectors']} vectors, {m['files_indexed']} files")
+    for f in info["failures"]:
+        click.echo(f"  failed {f['path']}: {f['error']}")
+
+
+@cli.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command()
+@click.pass_context
+def upgrade(ctx: click.Context) -> None:
+    """Create or upgrade the schema to the latest revision."""
+    from search.migrate import current_revision
+    from search.store import Store
+
+    store = Store(_config(ctx).db_url)
+    click.echo(f"database at revision {current_revision(store.engine)}")
+    store.close()
+
+
+@cli.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Index the sample photos that installed packages ship, then run a few searches."""
+    from search.engine import Engine
+    from search.samples import copy_sample_photos
+
+    config = _config(ctx)
+    folder = config.data_path / "samples"
+    copied = copy_sample_photos(folder)
+    click.echo(f"{len(copied)} sample photos in {folder}")
+    summary = _index(config, [str(folder)])
+    click.echo(
+        f"indexed: {summary.encoded} encoded, {summary.reused} reused, "
+        f"{summary.unchanged} unchanged, {summary.failed} failed in {summary.seconds:.1f}s"
+    )
+    engine = Engine(config)
+    try:
+        for query in DEMO_QUERIES:
+            click.echo(f'\n"{query}"')
+            for r in engine.search_text(query, 3):
+                click.echo(f"  {r.score:.3f}  {Path(r.path).name}")
+    finally:
+        engine.close()
+    click.echo(f'\nTry your own: pixseek --data-dir {config.data_dir} search "a red motorcycle"')
+
+
+def main() -> None:
+    cli(prog_name="pixseek")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""One configuration object: ``config.yaml``, then ``PIXSEEK_...`` variables, then CLI flags.
+
+Environment variables name a key by its path in upper case joined with ``_``:
+``PIXSEEK_MODEL_BATCH_SIZE=16`` sets ``model.batch_size``; ``PIXSEEK_DATA_DIR`` sets
+``data_dir``. Values are read as YAML, so ``PIXSEEK_LIBRARY_ROOTS='[~/Pictures, /srv/photos]'``
+gives a list. ``PIXSEEK_MODEL`` is a short form of ``PIXSEEK_MODEL_NAME``.
+Every invalid value is one ``ConfigError`` that names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from search.errors import ConfigError
+
+ENV_PREFIX = "PIXSEEK_"
+# Variables read elsewhere, not settings: the config file path and a fault-injection hook
+# that the crash-recovery tests use to kill an indexing run at a chosen point.
+NON_SETTING_VARS = {"PIXSEEK_CONFIG", "PIXSEEK_CRASH_AFTER_BATCHES"}
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LibraryConfig(_Section):
+    roots: list[Path] = Field(default_factory=list)
+    ignore: list[str] = Field(
+        default_factory=lambda: ["**/.*", "**/.*/**", "**/@eaDir/**", "**/#recycle/**"]
+    )
+    extensions: list[str] = Field(
+        default_factory=lambda: [
+            ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+            ".heic", ".heif", ".avif",
+        ]
+    )
+    follow_symlinks: bool = False
+
+    @field_validator("extensions")
+    @classmethod
+    def _lower_dotted(cls, value: list[str]) -> list[str]:
+        return [("." + e.lstrip(".")).lower() for e in value]
+
+
+class ModelConfig(_Section):
+    name: str = "openai/clip-vit-base-patch32"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    batch_size: int = Field(default=32, gt=0, le=4096)
+    # fp16 on CUDA halves memory and doubles throughput; on CPU fp32 is always used.
+    fp16: bool = True
+
+
+class IndexerConfig(_Section):
+    # 0 decodes in the main process; "auto" uses one worker per spare core.
+    decode_workers: int | Literal["auto"] = "auto"
+    # Larger images are refused as decompression bombs (Pillow's own limit is 89 Mpx).
+    max_image_pixels: int = Field(default=200_000_000, gt=0)
+    # Decode large JPEGs at a reduced scale (DCT scaling) before the exact resize.
+    jpeg_draft: bool = True
+    hash_threads: int = Field(default=4, gt=0, le=64)
+
+    @field_validator("decode_workers")
+    @classmethod
+    def _non_negative(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 0 or more, or 'auto'")
+        return value
+
+    def worker_count(self) -> int:
+        if self.decode_workers == "auto":
+            return max(1, min(8, (os.cpu_count() or 2) - 1))
+        return int(self.decode_workers)
+
+
+class IndexConfig(_Section):
+    # flat: exact float32 search. fp16: exact search over half-size vectors (half the RAM).
+    kind: Literal["flat", "fp16"] = "flat"
+    use_gpu: bool = True
+
+
+class SearchConfig(_Section):
+    default_k: int = Field(default=20, gt=0, le=10_000)
+    max_query_chars: int = Field(default=1000, gt=0)
+
+
+class Config(_Section):
+    data_dir: Path = Path("~/.local/share/pixseek")
+    database_url: str | None = None
+    library: LibraryConfig = Field(default_factory=LibraryConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    indexer: IndexerConfig = Field(default_factory=IndexerConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'pixseek.db'}"
+
+
+def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
+    for part in dotted[:-1]:
+        node = tree.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config: {'.'.join(dotted)}: {part} is not a section")
+        tree = node
+    tree[dotted[-1]] = value
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Map PIXSEEK_SECTION_KEY variables onto the config tree, section names first."""
+    sections = {
+        name: set(field.annotation.model_fields)  # type: ignore[union-attr]
+        for name, field in Config.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    }
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in NON_SETTING_VARS:
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if name == "model":
+            _set_path(tree, ["model", "name"], raw)
+            continue
+        for section, keys in sections.items():
+            if name.startswith(section + "_") and name[len(section) + 1:] in keys:
+                _set_path(tree, [section, name[len(section) + 1:]], value)
+                break
+        else:
+            if name in Config.model_fields and name not in sections:
+                tree[name] = raw if name in ("database_url", "data_dir") else value
+            else:
+                raise ConfigError(
+                    f"environment: {key} is not a pixseek setting; settings are "
+                    + ", ".join(_all_keys())
+                )
+    return tree
+
+
+def _all_keys() -> list[str]:
+    keys: list[str] = []
+    for name, field in Config.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += [f"{name}.{sub}" for sub in ann.model_fields]
+        else:
+            keys.append(name)
+    return keys
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _explain(err: ValidationError, origin: str) -> ConfigError:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        allowed = [k for k in _all_keys() if k.startswith(section + ".")] if section else [
+            k for k in Config.model_fields
+        ]
+        return ConfigError(f"{origin}: unknown key '{key}'; allowed here: {', '.join(allowed)}")
+    got = first.get("input")
+    return ConfigError(f"{origin}: {key}: {first['msg']} (got {got!r})")
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Build the configuration: file, then environment, then explicit overrides.
+
+    ``path`` None means ``$PIXSEEK_CONFIG`` if set, else ``./config.yaml`` if it exists,
+    else the built-in defaults. ``overrides`` uses dotted keys: ``{"model.name": "offline"}``.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    origin = "defaults"
+    tree: dict[str, Any] = {}
+    if path is None and environ.get(ENV_PREFIX + "CONFIG"):
+        path = environ[ENV_PREFIX + "CONFIG"]
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = DEFAULT_CONFIG_NAME
+    if path is not None:
+        origin = str(path)
+        try:
+            text = Path(path).expanduser().read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of settings")
+        tree = loaded or {}
+    try:
+        Config.model_validate(tree)
+    except ValidationError as exc:
+        raise _explain(exc, origin) from None
+    env_tree = _env_overrides(environ)
+    tree = _merge(tree, env_tree)
+    try:
+        Config.model_validate(tree)
+    except ValidationError as exc:
+        raise _explain(exc, "environment") from None
+    flag_tree: dict[str, Any] = {}
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(flag_tree, dotted.split("."), value)
+    tree = _merge(tree, flag_tree)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise _explain(exc, "command line") from None

@@ -1,0 +1,36 @@
+"""One door to every model: ``load_encoder("offline" | hub id | alias | local folder)``."""
+
+from __future__ import annotations
+
+from search.encoders.base import Encoder, pick_device
+from search.encoders.clip import ALIASES
+
+OFFLINE_NAMES = {"offline"}
+
+__all__ = ["ALIASES", "Encoder", "canonical_model_id", "load_encoder", "pick_device"]
+
+
+def canonical_model_id(name: str) -> str:
+    """The id vectors are tagged with, without loading the model."""
+    from pathlib import Path
+
+    from search.encoders.offline import MODEL_ID
+
+    if name in OFFLINE_NAMES or name == MODEL_ID:
+        return MODEL_ID
+    name = ALIASES.get(name, name)
+    local = Path(name).expanduser()
+    return str(local.resolve()) if local.is_dir() else name
+
+
+def load_encoder(name: str, device: str = "auto", fp16: bool = True) -> Encoder:
+    """Load a model by name: ``offline``, an OpenAI alias (``ViT-B/32``), a hub id or a folder."""
+    from search.encoders.offline import MODEL_ID
+
+    if name in OFFLINE_NAMES or name == MODEL_ID:
+        from search.encoders.offline import OfflineEncoder
+
+        return OfflineEncoder(device=device)
+    from search.encoders.clip import ClipEncoder
+
+    return ClipEncoder(name, device=device, fp16=fp16)

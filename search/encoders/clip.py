@@ -1,0 +1,154 @@
+"""The ``clip`` backend: any CLIP-family checkpoint transformers loads (CLIP, SigLIP)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.errors import ModelLoadError
+from search.preprocess import PreprocessSpec
+
+log = logging.getLogger(__name__)
+
+# OpenAI's names for its released models, as the original `clip` package spells them.
+ALIASES = {
+    "ViT-B/32": "openai/clip-vit-base-patch32",
+    "ViT-B/16": "openai/clip-vit-base-patch16",
+    "ViT-L/14": "openai/clip-vit-large-patch14",
+    "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
+}
+
+
+def _side(value: object, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dict):
+        return value.get(key)
+    return None
+
+
+def spec_from_processor_config(cfg: dict) -> PreprocessSpec:
+    """Read a checkpoint's preprocessor_config.json into the spec our fast path executes."""
+    size = cfg.get("size", {"shortest_edge": 224})
+    shortest = _side(size, "shortest_edge")
+    resize_to = None
+    if isinstance(size, dict) and "height" in size and "width" in size:
+        resize_to, shortest = (int(size["height"]), int(size["width"])), None
+    if cfg.get("do_resize") is False:
+        shortest, resize_to = None, None
+    crop = None
+    if cfg.get("do_center_crop", resize_to is None):
+        c = cfg.get("crop_size", shortest)
+        ch, cw = (_side(c, "height"), _side(c, "width")) if isinstance(c, dict) else (c, c)
+        crop = (int(ch), int(cw)) if ch and cw else None
+    mean = tuple(cfg.get("image_mean", PreprocessSpec.mean))
+    std = tuple(cfg.get("image_std", PreprocessSpec.std))
+    if cfg.get("do_normalize") is False:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
+    return PreprocessSpec(
+        resize_shortest=shortest,
+        resize_to=resize_to,
+        crop=crop,
+        resample=int(cfg.get("resample", Image.Resampling.BICUBIC)),
+        mean=mean,  # type: ignore[arg-type]
+        std=std,  # type: ignore[arg-type]
+        rescale=rescale,
+    )
+
+
+def _load_error(name: str, exc: Exception) -> ModelLoadError:
+    first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    if Path(name).expanduser().exists():
+        hint = (
+            "the folder must hold a transformers CLIP checkpoint "
+            "(config.json, weights, tokenizer, preprocessor_config.json)"
+        )
+    else:
+        hint = (
+            "it is not in the local Hugging Face cache and the hub could not provide it; "
+            "check the name, run once with network access, pass a local folder with "
+            "--model /path/to/checkpoint, or use --model offline"
+        )
+    return ModelLoadError(f"cannot load model '{name}': {hint} ({first})")
+
+
+class ClipEncoder(Encoder):
+    def __init__(self, name: str, device: str = "auto", fp16: bool = True) -> None:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import cached_file
+
+        name = ALIASES.get(name, name)
+        local = Path(name).expanduser()
+        source = str(local.resolve()) if local.is_dir() else name
+        self.device = pick_device(device)
+        self.dtype = torch.float16 if (self.device == "cuda" and fp16) else torch.float32
+        try:
+            # Local cache first: an offline machine must not wait on network retries.
+            try:
+                config = AutoConfig.from_pretrained(source, local_files_only=True)
+                local_only = True
+            except OSError:
+                if local.exists():
+                    raise
+                config = AutoConfig.from_pretrained(source)
+                local_only = False
+            kw = {"local_files_only": local_only}
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+            proc_file = cached_file(source, "preprocessor_config.json", **kw)
+            self.model = AutoModel.from_pretrained(source, dtype=self.dtype, **kw)
+        except (OSError, ValueError, KeyError) as exc:
+            raise _load_error(name, exc) from None
+        if not hasattr(self.model, "get_image_features"):
+            raise ModelLoadError(
+                f"cannot load model '{name}': {config.model_type} is not a CLIP-family "
+                "image-text model (it has no image and text towers)"
+            )
+        self.model.to(self.device).eval()
+        self.spec = spec_from_processor_config(json.loads(Path(proc_file).read_text()))
+        self.model_type = config.model_type
+        # Vectors are tagged with the hub id, or the absolute folder of a local checkpoint.
+        self.model_id = source
+        self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
+        text_cfg = getattr(config, "text_config", config)
+        self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
+
+    def _probe_dim(self) -> int:
+        h, w = self.spec.crop or self.spec.resize_to or (224, 224)
+        return self.encode_pixels(np.zeros((1, 3, h, w), dtype=np.float32)).shape[1]
+
+    @staticmethod
+    def _features(out: object) -> torch.Tensor:
+        # transformers 5 returns a model output whose pooler_output is the projection;
+        # 4.x returns the tensor itself.
+        return out if isinstance(out, torch.Tensor) else out.pooler_output  # type: ignore
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, self.dtype)
+        return l2_normalise(self._features(self.model.get_image_features(pixel_values=x)))
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        # SigLIP was trained on max-length padding; CLIP takes the end-of-text token.
+        padding = "max_length" if self.model_type.startswith("siglip") else True
+        tokens = self.tokenizer(
+            list(texts),
+            padding=padding,
+            truncation=True,
+            max_length=self.max_text_tokens,
+            return_tensors="pt",
+        ).to(self.device)
+        kwargs = {"input_ids": tokens["input_ids"]}
+        if "attention_mask" in tokens and not self.model_type.startswith("siglip"):
+            kwargs["attention_mask"] = tokens["attention_mask"]
+        return l2_normalise(self._features(self.model.get_text_features(**kwargs)))

@@ -1,0 +1,112 @@
+"""Build a randomly initialised CLIP checkpoint folder that loads like a real one.
+
+Tests and benchmarks cannot download weights here, so they save a CLIP made from
+``CLIPConfig`` with ``save_pretrained`` and load it through ``ClipEncoder``: the same code
+path as ``openai/clip-vit-base-patch32``. The tokenizer is the real one: OpenAI's BPE merges
+ship inside the ``open-clip-torch`` wheel, and converting them to ``vocab.json`` +
+``merges.txt`` gives a ``CLIPTokenizer`` that tokenizes exactly as OpenAI's does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+from search.errors import ModelLoadError
+
+# OpenAI CLIP's preprocessor_config.json for ViT-B/32 (224 px, bicubic, centre crop).
+OPENAI_PROCESSOR_CONFIG = {
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_processor_type": "CLIPImageProcessor",
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"shortest_edge": 224},
+}
+
+SIZES = {
+    # Tiny towers: fast tests of the real load path; they barely react to their input.
+    "tiny": dict(
+        text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2),
+        vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=2, patch_size=32),
+        projection_dim=32,
+    ),
+    # The shape of openai/clip-vit-base-patch32: the benchmark's stand-in for its cost.
+    "vit-b-32": dict(
+        text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
+                  num_attention_heads=8),
+        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                    num_attention_heads=12, patch_size=32),
+        projection_dim=512,
+    ),
+}
+
+
+def openai_bpe_path() -> Path:
+    spec = importlib.util.find_spec("open_clip")  # located, not imported (needs torchvision)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "open-clip-torch is not installed: pip install --no-deps open-clip-torch"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+def write_openai_tokenizer_files(folder: Path) -> None:
+    """vocab.json and merges.txt exactly as open_clip's SimpleTokenizer builds its vocabulary."""
+    lines = gzip.open(openai_bpe_path()).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1 : 49152 - 256 - 2 + 1]]
+    vocab = list(bytes_to_unicode().values())
+    vocab += [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n"
+    )
+
+
+def build_random_clip(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight CLIP checkpoint with the real tokenizer into ``folder``."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dims = SIZES[size]
+    config = CLIPConfig(
+        text_config=dict(vocab_size=49408, max_position_embeddings=77, **dims["text"]),
+        vision_config=dict(image_size=224, **dims["vision"]),
+        projection_dim=dims["projection_dim"],
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(folder)
+    write_openai_tokenizer_files(folder)
+    # from_pretrained reads vocab.json + merges.txt in every transformers version and
+    # writes tokenizer.json and the special-token settings beside them.
+    CLIPTokenizer.from_pretrained(folder).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(OPENAI_PROCESSOR_CONFIG, indent=2))
+    return folder
