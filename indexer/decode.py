@@ -6,6 +6,9 @@ Only Pillow and numpy are imported here, so spawned workers start fast and carry
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
@@ -53,6 +56,22 @@ def run_decode_job(job: DecodeJob) -> Decoded | str:
         return decode(data, job.spec, max_pixels=job.max_pixels, draft=job.draft)
     except BadImage as exc:
         return str(exc)
+
+
+def worker_init() -> None:
+    """Run in each decode worker: exit when the indexer dies, even by kill -9.
+
+    A killed parent cannot shut its pool down, and the workers would wait on their queue
+    forever, holding the terminal's pipes open. Polling the parent id works everywhere.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def ordered_map(

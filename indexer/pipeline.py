@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, select
 
-from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job
+from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job, worker_init
 from indexer.scan import Scanner, Seen
 from search.config import Config
 from search.encoders import Encoder
@@ -108,7 +108,9 @@ class Indexer:
         pool: Executor | None = None
         if workers > 0:
             # spawn, not fork: forking a process that holds torch's threads can deadlock.
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
+            )
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -193,13 +195,12 @@ class Indexer:
                         select(Content.id, Content.hash).where(
                             Content.id.in_([cid for _, cid in stored_content])
                         )
-                    ).tuples()
+                    ).all()
                 )
                 for seen, cid in stored_content:
                     by_hash.setdefault(hash_of[cid], []).append(seen)
             known = dict(
                 s.execute(select(Content.hash, Content.id).where(Content.hash.in_(list(by_hash))))
-                .tuples()
                 .all()
             )
             have = self._contents_with_vector(s, list(known.values()))

@@ -119,7 +119,7 @@ class Engine:
         fetch = k + 16
         while True:
             scores, ids = index.search(query, fetch)
-            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=False) if i >= 0]
             paths = self.store.paths_for_contents(cid for cid, _ in pairs)
             live = [(cid, s) for cid, s in pairs if cid in paths]
             # Orphaned contents (every file deleted) are skipped: fetch more until k are live.
@@ -150,13 +150,14 @@ class Engine:
         logits = self.encoder.logit_scale * (text_vecs @ image_vec)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
-        return sorted(zip(labels, probs.tolist()), key=lambda p: -p[1])
+        return sorted(zip(labels, probs.tolist(), strict=False), key=lambda p: -p[1])
 
     def _content_meta(self, ids: list[int]) -> dict[int, Content]:
         if not ids:
             return {}
         with self.store.session() as s:
-            return {c.id: c for c in s.execute(select(Content).where(Content.id.in_(ids))).scalars()}
+            rows = s.execute(select(Content).where(Content.id.in_(ids))).scalars()
+            return {c.id: c for c in rows}
 
     # -- status ---------------------------------------------------------------------------
 

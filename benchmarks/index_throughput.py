@@ -1,0 +1,448 @@
+"""Indexing throughput: ``pixseek index`` against the bare model, on the same machine.
+
+For each backend (``offline``, and a randomly initialised CLIP of ViT-B/32 shape that costs
+what ``openai/clip-vit-base-patch32`` costs) one run measures, in images per second:
+
+- **bare model**: ``encoder.encode_pixels`` on tensors preprocessed beforehand, in batches
+  of ``model.batch_size``, after one warm-up batch. The most the model can do here.
+- **pipeline**: a full ``Indexer.index`` of the photo folder, what ``pixseek index`` runs
+  (scan, hash, decode in worker processes, encode, one SQLite transaction per batch, FAISS
+  save), into a fresh data dir so nothing is reused; ``encoded / seconds``. Default
+  settings: ``indexer.decode_workers=auto``, ``indexer.jpeg_draft=true``. The model is loaded
+  before the clock starts; the worker pool's start is inside it, as it is for a user.
+- **ratio** pipeline / bare model: the figure that matters. Below 1 the model waits.
+- **pipeline, in-process decode**: the same with ``indexer.decode_workers=0``.
+- **decode only**: the decode workers' job (read, verify hash, JPEG draft decode, EXIF
+  transpose, resize, crop, normalise) for every photo, one process, no model.
+- **CPU ceiling** (CPU device only): ``1 / (1/bare + 1/(cores * decode))``, the best a
+  pipeline can do when decoding and the model share the same cores perfectly.
+
+The photos are camera-size JPEGs made from real photographs shipped in installed packages
+(``search.samples.make_benchmark_photos``), cached in ``bench-out/photos/<long side>px``.
+Results go to stdout (a markdown table) and to ``bench-out/index_throughput.{json,md}``.
+
+    python benchmarks/index_throughput.py                   # 240 photos, 4000 px, ~4 min
+    python benchmarks/index_throughput.py --quick           # 48 photos, 1600 px, smoke run
+    python benchmarks/index_throughput.py --backends clip-b32 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BACKENDS = ("offline", "clip-b32")
+DEFAULT_OUT = Path("bench-out")
+FULL = {"count": 240, "long_side": 4000}
+QUICK = {"count": 48, "long_side": 1600}
+METRICS = ("decode", "bare", "pipeline", "pipeline_inproc")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class CpuWatch:
+    """CPU seconds that other processes used meanwhile: other work on the machine skews
+    every figure here, so each measurement records how much there was."""
+
+    def __init__(self) -> None:
+        self.total = self._busy()
+        self.own = self._own()
+        self.wall = time.perf_counter()
+
+    @staticmethod
+    def _busy() -> float | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+        except OSError:
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields)
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()  # children: the decode workers, once the pool has joined them
+        return t.user + t.system + t.children_user + t.children_system
+
+    def other_share(self, cpus: int) -> float | None:
+        """Other processes' CPU use as a share of this machine's CPU time since start."""
+        busy = self._busy()
+        if busy is None or self.total is None:
+            return None
+        other = (busy - self.total) - (self._own() - self.own)
+        wall = time.perf_counter() - self.wall
+        return max(0.0, other) / (wall * cpus) if wall > 0 else None
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+def prepare_photos(photos_dir: Path, count: int, long_side: int, staging: Path) -> Path:
+    """A folder that holds exactly the ``count`` benchmark photos (hard links to the cache)."""
+    from search.samples import make_benchmark_photos
+
+    started = time.perf_counter()
+    paths = make_benchmark_photos(photos_dir, count=count, long_side=long_side)
+    took = time.perf_counter() - started
+    if took > 2:
+        log(f"made {len(paths)} benchmark photos in {photos_dir} ({took:.0f} s)")
+    if len(paths) != count:
+        raise SystemExit(f"expected {count} benchmark photos, got {len(paths)}")
+    # The cache folder may hold more photos (an earlier, larger --count): index a folder
+    # of exactly these, linked (or copied across file systems).
+    staging.mkdir(parents=True)
+    for path in paths:
+        target = staging / path.name
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
+    return staging
+
+
+def load_backend(name: str, device: str, models_dir: Path):  # noqa: ANN201
+    from search.encoders import load_encoder
+
+    if name == "offline":
+        return load_encoder("offline", device=device)
+    if name == "clip-b32":
+        from search.encoders.random_clip import build_random_clip
+
+        folder = models_dir / "clip-vit-b-32-random"
+        if not (folder / "preprocessor_config.json").is_file():  # written last
+            log(f"building a random-weight ViT-B/32 CLIP in {folder}")
+            build_random_clip(folder, size="vit-b-32")
+        return load_encoder(str(folder), device=device)
+    raise SystemExit(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+def make_config(data_dir: Path, empty_yaml: Path, model: str, batch_size: int, workers):  # noqa: ANN001, ANN201
+    """The built-in defaults (not ./config.yaml, not PIXSEEK_ variables) plus these keys."""
+    from search.config import load_config
+
+    return load_config(
+        empty_yaml,
+        overrides={
+            "data_dir": str(data_dir),
+            "model.name": model,
+            "model.batch_size": batch_size,
+            "indexer.decode_workers": workers,
+        },
+        environ={},
+    )
+
+
+# -- measurements ------------------------------------------------------------------------
+
+
+def measure_decode(paths: list[Path], hashes: list[str], spec, max_pixels: int, draft: bool):  # noqa: ANN001, ANN201
+    """Images/s of the decode worker's job in this process, and the tensors it made."""
+    from indexer.decode import DecodeJob, run_decode_job
+
+    pixels = []
+    started = time.perf_counter()
+    for path, digest in zip(paths, hashes, strict=True):
+        result = run_decode_job(DecodeJob(str(path), digest, spec, max_pixels, draft))
+        if isinstance(result, str):
+            raise SystemExit(f"{path}: {result}")
+        pixels.append(result.pixels)
+    seconds = time.perf_counter() - started
+    return len(paths) / seconds, pixels
+
+
+def measure_bare(encoder, pixels: list, batch_size: int) -> float:  # noqa: ANN001
+    """Images/s of ``encode_pixels`` alone, batches stacked before the clock starts."""
+    import numpy as np
+
+    batches = [np.stack(pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)]
+    # Warm-up (allocator, kernels, lazy init) on each batch shape, as the pipeline runs
+    # after this and finds them warm too.
+    for warm_up in {b.shape: b for b in (batches[0], batches[-1])}.values():
+        encoder.encode_pixels(warm_up)
+    started = time.perf_counter()
+    for batch in batches:
+        encoder.encode_pixels(batch)  # returns numpy: a GPU run is synchronised
+    seconds = time.perf_counter() - started
+    return len(pixels) / seconds
+
+
+def measure_pipeline(
+    encoder, folder: Path, expected: int, tmp_root: Path, empty_yaml: Path,  # noqa: ANN001
+    batch_size: int, workers,  # noqa: ANN001
+) -> tuple[float, dict]:
+    """Images/s of a full index of ``folder`` into a fresh data dir."""
+    from indexer.pipeline import Indexer
+    from search.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="data-", dir=tmp_root) as data_dir:
+        config = make_config(Path(data_dir), empty_yaml, encoder.model_id, batch_size, workers)
+        store = Store(config.db_url)  # schema creation is not indexing: before the clock
+        try:
+            summary = Indexer(config, store, encoder, progress=False).index([folder])
+        finally:
+            store.close()
+    if summary.encoded != expected or summary.failed or summary.reused:
+        raise SystemExit(f"pipeline run did not encode every photo once: {summary.as_dict()}")
+    return summary.encoded / summary.seconds, {
+        "encoded": summary.encoded,
+        "seconds": summary.seconds,
+        "decode_workers": config.indexer.worker_count(),
+    }
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class BackendResult:
+    name: str
+    model_id: str = ""
+    device: str = ""
+    samples: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    runs: list[dict] = field(default_factory=list)
+    background: list[float | None] = field(default_factory=list)  # see CpuWatch
+
+    def record(
+        self, tag: str, metric: str, rate: float, share: float | None, note: str = ""
+    ) -> None:
+        self.samples[metric].append(rate)
+        self.background.append(share)
+        busy = f" (other processes used {share:.0%} of the CPU)" if share else ""
+        log(f"{tag}: {metric}{note} {rate:.1f} img/s{busy}")
+
+    def value(self, metric: str) -> float:
+        return statistics.median(self.samples[metric])
+
+    def summary(self, cpus: int) -> dict:
+        out: dict = {"model_id": self.model_id, "device": self.device}
+        for metric in METRICS:
+            values = self.samples[metric]
+            out[metric] = {
+                "median": round(statistics.median(values), 2),
+                "min": round(min(values), 2),
+                "max": round(max(values), 2),
+                "samples": [round(v, 2) for v in values],
+            }
+        bare = self.value("bare")
+        out["ratio"] = round(self.value("pipeline") / bare, 3)
+        out["ratio_inproc"] = round(self.value("pipeline_inproc") / bare, 3)
+        out["cpu_ceiling"] = None
+        if self.device == "cpu":
+            ceiling = 1 / (1 / bare + 1 / (cpus * self.value("decode")))
+            out["cpu_ceiling"] = round(ceiling, 2)
+            out["ratio_to_ceiling"] = round(self.value("pipeline") / ceiling, 3)
+        known = [b for b in self.background if b is not None]
+        out["background_cpu_share_max"] = round(max(known), 3) if known else None
+        out["pipeline_runs"] = self.runs
+        return out
+
+
+def machine_facts(device_of: dict[str, str]) -> dict:
+    import numpy
+    import PIL
+    import torch
+
+    cpu_model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    facts = {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu_model,
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "devices": device_of,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+    }
+    try:
+        import transformers
+
+        facts["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return facts
+
+
+def markdown(results: dict[str, dict], meta: dict) -> str:
+    s, m = meta["settings"], meta["machine"]
+    stat = "median" if s["repeats"] > 1 else "one run"
+    workers = {r["pipeline_runs"][0]["decode_workers"] for r in results.values()}
+    lines = [
+        f"Indexing throughput, images/s ({stat} of {s['repeats']}), {s['count']} JPEGs of "
+        f"{s['long_side']} px long side, batch {s['batch_size']}, "
+        f"{m['cpus_usable'] or m['cpu_count']} CPUs ({m['cpu_model']}), "
+        f"torch {m['torch_version']} with {m['torch_threads']} threads, "
+        f"{meta['date']}.",
+        "",
+        "| backend | device | bare model | pipeline (workers=auto: "
+        f"{'/'.join(str(w) for w in sorted(workers))}) | ratio pipeline / bare | "
+        "pipeline, workers=0 | ratio | decode only (1 process) | CPU ceiling |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for name, r in results.items():
+        ceiling = f"{r['cpu_ceiling']:.1f}" if r["cpu_ceiling"] is not None else "n/a"
+        lines.append(
+            f"| {name} | {r['device']} | {r['bare']['median']:.1f} | "
+            f"{r['pipeline']['median']:.1f} | **{r['ratio']:.2f}** | "
+            f"{r['pipeline_inproc']['median']:.1f} | {r['ratio_inproc']:.2f} | "
+            f"{r['decode']['median']:.1f} | {ceiling} |"
+        )
+    shares = [r["background_cpu_share_max"] for r in results.values()]
+    shares = [x for x in shares if x is not None]
+    if shares:
+        worst = max(shares)
+        lines += ["", f"Other processes used at most {worst:.0%} of the CPU during a measurement"
+                  + (" - the figures are skewed: rerun on a quiet machine." if worst > 0.05
+                     else ".")]
+    lines += [
+        "",
+        "bare model: encode_pixels on preprocessed tensors. pipeline: a full `pixseek index` "
+        "(Indexer.index) into a fresh data dir, encoded / seconds. decode only: read + hash "
+        "check + JPEG draft decode + preprocess, no model. CPU ceiling: "
+        "1 / (1/bare + 1/(cores x decode)), the pipeline's limit when decode and model share "
+        "the cores.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backends", default=",".join(BACKENDS),
+                   help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)")
+    p.add_argument("--photos", type=Path,
+                   help="photo cache folder (default: bench-out/photos/<long side>px)")
+    p.add_argument("--count", type=int, help=f"photos (default {FULL['count']})")
+    p.add_argument("--long-side", type=int,
+                   help=f"photo long side in px (default {FULL['long_side']})")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure every figure this many times, interleaved; report the median")
+    p.add_argument("--batch-size", type=int, help="model.batch_size (default: the config's)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="where results and caches go (default bench-out)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {QUICK['count']} photos of {QUICK['long_side']} px")
+    args = p.parse_args(argv)
+    preset = QUICK if args.quick else FULL
+    args.count = preset["count"] if args.count is None else args.count
+    args.long_side = preset["long_side"] if args.long_side is None else args.long_side
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in args.backends if b not in BACKENDS]
+    if unknown or not args.backends:
+        p.error(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
+    if args.count < 1 or args.repeats < 1:
+        p.error("--count and --repeats must be at least 1")
+    if args.photos is None:
+        args.photos = args.out / "photos" / f"{args.long_side}px"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    wall = time.perf_counter()
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    from indexer.decode import content_hash
+    from search.config import Config
+
+    defaults = Config()
+    batch_size = args.batch_size or defaults.model.batch_size
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+    with tempfile.TemporaryDirectory(prefix="index-throughput-", dir=out) as tmp:
+        tmp_root = Path(tmp)
+        empty_yaml = tmp_root / "empty.yaml"
+        empty_yaml.write_text("")
+        folder = prepare_photos(args.photos, args.count, args.long_side, tmp_root / "photos")
+        paths = sorted(folder.iterdir())
+        hashes = [content_hash(str(p)) for p in paths]  # also warms the page cache
+
+        encoders = {}
+        for name in args.backends:
+            started = time.perf_counter()
+            encoders[name] = load_backend(name, args.device, out / "models")
+            log(f"loaded {name} ({encoders[name].model_id}) on {encoders[name].device} "
+                f"in {time.perf_counter() - started:.1f} s")
+        results = {
+            n: BackendResult(n, e.model_id, e.device) for n, e in encoders.items()
+        }
+
+        for rep in range(args.repeats):
+            for name, encoder in encoders.items():
+                r = results[name]
+                tag = f"[{rep + 1}/{args.repeats}] {name}"
+
+                gc.collect()
+                watch = CpuWatch()
+                rate, pixels = measure_decode(
+                    paths, hashes, encoder.spec, defaults.indexer.max_image_pixels,
+                    defaults.indexer.jpeg_draft,
+                )
+                r.record(tag, "decode", rate, watch.other_share(cpus))
+                watch = CpuWatch()
+                rate = measure_bare(encoder, pixels, batch_size)
+                r.record(tag, "bare", rate, watch.other_share(cpus))
+                del pixels
+                gc.collect()
+                # Alternate the order of the two pipeline runs between repeats.
+                modes = [("pipeline", "auto"), ("pipeline_inproc", 0)]
+                for metric, workers in modes if rep % 2 == 0 else modes[::-1]:
+                    watch = CpuWatch()
+                    rate, run = measure_pipeline(
+                        encoder, folder, len(paths), tmp_root, empty_yaml, batch_size, workers
+                    )
+                    r.record(tag, metric, rate, watch.other_share(cpus),
+                             f" (decode_workers={run['decode_workers']})")
+                    r.runs.append({"metric": metric, "repeat": rep, **run})
+
+    meta = {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_facts({n: e.device for n, e in encoders.items()}),
+        "settings": {
+            "count": args.count,
+            "long_side": args.long_side,
+            "batch_size": batch_size,
+            "repeats": args.repeats,
+            "statistic": "median",
+            "decode_workers": "auto (pipeline) / 0 (pipeline_inproc)",
+            "jpeg_draft": defaults.indexer.jpeg_draft,
+            "photos": str(args.photos),
+        },
+    }
+    summaries = {n: r.summary(cpus) for n, r in results.items()}
+    meta["seconds"] = round(time.perf_counter() - wall, 1)
+    table = markdown(summaries, meta)
+    (out / "index_throughput.json").write_text(
+        json.dumps({**meta, "results": summaries}, indent=2) + "\n"
+    )
+    (out / "index_throughput.md").write_text(table)
+    print(table, end="")
+    log(f"wrote {out / 'index_throughput.json'} and {out / 'index_throughput.md'} "
+        f"({meta['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Shared fixtures: real models (tiny random CLIP, offline backend), real photos, stores."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+# No test may reach for a model hub: fail fast instead of retrying for half a minute.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from search.encoders.random_clip import build_random_clip
+
+    return build_random_clip(tmp_path_factory.mktemp("tiny-clip"), size="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_dir: Path):  # noqa: ANN201
+    from search.encoders import load_encoder
+
+    return load_encoder(str(tiny_clip_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def offline():  # noqa: ANN201
+    from search.encoders import load_encoder
+
+    return load_encoder("offline", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def samples():  # noqa: ANN201
+    from search.samples import sample_photos
+
+    photos = sample_photos()
+    assert len(photos) >= 10, "the test photos come from scikit-image, scikit-learn, matplotlib"
+    return photos
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:  # noqa: ANN001
+    from search.samples import copy_sample_photos
+
+    folder = tmp_path_factory.mktemp("samples")
+    copy_sample_photos(folder, photos=samples)
+    return folder
+
+
+@pytest.fixture
+def library(tmp_path: Path, samples) -> Path:  # noqa: ANN001
+    """A fresh, writable copy of the 12 sample photos that Python packages ship.
+
+    (Not the opencv-doc ones, so the tests see the same library on every machine.)
+    """
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in samples:
+        if not str(photo.path).startswith("/usr/share"):
+            shutil.copy2(photo.path, folder / f"{photo.name}{photo.path.suffix}")
+    return folder
+
+
+@pytest.fixture
+def make_config(tmp_path: Path):  # noqa: ANN201
+    """A Config with its own data dir; keyword overrides use dotted keys via __."""
+    from search.config import load_config
+
+    empty = tmp_path / "empty-config.yaml"
+    empty.write_text("{}\n")
+
+    def make(**overrides):  # noqa: ANN003, ANN202
+        values = {"data_dir": str(tmp_path / "data"), "indexer.decode_workers": 0}
+        values.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_config(empty, overrides=values, environ={})
+
+    return make

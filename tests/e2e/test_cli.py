@@ -1,0 +1,134 @@
+"""The pixseek command as a person runs it: real processes, real files, real kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from search.store import Embedding, File, Store
+
+
+def pixseek(data: Path, *args: str, env: dict | None = None, check: bool = True):  # noqa: ANN201
+    cmd = [sys.executable, "-m", "pixseek", "--data-dir", str(data), "--model", "offline", *args]
+    full_env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "1", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, samples):  # noqa: ANN001, ANN201
+    """One library indexed through the CLI, shared by the read-only tests below."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("cli")
+    lib = root / "photos"
+    lib.mkdir()
+    for p in samples:
+        if not str(p.path).startswith("/usr/share"):
+            shutil.copy2(p.path, lib / f"{p.name}{p.path.suffix}")
+    (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = pixseek(root / "data", "index", str(lib), "--json")
+    return root / "data", lib, json.loads(proc.stdout)
+
+
+def test_index_json_summary(indexed):  # noqa: ANN001
+    _, _, summary = indexed
+    assert summary["encoded"] == 12 and summary["failed"] == 1
+    assert {"encoded", "reused", "removed", "failed"} <= summary.keys()
+
+
+def test_search_json_is_ranked_paths_with_cosine_scores(indexed):  # noqa: ANN001
+    data, lib, _ = indexed
+    results = json.loads(pixseek(data, "search", "a cat", "-k", "5", "--json").stdout)
+    assert len(results) == 5
+    assert Path(results[0]["path"]).name == "chelsea_cat.png"
+    scores = [r["score"] for r in results]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+
+
+def test_search_plain_output(indexed):  # noqa: ANN001
+    data, lib, _ = indexed
+    lines = pixseek(data, "search", "a motorbike", "-k", "2").stdout.splitlines()
+    assert len(lines) == 2 and lines[0].split(maxsplit=1)[1].endswith("yamaha_motorcycle.png")
+
+
+def test_search_by_example_image(indexed):  # noqa: ANN001
+    data, lib, _ = indexed
+    query = lib / "espresso_cup.png"
+    results = json.loads(pixseek(data, "search", "--image", str(query), "--json").stdout)
+    assert results[0]["path"] == str(query) and results[0]["score"] > 0.999
+
+
+def test_classify_is_a_softmax_over_labels(indexed):  # noqa: ANN001
+    data, lib, _ = indexed
+    out = pixseek(data, "classify", str(lib / "chelsea_cat.png"), "a dog", "a cat", "a car",
+                  "--json").stdout
+    ranked = json.loads(out)
+    assert ranked[0]["label"] == "a cat"
+    assert sum(r["probability"] for r in ranked) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_status_json(indexed):  # noqa: ANN001
+    data, _, _ = indexed
+    info = json.loads(pixseek(data, "status", "--json").stdout)
+    assert (info["files"], info["indexed"], info["failed"]) == (13, 12, 1)
+    assert info["index_current"] is True
+    assert info["failures"][0]["path"].endswith("broken.jpg")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "   "], "the query is empty"),
+        (["search", "x" * 5000], "the limit is 1000"),
+        (["search", "--image", "/nonexistent.jpg"], "cannot read the query image"),
+        (["index", "/no/such/folder"], "no such file or folder"),
+        (["--model", "org/not-a-model", "search", "cat"], "cannot load model 'org/not-a-model'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(indexed, args, message):  # noqa: ANN001
+    data, _, _ = indexed
+    proc = pixseek(data, *args, check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_config_names_the_key(tmp_path):  # noqa: ANN001
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model:\n  batch_size: -1\n")
+    proc = pixseek(tmp_path, "--config", str(cfg), "status", check=False)
+    assert proc.returncode != 0 and "model.batch_size" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_db_upgrade(tmp_path):  # noqa: ANN001
+    assert "revision 0001" in pixseek(tmp_path / "d", "db", "upgrade").stdout
+
+
+def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):  # noqa: ANN001
+    data = tmp_path / "data"
+    crash = {"PIXSEEK_CRASH_AFTER_BATCHES": "2", "PIXSEEK_MODEL_BATCH_SIZE": "3"}
+    proc = pixseek(data, "index", str(library), "--json", env=crash, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    store = Store(f"sqlite:///{data / 'pixseek.db'}")
+    with store.session() as s:
+        committed = s.scalar(select(func.count(Embedding.id)))
+    assert committed == 6  # two batches of three made it, the rest was lost mid-flight
+
+    summary = json.loads(pixseek(data, "index", str(library), "--json").stdout)
+    assert summary["encoded"] == 12 - committed and summary["unchanged"] == committed
+    with store.session() as s:
+        assert s.scalar(select(func.count(Embedding.id))) == 12
+        assert s.scalar(select(func.count(File.id))) == 12
+    store.close()
+    info = json.loads(pixseek(data, "status", "--json").stdout)
+    assert (info["indexed"], info["index_current"]) == (12, True)

@@ -1,0 +1,173 @@
+"""Indexing a real folder with a real model into a real SQLite file and FAISS index."""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from indexer.pipeline import Indexer
+from search.engine import Engine
+from search.store import STATUS_FAILED, Content, Embedding, File, Store
+
+
+def run(config, encoder, *roots):  # noqa: ANN001, ANN002, ANN201
+    store = Store(config.db_url)
+    try:
+        return Indexer(config, store, encoder, progress=False).index([str(r) for r in roots])
+    finally:
+        store.close()
+
+
+def counts(config) -> dict[str, int]:  # noqa: ANN001
+    store = Store(config.db_url)
+    with store.session() as s:
+        out = {
+            "files": s.scalar(select(func.count(File.id))),
+            "contents": s.scalar(select(func.count(Content.id))),
+            "embeddings": s.scalar(select(func.count(Embedding.id))),
+        }
+    store.close()
+    return out
+
+
+def top_paths(config, encoder, query: str, k: int = 3) -> list[str]:  # noqa: ANN001
+    engine = Engine(config, encoder=encoder)
+    try:
+        return [r.path for r in engine.search_text(query, k)]
+    finally:
+        engine.close()
+
+
+def test_index_then_search_finds_the_cat(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    summary = run(config, offline, library)
+    assert (summary.seen, summary.encoded, summary.failed) == (12, 12, 0)
+    assert Path(top_paths(config, offline, "a cat")[0]).name == "chelsea_cat.png"
+
+
+def test_second_run_reads_nothing_again(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    run(config, offline, library)
+    again = run(config, offline, library)
+    assert (again.unchanged, again.encoded, again.reused, again.removed) == (12, 0, 0, 0)
+    assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
+
+
+def test_rename_move_and_duplicate_cost_no_encode(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    run(config, offline, library)
+    (library / "sub").mkdir()
+    (library / "chelsea_cat.png").rename(library / "sub" / "renamed.png")
+    shutil.copy2(library / "espresso_cup.png", library / "copy of espresso.png")
+    summary = run(config, offline, library)
+    assert (summary.encoded, summary.reused, summary.removed) == (0, 2, 1)
+    assert counts(config) == {"files": 13, "contents": 12, "embeddings": 12}
+    assert top_paths(config, offline, "a cat", 1) == [str(library / "sub" / "renamed.png")]
+    engine = Engine(config, encoder=offline)
+    coffee = [r for r in engine.search_text("a cup of coffee", 3) if "espresso" in r.path][0]
+    assert len(coffee.paths) == 2  # one result, both paths
+    engine.close()
+
+
+def test_deleted_file_leaves_the_results(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    run(config, offline, library)
+    (library / "chelsea_cat.png").unlink()
+    assert run(config, offline, library).removed == 1
+    assert all("chelsea" not in p for p in top_paths(config, offline, "a cat", 12))
+
+
+def test_changed_file_is_encoded_again(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    run(config, offline, library)
+    target = library / "chelsea_cat.png"
+    Image.open(library / "espresso_cup.png").save(target)  # same name, now a coffee cup
+    summary = run(config, offline, library)
+    assert summary.encoded == 1 and summary.unchanged == 11
+    top = top_paths(config, offline, "a cup of coffee", 2)
+    assert str(target) in top
+
+
+def write_bad_corpus(folder: Path, good: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    jpeg = good.read_bytes()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not an image\n" * 20)
+    (folder / "noise.jpg").write_bytes(os.urandom(4000))
+    (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    Image.new("1", (20000, 20000)).save(folder / "bomb.png")
+    (folder / "ünïcode name ✓.jpg").write_bytes(jpeg)
+
+
+def test_bad_files_are_recorded_and_skipped(make_config, offline, tmp_path, samples):  # noqa: ANN001
+    config = make_config()
+    good = next(p.path for p in samples if p.path.suffix == ".jpg")
+    folder = tmp_path / "bad"
+    write_bad_corpus(folder, good)
+    summary = run(config, offline, folder)
+    assert (summary.encoded, summary.failed) == (1, 5)
+    store = Store(config.db_url)
+    with store.session() as s:
+        reasons = dict(
+            s.execute(select(File.path, File.error).where(File.status == STATUS_FAILED)).all()
+        )
+    store.close()
+    reasons = {Path(p).name: e for p, e in reasons.items()}
+    assert reasons["empty.jpg"] == "empty file (0 bytes)"
+    assert "not an image" in reasons["notes.png"] and "not an image" in reasons["noise.jpg"]
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    # Retried only when the file changes.
+    again = run(config, offline, folder)
+    assert (again.failed, again.unchanged) == (0, 6)
+    (folder / "empty.jpg").write_bytes(good.read_bytes())
+    fixed = run(config, offline, folder)
+    assert (fixed.failed, fixed.reused) == (0, 1)  # same bytes as the unicode-named photo
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_recorded(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    (library / "chelsea_cat.png").chmod(0)
+    summary = run(config, offline, library)
+    assert summary.failed == 1 and "ermission" in summary.failures[0]["error"]
+
+
+def test_decode_workers_give_the_same_vectors(make_config, offline, library):  # noqa: ANN001
+    inproc, workers = make_config(), make_config(data_dir=str(library.parent / "d2"))
+    workers.indexer.decode_workers = 2
+    run(inproc, offline, library)
+    run(workers, offline, library)
+    vecs = []
+    for cfg in (inproc, workers):
+        store = Store(cfg.db_url)
+        with store.session() as s:
+            rows = s.execute(
+                select(Content.hash, Embedding.vector).join(Embedding).order_by(Content.hash)
+            ).all()
+        store.close()
+        vecs.append(np.stack([np.frombuffer(v, "<f4") for _, v in rows]))
+    np.testing.assert_allclose(vecs[0], vecs[1], atol=1e-6)
+
+
+def test_new_model_re_encodes_into_its_own_index(make_config, offline, tiny_clip, library):  # noqa: ANN001
+    config = make_config()
+    run(config, offline, library)
+    summary = run(config, tiny_clip, library)
+    assert summary.encoded == 12  # same contents, new vector space
+    store = Store(config.db_url)
+    with store.session() as s:
+        per_model = dict(
+            s.execute(select(Embedding.model, func.count()).group_by(Embedding.model)).all()
+        )
+    store.close()
+    assert per_model == {offline.model_id: 12, tiny_clip.model_id: 12}
+    indexes = sorted(p.name for p in config.data_path.glob("index-*.faiss"))
+    assert len(indexes) == 2
+    # Each index answers in its own model's space.
+    assert Path(top_paths(config, offline, "a cat")[0]).name == "chelsea_cat.png"
+    assert len(top_paths(config, tiny_clip, "a cat", 12)) == 12

@@ -1,0 +1,174 @@
+"""The fast image path against the checkpoint's own processor, at the pixel-tensor level.
+
+Random-weight towers barely react to their input, so an embedding comparison would prove
+nothing: the tensors themselves are compared (DESIGN: Models).
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from search.encoders.clip import spec_from_processor_config
+from search.preprocess import BadImage, decode, prepare, to_rgb
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_clip_dir):  # noqa: ANN001, ANN201
+    # transformers' PIL image processor for the checkpoint (the torchvision one needs
+    # torchvision, which the CPU torch build here cannot import).
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil.from_pretrained(tiny_clip_dir)
+
+
+def reference_pixels(reference, img: Image.Image) -> np.ndarray:  # noqa: ANN001
+    return reference(images=img, return_tensors="np")["pixel_values"][0]
+
+
+def test_spec_reads_the_checkpoint_processor_config(tiny_clip):  # noqa: ANN001
+    spec = tiny_clip.spec
+    assert (spec.resize_shortest, spec.crop, spec.resample) == (224, (224, 224), 3)
+    assert spec.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+
+
+def test_siglip_style_config_resizes_to_a_square_without_crop():
+    spec = spec_from_processor_config(
+        {"size": {"height": 384, "width": 384}, "do_center_crop": False,
+         "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "resample": 2}
+    )
+    assert (spec.resize_to, spec.crop, spec.resize_shortest) == ((384, 384), None, None)
+    out = prepare(Image.new("RGB", (640, 480), (255, 0, 0)), spec)
+    assert out.shape == (3, 384, 384)
+    assert out[0].mean() == pytest.approx(1.0) and out[1].mean() == pytest.approx(-1.0)
+
+
+def test_fast_path_matches_clip_image_processor_on_real_photos(samples, tiny_clip, reference):  # noqa: ANN001
+    for photo in samples:
+        ours = decode(photo.path.read_bytes(), tiny_clip.spec, draft=False).pixels
+        with Image.open(photo.path) as img:
+            theirs = reference_pixels(reference, img.convert("RGB"))
+        assert ours.shape == theirs.shape == (3, 224, 224)
+        mad = float(np.abs(ours - theirs).mean())
+        assert mad < 0.01, f"{photo.name}: mean abs difference {mad:.4f}"
+
+
+def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, reference):  # noqa: ANN001
+    from search.samples import make_benchmark_photos
+
+    photos = make_benchmark_photos(tmp_path, count=8, long_side=4000)
+    worst = 0.0
+    for path in photos:
+        data = path.read_bytes()
+        fast = decode(data, tiny_clip.spec, draft=True).pixels
+        exact = decode(data, tiny_clip.spec, draft=False).pixels
+        with Image.open(path) as img:
+            from PIL import ImageOps
+
+            theirs = reference_pixels(reference, ImageOps.exif_transpose(img).convert("RGB"))
+        assert float(np.abs(exact - theirs).mean()) < 0.01
+        worst = max(worst, float(np.abs(fast - theirs).mean()))
+    assert worst < 0.03, f"draft decoding differs by {worst:.4f}"
+
+
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:  # noqa: ANN003
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "extra"),
+    [
+        ("RGB", "JPEG", {}),
+        ("CMYK", "JPEG", {}),
+        ("L", "PNG", {}),
+        ("P", "PNG", {}),
+        ("RGBA", "PNG", {}),
+        ("LA", "PNG", {}),
+        ("I;16", "PNG", {}),
+        ("1", "BMP", {}),
+        ("RGB", "WEBP", {}),
+        ("RGB", "TIFF", {}),
+        ("RGB", "GIF", {"save_all": True}),
+    ],
+)
+def test_formats_and_modes_decode_to_the_model_tensor(tiny_clip, mode, fmt, extra):  # noqa: ANN001
+    img = Image.new(mode, (300, 200))
+    if mode == "I;16":
+        img = Image.fromarray((np.arange(300 * 200).reshape(200, 300) % 65536).astype(np.uint16))
+    data = encode(img, fmt, **extra)
+    out = decode(data, tiny_clip.spec)
+    assert out.pixels.shape == (3, 224, 224) and out.pixels.dtype == np.float32
+    assert (out.width, out.height, out.format) == (300, 200, fmt)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    arr = np.full((10, 10), 32768, dtype=np.uint16)  # mid grey in 16 bits
+    rgb = to_rgb(Image.fromarray(arr))
+    assert rgb.getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_transparent_pixels_go_onto_white():
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert to_rgb(img).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_gif_uses_the_first_frame(tiny_clip):  # noqa: ANN001
+    frames = [Image.new("RGB", (64, 64), c) for c in ((255, 0, 0), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    px = decode(buf.getvalue(), tiny_clip.spec).pixels
+    assert px[0].mean() > 1 and px[2].mean() < 0  # red, not blue
+
+
+def test_exif_orientation_is_applied(tiny_clip):  # noqa: ANN001
+    # Stored landscape, left half red; orientation 6 = rotate 90 degrees clockwise to view,
+    # so the viewer sees a portrait with the red half on top.
+    img = Image.new("RGB", (400, 200), (0, 0, 255))
+    img.paste((255, 0, 0), (0, 0, 200, 200))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x0110] = "Test Camera"
+    exif[0x010F] = "ACME"
+    out = decode(encode(img, "JPEG", exif=exif.tobytes()), tiny_clip.spec, draft=False)
+    assert (out.width, out.height) == (200, 400)
+    assert out.camera == "ACME Test Camera"
+    red = out.pixels[0]
+    assert red[:50].mean() > red[-50:].mean() + 1
+
+
+def test_exif_capture_time(tiny_clip):  # noqa: ANN001
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2021:07:04 18:30:00"
+    data = encode(Image.new("RGB", (64, 64)), "JPEG", exif=exif.tobytes())
+    assert decode(data, tiny_clip.spec).taken_at.isoformat() == "2021-07-04T18:30:00"
+
+
+def bad_corpus(tmp_path: Path, sample: Path) -> dict[str, bytes]:
+    jpeg = encode(Image.open(sample).convert("RGB"), "JPEG")
+    bomb = encode(Image.new("1", (20000, 20000)), "PNG")  # 400 Mpx in a few kilobytes
+    return {
+        "empty.jpg": b"",
+        "text.png": b"this is not an image at all\n" * 10,
+        "random.jpg": bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)),
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+        "bomb.png": bomb,
+        "header-only.png": encode(Image.new("RGB", (50, 50)), "PNG")[:40],
+    }
+
+
+def test_bad_files_raise_badimage_with_a_reason(tmp_path, samples, tiny_clip):  # noqa: ANN001
+    reasons = {}
+    for name, data in bad_corpus(tmp_path, samples[0].path).items():
+        with pytest.raises(BadImage) as err:
+            decode(data, tiny_clip.spec)
+        reasons[name] = str(err.value)
+    assert reasons["empty.jpg"] == "empty file (0 bytes)"
+    assert "not an image" in reasons["text.png"]
+    assert "not an image" in reasons["random.jpg"]
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    assert reasons["header-only.png"]
