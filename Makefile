@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 DATA ?= ./library-data
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test bench bench-index clean
 
 # torch is pinned to the CPU build that these machines install from local disk; on a CUDA
 # machine install the CUDA build of torch into the venv first and it is kept.
@@ -33,7 +33,15 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
+# Retrieval Recall@K of the offline model on the captioned sample photos.
 bench: setup
+	$(VENV)/bin/pixseek bench samples $(DATA)/bench-set
+	$(VENV)/bin/pixseek --data-dir $(DATA) bench retrieval --captions $(DATA)/bench-set/captions.csv \
+	  --images $(DATA)/bench-set --model offline \
+	  --json bench-out/retrieval.json --markdown bench-out/retrieval.md
+
+# Indexing throughput against the bare model (several minutes).
+bench-index: setup
 	$(PY) benchmarks/index_throughput.py
 
 clean:

@@ -96,14 +96,32 @@ class Indexer:
     # -- entry point ---------------------------------------------------------------------
 
     def index(self, roots: Iterable[str | Path]) -> IndexSummary:
-        summary = IndexSummary()
-        started = time.perf_counter()
+        """Index folders (or single files); files gone from a scanned folder are removed."""
         resolved = []
         for root in roots:
             path = Path(root).expanduser()
             if not path.exists():
                 raise PixseekError(f"no such file or folder: {root}")
             resolved.append(str(path.resolve()))
+        return self._run([(root, self.scanner.walk(root)) for root in resolved])
+
+    def index_files(self, paths: Iterable[str | Path]) -> IndexSummary:
+        """Index exactly these files, batched together (a benchmark's image list)."""
+
+        def stat_all() -> Iterator[Seen]:
+            for p in paths:
+                path = str(Path(p).expanduser().resolve())
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    raise PixseekError(f"cannot read {p}: {exc.strerror or exc}") from None
+                yield Seen(path, st.st_size, st.st_mtime_ns)
+
+        return self._run([(None, stat_all())])
+
+    def _run(self, streams: list[tuple[str | None, Iterator[Seen]]]) -> IndexSummary:
+        summary = IndexSummary()
+        started = time.perf_counter()
         workers = self.config.indexer.worker_count()
         pool: Executor | None = None
         if workers > 0:
@@ -118,13 +136,13 @@ class Indexer:
             bar = tqdm(unit=" files", desc="indexing", dynamic_ncols=True)
         try:
             with ThreadPoolExecutor(self.config.indexer.hash_threads) as hashers:
-                for root in resolved:
-                    for chunk in _chunks(self.scanner.walk(root), CHUNK):
+                for root, files in streams:
+                    for chunk in _chunks(files, CHUNK):
                         self._index_chunk(chunk, summary, hashers, pool)
                         if bar is not None:
                             bar.update(len(chunk))
                             bar.set_postfix(encoded=summary.encoded, failed=summary.failed)
-                    if os.path.isdir(root):
+                    if root is not None and os.path.isdir(root):
                         summary.removed += self._remove_missing(root)
         finally:
             if bar is not None:

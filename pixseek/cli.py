@@ -228,6 +228,64 @@ def upgrade(ctx: click.Context) -> None:
     store.close()
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks: retrieval Recall@K against captioned image sets."""
+
+
+@bench.command()
+@click.option("--captions", "captions_file", required=True, type=click.Path(),
+              help="Karpathy split JSON, COCO captions JSON, or CSV/TSV of image,caption.")
+@click.option("--images", "images_dir", required=True, type=click.Path(),
+              help="Folder the caption file's image paths are relative to.")
+@click.option("--model", "models", multiple=True,
+              help="Model to evaluate; repeat for several (default: the configured model).")
+@click.option("--split", default="test", show_default=True,
+              help="Karpathy split to use ('all' for every image).")
+@click.option("--dataset", help="flickr30k or coco, for --compare (inferred from Karpathy files).")
+@click.option("--compare", "with_published", is_flag=True,
+              help="Show published numbers for known models beside ours.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False),
+              help="Write a markdown table here.")
+@click.pass_context
+def retrieval(ctx: click.Context, captions_file, images_dir, models, split, dataset,  # noqa: ANN001
+              with_published, json_file, markdown_file) -> None:
+    """Text-to-image and image-to-text Recall@1/5/10 and median rank, per model."""
+    from pixseek.bench import results_json, run_retrieval, write_atomic
+    from search.evaluation.report import format_markdown, format_table
+
+    config = _config(ctx)
+    results, comparisons = run_retrieval(
+        config, Path(captions_file), Path(images_dir), list(models) or [config.model.name],
+        split=None if split == "all" else split, dataset=dataset,
+        with_published=with_published,
+    )
+    click.echo(
+        f"{results['dataset']}: {results['n_images']} images, {results['n_captions']} captions"
+    )
+    click.echo(format_table(results, comparisons if with_published else None), nl=False)
+    if with_published and not comparisons:
+        click.echo("no published numbers for these models on this dataset", err=True)
+    if json_file:
+        write_atomic(Path(json_file), results_json(results, comparisons))
+    if markdown_file:
+        write_atomic(Path(markdown_file), format_markdown(results, comparisons or None))
+
+
+@bench.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+def samples(dest) -> None:  # noqa: ANN001
+    """Copy the sample photos and their captions.csv into DEST (a captioned test set)."""
+    from search.samples import copy_sample_photos, write_captions_csv
+
+    folder = Path(dest)
+    folder.mkdir(parents=True, exist_ok=True)
+    copied = copy_sample_photos(folder)
+    csv = write_captions_csv(folder)
+    click.echo(f"{len(copied)} photos and {csv}")
+
+
 @cli.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:

@@ -1,0 +1,152 @@
+"""``pixseek bench retrieval``: text-to-image / image-to-text Recall@K for one or more models.
+
+Images go through the normal indexing pipeline into a store of their own
+(``<data_dir>/bench``), so a second run, or a second benchmark over the same images, reuses
+the stored vectors, and benchmark images never show up in the library's searches. Captions
+are encoded in batches. The metrics (search.evaluation) are computed from the stored
+vectors; outputs are written only once every model has finished, each file atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from indexer.pipeline import Indexer
+from search.config import Config
+from search.encoders import Encoder, load_encoder
+from search.errors import InputError
+from search.evaluation.captions import CaptionSet, load_caption_set
+from search.evaluation.metrics import retrieval_metrics
+from search.evaluation.published import compare, known_datasets, published
+from search.store import STATUS_FAILED, Embedding, File, Store, blob_to_vector
+
+TEXT_BATCH = 256
+MAX_LISTED = 5
+
+
+def image_paths(captions: CaptionSet, images_dir: Path) -> list[Path]:
+    """Absolute image paths in caption-set order; every one must exist."""
+    if not images_dir.is_dir():
+        raise InputError(f"the images folder {images_dir} does not exist")
+    paths = [images_dir / rel for rel in captions.images]
+    missing = [str(rel) for rel, p in zip(captions.images, paths, strict=True) if not p.is_file()]
+    if missing:
+        listed = ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else "")
+        raise InputError(
+            f"{len(missing)} of {len(paths)} images named in {captions.name} are missing "
+            f"from {images_dir}: {listed}"
+        )
+    return paths
+
+
+def stored_image_vectors(store: Store, model: str, paths: list[Path]) -> np.ndarray:
+    """The model's vectors for these files, in order; a file that failed is an error."""
+    wanted = [str(p.resolve()) for p in paths]
+    found: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        with store.session() as s:
+            for path, vec in s.execute(
+                select(File.path, Embedding.vector)
+                .join(Embedding, Embedding.content_id == File.content_id)
+                .where(File.path.in_(part), Embedding.model == model)
+            ):
+                found[path] = blob_to_vector(vec)
+            for path, error in s.execute(
+                select(File.path, File.error).where(
+                    File.path.in_(part), File.status == STATUS_FAILED
+                )
+            ):
+                failed[path] = error
+    if failed:
+        first = next(iter(failed.items()))
+        raise InputError(
+            f"{len(failed)} benchmark images could not be decoded, e.g. {first[0]}: {first[1]}"
+        )
+    missing = [p for p in wanted if p not in found]
+    if missing:
+        raise InputError(f"{len(missing)} images have no vector after indexing, e.g. {missing[0]}")
+    return np.stack([found[p] for p in wanted])
+
+
+def encode_captions(encoder: Encoder, captions: list[str]) -> np.ndarray:
+    parts = [
+        encoder.encode_texts(captions[i:i + TEXT_BATCH])
+        for i in range(0, len(captions), TEXT_BATCH)
+    ]
+    return np.concatenate(parts)
+
+
+def infer_dataset(captions: CaptionSet) -> str | None:
+    head = captions.name.split("-")[0].lower()
+    return head if head in known_datasets() else None
+
+
+def run_retrieval(
+    config: Config,
+    captions_file: Path,
+    images_dir: Path,
+    models: list[str],
+    split: str | None = "test",
+    dataset: str | None = None,
+    with_published: bool = False,
+    progress: bool | None = None,
+) -> tuple[dict, dict]:
+    """Returns (results, comparisons) ready for search.evaluation.report."""
+    captions = load_caption_set(captions_file, split=split)
+    paths = image_paths(captions, images_dir)
+    dataset = dataset or infer_dataset(captions)
+    bench_config = config.model_copy(update={"data_dir": config.data_path / "bench"})
+    if config.database_url:
+        bench_config = bench_config.model_copy(update={"database_url": None})
+    store = Store(bench_config.db_url)
+    results: dict = {
+        "dataset": dataset or captions.name,
+        "captions_file": str(captions_file),
+        "split": split,
+        "n_images": captions.n_images,
+        "n_captions": captions.n_captions,
+        "models": {},
+    }
+    comparisons: dict = {}
+    try:
+        for name in models:
+            started = time.perf_counter()
+            m = config.model
+            encoder = load_encoder(name, device=m.device, fp16=m.fp16)
+            summary = Indexer(bench_config, store, encoder, progress=progress).index_files(paths)
+            image_vecs = stored_image_vectors(store, encoder.model_id, paths)
+            text_vecs = encode_captions(encoder, captions.captions)
+            metrics = retrieval_metrics(text_vecs, image_vecs, captions.caption_image)
+            metrics["model_id"] = encoder.model_id
+            metrics["images_encoded"] = summary.encoded
+            metrics["images_reused"] = summary.reused + summary.unchanged
+            metrics["seconds"] = round(time.perf_counter() - started, 2)
+            results["models"][name] = metrics
+            if with_published and dataset and published(encoder.model_id, dataset):
+                comparisons[name] = compare(metrics, encoder.model_id, dataset)
+            del encoder
+    finally:
+        store.close()
+    return results, comparisons
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def results_json(results: dict, comparisons: dict) -> str:
+    out = dict(results)
+    if comparisons:
+        out["published"] = comparisons
+    return json.dumps(out, indent=2) + "\n"
