@@ -89,10 +89,13 @@ def test_offline_backend_on_the_sample_caption_set(offline, samples):  # noqa: A
     """All photos, all three captions each: the figure DESIGN.md tracks (R@1 0.52 there)."""
     pixels = np.stack([decode(p.path.read_bytes(), offline.spec).pixels for p in samples])
     captions = [(c, i) for i, p in enumerate(samples) for c in p.captions]
-    m = retrieval_metrics(
+    both = retrieval_metrics(
         offline.encode_texts([c for c, _ in captions]),
         offline.encode_pixels(pixels),
         [i for _, i in captions],
-    )["text_to_image"]
-    # Measured 0.49 / 0.83 on the 37 photos with opencv-doc; fewer photos rank easier.
-    assert m["R@1"] >= 0.4 and m["R@5"] >= 0.7, m
+    )
+    # Measured R@1 0.52 / 0.51 and R@5 0.83 / 0.78 (text->image / image->text) on the 37
+    # photos with opencv-doc; with fewer photos ranking is easier.
+    for direction in ("text_to_image", "image_to_text"):
+        m = both[direction]
+        assert m["R@1"] >= 0.42 and m["R@5"] >= 0.7, (direction, m)
