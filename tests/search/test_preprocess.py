@@ -105,6 +105,15 @@ def test_formats_and_modes_decode_to_the_model_tensor(tiny_clip, mode, fmt, extr
     assert (out.width, out.height, out.format) == (300, 200, fmt)
 
 
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heic_and_avif_when_pillow_heif_is_installed(tiny_clip, fmt):  # noqa: ANN001
+    pytest.importorskip("pillow_heif")
+    img = Image.new("RGB", (320, 240), (200, 30, 30))
+    out = decode(encode(img, fmt), tiny_clip.spec)
+    assert out.pixels.shape == (3, 224, 224) and (out.width, out.height) == (320, 240)
+    assert out.pixels[0].mean() > 1  # still red
+
+
 def test_sixteen_bit_grey_is_scaled_not_clipped():
     arr = np.full((10, 10), 32768, dtype=np.uint16)  # mid grey in 16 bits
     rgb = to_rgb(Image.fromarray(arr))
