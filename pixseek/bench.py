@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from indexer.lock import IndexLock
 from indexer.pipeline import Indexer
 from search.config import Config
 from search.encoders import Encoder, load_encoder
@@ -106,7 +107,6 @@ def run_retrieval(
     bench_config = config.model_copy(update={"data_dir": config.data_path / "bench"})
     if config.database_url:
         bench_config = bench_config.model_copy(update={"database_url": None})
-    store = Store(bench_config.db_url)
     results: dict = {
         "dataset": dataset or captions.name,
         "captions_file": str(captions_file),
@@ -116,26 +116,42 @@ def run_retrieval(
         "models": {},
     }
     comparisons: dict = {}
-    try:
-        for name in models:
-            started = time.perf_counter()
-            m = config.model
-            encoder = load_encoder(name, device=m.device, fp16=m.fp16)
-            summary = Indexer(bench_config, store, encoder, progress=progress).index_files(paths)
-            image_vecs = stored_image_vectors(store, encoder.model_id, paths)
-            text_vecs = encode_captions(encoder, captions.captions)
-            metrics = retrieval_metrics(text_vecs, image_vecs, captions.caption_image)
-            metrics["model_id"] = encoder.model_id
-            metrics["images_encoded"] = summary.encoded
-            metrics["images_reused"] = summary.reused + summary.unchanged
-            metrics["seconds"] = round(time.perf_counter() - started, 2)
-            results["models"][name] = metrics
-            if with_published and dataset and published(encoder.model_id, dataset):
-                comparisons[name] = compare(metrics, encoder.model_id, dataset)
-            del encoder
-    finally:
-        store.close()
+    with IndexLock(bench_config.data_path):
+        store = Store(bench_config.db_url)
+        try:
+            for name in models:
+                metrics = _evaluate(name, config, bench_config, store, paths, captions, progress)
+                results["models"][name] = metrics
+                model_id = metrics["model_id"]
+                if with_published and dataset and published(model_id, dataset):
+                    comparisons[name] = compare(metrics, model_id, dataset)
+        finally:
+            store.close()
     return results, comparisons
+
+
+def _evaluate(
+    name: str,
+    config: Config,
+    bench_config: Config,
+    store: Store,
+    paths: list[Path],
+    captions: CaptionSet,
+    progress: bool | None,
+) -> dict:
+    """Index the images with one model, encode the captions, compute the metrics."""
+    started = time.perf_counter()
+    m = config.model
+    encoder = load_encoder(name, device=m.device, fp16=m.fp16)
+    summary = Indexer(bench_config, store, encoder, progress=progress).index_files(paths)
+    image_vecs = stored_image_vectors(store, encoder.model_id, paths)
+    text_vecs = encode_captions(encoder, captions.captions)
+    metrics = retrieval_metrics(text_vecs, image_vecs, captions.caption_image)
+    metrics["model_id"] = encoder.model_id
+    metrics["images_encoded"] = summary.encoded
+    metrics["images_reused"] = summary.reused + summary.unchanged
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    return metrics
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -137,10 +137,11 @@ class VectorIndex:
 
     def is_current(self) -> bool:
         """Whether the saved file reflects the store now (what ``pixseek status`` reports)."""
+        state = self.store.embedding_state(self.model_id)
+        if state == (0, 0):
+            return True  # nothing to index: no file is needed
         probe = VectorIndex(self.store, self.model_id, self.path.parent, self.kind)
-        if not probe._load():
-            return False
-        return (probe.max_id, probe.count) == self.store.embedding_state(self.model_id)
+        return probe._load() and (probe.max_id, probe.count) == state
 
     # -- searching ------------------------------------------------------------------------
 

@@ -92,8 +92,9 @@ def test_one_index_per_model_never_mixed(store, tmp_path):  # noqa: ANN001
 
 
 def test_is_current_tracks_the_store(store, tmp_path):  # noqa: ANN001
-    add_vectors(store, unit(5))
     index = VectorIndex(store, MODEL, tmp_path)
+    assert index.is_current()  # an empty store needs no index file
+    add_vectors(store, unit(5))
     assert not index.is_current()
     index.open().save()
     assert index.is_current()
