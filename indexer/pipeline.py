@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -49,6 +50,7 @@ from search.store import (
 from search.vectors import VectorIndex
 
 CHUNK = 512
+SMALL_RUN = 8  # fewer files than this to decode: no worker processes
 CRASH_ENV = "PIXSEEK_CRASH_AFTER_BATCHES"
 
 
@@ -63,6 +65,7 @@ class IndexSummary:
     removed: int = 0  # files gone from disk, removed from the store
     failed: int = 0  # bad files recorded in this run
     seconds: float = 0.0
+    cancelled: bool = False  # stopped early on request; a later run finishes the job
     failures: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -90,6 +93,10 @@ class Indexer:
         self.scanner = Scanner(cfg.extensions, cfg.ignore, cfg.follow_symlinks)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.batches_committed = 0
+        self._pool: Executor | None = None
+        # Set from another thread (a signal handler, the watcher) to stop after the chunk
+        # in flight: everything committed so far stays, the next run picks up the rest.
+        self.cancel = threading.Event()
         crash = os.environ.get(CRASH_ENV)
         self._crash_after = int(crash) if crash else None
 
@@ -122,13 +129,6 @@ class Indexer:
     def _run(self, streams: list[tuple[str | None, Iterator[Seen]]]) -> IndexSummary:
         summary = IndexSummary()
         started = time.perf_counter()
-        workers = self.config.indexer.worker_count()
-        pool: Executor | None = None
-        if workers > 0:
-            # spawn, not fork: forking a process that holds torch's threads can deadlock.
-            pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
-            )
         bar = None
         if self.progress:
             from tqdm import tqdm
@@ -138,22 +138,31 @@ class Indexer:
             with ThreadPoolExecutor(self.config.indexer.hash_threads) as hashers:
                 for root, files in streams:
                     for chunk in _chunks(files, CHUNK):
-                        self._index_chunk(chunk, summary, hashers, pool)
+                        if self.cancel.is_set():
+                            break
+                        self._index_chunk(chunk, summary, hashers)
                         if bar is not None:
                             bar.update(len(chunk))
                             bar.set_postfix(encoded=summary.encoded, failed=summary.failed)
+                    if self.cancel.is_set():
+                        summary.cancelled = True
+                        break
                     if root is not None and os.path.isdir(root):
                         summary.removed += self._remove_missing(root)
         finally:
             if bar is not None:
                 bar.close()
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(cancel_futures=True)
+                self._pool = None
         vectors = VectorIndex(
             self.store, self.model, self.config.data_path, self.config.index.kind,
             self.config.index.use_gpu,
-        ).open()
-        vectors.save()
+        )
+        # Only new vectors change the cache; a run that encoded nothing (the watcher's
+        # usual case) leaves a current file alone instead of rewriting it.
+        if summary.encoded or not vectors.is_current():
+            vectors.open().save()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
@@ -164,7 +173,6 @@ class Indexer:
         chunk: list[Seen],
         summary: IndexSummary,
         hashers: Executor,
-        pool: Executor | None,
     ) -> None:
         summary.seen += len(chunk)
         paths = [s.path for s in chunk]
@@ -234,11 +242,23 @@ class Indexer:
                 self._upsert_files(s, [(f, cid, STATUS_OK, None) for f, cid in reuse])
             summary.reused += len(reuse)
         self._record_failures(failures, summary)
-        self._encode_pending(list(pending.values()), summary, pool)
+        self._encode_pending(list(pending.values()), summary)
 
-    def _encode_pending(
-        self, pending: list[_Pending], summary: IndexSummary, pool: Executor | None
-    ) -> None:
+    def _decode_pool(self, jobs: int) -> Executor | None:
+        """Worker processes, started on first need: a run that decodes a handful of files
+        (an incremental run, the watcher) does it in-process instead of paying the start."""
+        workers = self.config.indexer.worker_count()
+        if workers == 0 or jobs < SMALL_RUN:
+            return self._pool
+        if self._pool is None:
+            # spawn, not fork: forking a process that holds torch's threads can deadlock.
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
+            )
+        return self._pool
+
+    def _encode_pending(self, pending: list[_Pending], summary: IndexSummary) -> None:
+        pool = self._decode_pool(len(pending))
         cfg = self.config.indexer
         batch_size = self.config.model.batch_size
         jobs = (

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -84,7 +87,9 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> No
     ctx.obj = {"config": config}
 
 
-def _index(config: Config, paths: list[str], progress: bool | None = None):  # noqa: ANN202
+@contextmanager
+def _indexer(config: Config, progress: bool | None = None) -> Iterator:
+    """The indexer for this data directory, holding its lock (one indexer at a time)."""
     from indexer.lock import IndexLock
     from indexer.pipeline import Indexer
     from search.encoders import load_encoder
@@ -92,12 +97,24 @@ def _index(config: Config, paths: list[str], progress: bool | None = None):  # n
 
     with IndexLock(config.data_path):
         store = Store(config.db_url)
-        m = config.model
-        encoder = load_encoder(m.name, device=m.device, fp16=m.fp16)
         try:
-            return Indexer(config, store, encoder, progress=progress).index(paths)
+            m = config.model
+            encoder = load_encoder(m.name, device=m.device, fp16=m.fp16)
+            yield Indexer(config, store, encoder, progress=progress)
         finally:
             store.close()
+
+
+def _index(config: Config, paths: list[str]):  # noqa: ANN202
+    with _indexer(config) as indexer:
+        return indexer.index(paths)
+
+
+def _roots(config: Config, paths: tuple[str, ...]) -> list[str]:
+    roots = list(paths) or [str(p) for p in config.library.roots]
+    if not roots:
+        raise PixseekError("nothing to index: give folders, or set library.roots in config.yaml")
+    return roots
 
 
 @cli.command()
@@ -113,10 +130,7 @@ def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # n
         config.model.batch_size = batch_size
     if workers is not None:
         config.indexer.decode_workers = workers
-    roots = list(paths) or [str(p) for p in config.library.roots]
-    if not roots:
-        raise PixseekError("nothing to index: give folders, or set library.roots in config.yaml")
-    summary = _index(config, roots)
+    summary = _index(config, _roots(config, paths))
     if as_json:
         _echo_json(summary.as_dict())
         return
@@ -129,6 +143,42 @@ def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # n
         f"{summary.unchanged} unchanged, {summary.removed} removed, {summary.failed} failed "
         f"in {summary.seconds:.1f}s"
     )
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.pass_context
+def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
+    """Index PATHS (default: library.roots), then keep them indexed as files change."""
+    from indexer.watch import Watcher
+
+    config = _config(ctx)
+    roots = _roots(config, paths)
+    for root in roots:
+        if not Path(root).expanduser().is_dir():
+            raise PixseekError(f"not a folder: {root}")
+
+    def report(folders: list[str], summary) -> None:  # noqa: ANN001
+        if summary.encoded or summary.reused or summary.removed or summary.failed:
+            click.echo(
+                f"{', '.join(folders)}: {summary.encoded} encoded, {summary.reused} reused, "
+                f"{summary.removed} removed, {summary.failed} failed"
+            )
+
+    with _indexer(config) as indexer:
+        watcher = Watcher(indexer, roots, on_run=report)
+
+        def graceful(signum: int, _frame) -> None:  # noqa: ANN001
+            # First signal: finish the chunk in flight and stop. A second Ctrl-C: now.
+            watcher.stop()
+            signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM
+                          else signal.default_int_handler)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, graceful)
+        click.echo(f"watching {', '.join(roots)} (Ctrl-C to stop)", err=True)
+        watcher.run()
+    click.echo("stopped", err=True)
 
 
 def _print_results(results, as_json: bool) -> None:  # noqa: ANN001

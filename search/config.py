@@ -79,6 +79,15 @@ class IndexerConfig(_Section):
         return int(self.decode_workers)
 
 
+class WatchConfig(_Section):
+    # Index a folder once it has been quiet this long: a copy of 500 photos is one run,
+    # and a file still being written is read after its writer has paused.
+    settle_seconds: float = Field(default=2.0, ge=0, le=3600)
+    # Full rescan of every root this often, for changes the OS did not report
+    # (network shares, changes while pixseek was not running). 0 turns it off.
+    rescan_minutes: float = Field(default=360, ge=0)
+
+
 class IndexConfig(_Section):
     # flat: exact float32 search. fp16: exact search over half-size vectors (half the RAM).
     kind: Literal["flat", "fp16"] = "flat"
@@ -96,6 +105,7 @@ class Config(_Section):
     library: LibraryConfig = Field(default_factory=LibraryConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     indexer: IndexerConfig = Field(default_factory=IndexerConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
 

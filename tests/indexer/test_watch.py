@@ -1,0 +1,105 @@
+"""The watcher on a real folder with real inotify events, a real model and a real store."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageOps
+from sqlalchemy import select
+
+from indexer.pipeline import Indexer
+from indexer.watch import Watcher
+from search.store import STATUS_OK, File, Store
+
+
+def indexed_paths(store: Store) -> set[str]:
+    with store.session() as s:
+        return set(s.execute(select(File.path).where(File.status == STATUS_OK)).scalars())
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the watcher")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def watching(make_config, offline, library):  # noqa: ANN001, ANN201
+    config = make_config(watch__settle_seconds=0.3)
+    store = Store(config.db_url)
+    watcher = Watcher(Indexer(config, store, offline, progress=False), [library])
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    assert watcher.ready.wait(120)
+    yield store, library
+    watcher.stop()
+    thread.join(60)
+    assert not thread.is_alive()
+    store.close()
+
+
+def test_watcher_follows_adds_moves_and_deletes(watching):  # noqa: ANN001
+    store, lib = watching
+    assert len(indexed_paths(store)) == 12  # the catch-up scan at start
+
+    new = lib / "new" / "mirrored cat.jpg"
+    new.parent.mkdir()
+    ImageOps.mirror(Image.open(lib / "chelsea_cat.png").convert("RGB")).save(new)
+    wait_for(lambda: str(new) in indexed_paths(store))
+
+    moved = lib / "new" / "coffee.png"
+    (lib / "espresso_cup.png").rename(moved)
+    wait_for(lambda: str(moved) in indexed_paths(store)
+             and str(lib / "espresso_cup.png") not in indexed_paths(store))
+
+    shutil.rmtree(lib / "new")
+    wait_for(lambda: not any("/new/" in p for p in indexed_paths(store)))
+    assert len(indexed_paths(store)) == 11
+
+
+def test_watcher_skips_ignored_folders(watching):  # noqa: ANN001
+    store, lib = watching
+    hidden = lib / ".thumbnails"
+    hidden.mkdir()
+    shutil.copy2(lib / "chelsea_cat.png", hidden / "thumb.png")
+    visible = lib / "visible.png"
+    ImageOps.flip(Image.open(lib / "chelsea_cat.png")).save(visible)
+    wait_for(lambda: str(visible) in indexed_paths(store))
+    assert not any(".thumbnails" in p for p in indexed_paths(store))
+
+
+def test_pixseek_watch_stops_cleanly_on_sigterm(tmp_path, library):  # noqa: ANN001
+    data = tmp_path / "data"
+    env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "0"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixseek", "--data-dir", str(data), "--model", "offline",
+         "watch", str(library)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        db = data / "pixseek.db"
+        wait_for(lambda: db.exists() and len(indexed_paths_at(db)) == 12, timeout=120)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
+
+
+def indexed_paths_at(db: Path) -> set[str]:
+    store = Store(f"sqlite:///{db}", upgrade=False)
+    try:
+        return indexed_paths(store)
+    except Exception:  # noqa: BLE001 - the schema may not exist yet
+        return set()
+    finally:
+        store.close()
