@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 
 
+def _gpu_count() -> int:
+    # faiss-cpu has no get_num_gpus in some builds.
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
 def index_path(folder: Path, model_id: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")[-60:]
     digest = hashlib.sha1(model_id.encode()).hexdigest()[:8]
@@ -49,6 +54,7 @@ class VectorIndex:
         self.max_id = 0
         self.count = 0
         self._gpu_index: faiss.Index | None = None
+        self._gpu_res = None
         self.rebuilt = False
 
     # -- building -------------------------------------------------------------------------
@@ -147,10 +153,15 @@ class VectorIndex:
 
     def _searcher(self) -> faiss.Index:
         assert self.index is not None
-        if self.use_gpu and self._gpu_index is None and faiss.get_num_gpus() > 0:
-            # faiss-gpu: search on the GPU, keep the CPU copy as the one saved.
-            res = faiss.StandardGpuResources()
-            self._gpu_index = faiss.index_cpu_to_gpu(res, 0, self.index)
+        if self.use_gpu and self._gpu_index is None and _gpu_count() > 0:
+            # faiss-gpu: search on the GPU, keep the CPU copy as the one saved. The resources
+            # object must outlive the GPU index, so it is kept beside it.
+            try:
+                self._gpu_res = faiss.StandardGpuResources()
+                self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self.index)
+            except (RuntimeError, AttributeError) as exc:
+                log.warning("searching on the CPU: this index cannot move to the GPU (%s)", exc)
+                self.use_gpu = False
         return self._gpu_index or self.index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
