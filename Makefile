@@ -19,11 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# More real sample photos (Debian's opencv-doc); everything works with fewer without it.
+# Debian packages: more real sample photos (opencv-doc) and the browser the web UI test
+# drives (chromium). Without them the sample set is smaller and the browser test skips.
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && apt-get install -y -qq opencv-doc >/dev/null) \
-	  || echo "warning: could not install opencv-doc; fewer sample photos"; \
+	  (apt-get update -qq && apt-get install -y -qq opencv-doc chromium >/dev/null) \
+	  || echo "warning: could not install opencv-doc and chromium"; \
 	fi
 
 demo: setup

@@ -261,6 +261,23 @@ def status(ctx: click.Context, as_json) -> None:  # noqa: ANN001
         click.echo(f"  failed {f['path']}: {f['error']}")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback needs --token.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="PIXSEEK_TOKEN",
+              help="Access token every request must carry (or PIXSEEK_TOKEN).")
+@click.option("--new-token", is_flag=True, help="Make a random token and print the link.")
+@click.pass_context
+def serve(ctx: click.Context, host, port, token, new_token) -> None:  # noqa: ANN001
+    """Serve the search page and JSON API (http://127.0.0.1:8000 by default)."""
+    from webui.serve import generate_token, run
+
+    if new_token:
+        token = generate_token()
+    run(_config(ctx), host=host, port=port, token=token)
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""

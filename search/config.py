@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from search.errors import ConfigError
 
 ENV_PREFIX = "PIXSEEK_"
-# Variables read elsewhere, not settings: the config file path and a fault-injection hook
-# that the crash-recovery tests use to kill an indexing run at a chosen point.
-NON_SETTING_VARS = {"PIXSEEK_CONFIG", "PIXSEEK_CRASH_AFTER_BATCHES"}
+# Variables read elsewhere, not settings: the config file path, the web UI's access token,
+# and a fault-injection hook the crash-recovery tests use to kill an indexing run.
+NON_SETTING_VARS = {"PIXSEEK_CONFIG", "PIXSEEK_CRASH_AFTER_BATCHES", "PIXSEEK_TOKEN"}
 DEFAULT_CONFIG_NAME = "config.yaml"
 
 

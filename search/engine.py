@@ -90,18 +90,25 @@ class Engine:
             )
         return text
 
-    def encode_query_image(self, path: str | Path) -> np.ndarray:
-        try:
-            data = Path(path).expanduser().read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the query image {path}: {exc.strerror or exc}") from None
+    def encode_query_image(self, image: str | Path | bytes) -> np.ndarray:
+        """A query image as a vector: a file path, or the bytes of an uploaded image."""
+        if isinstance(image, bytes):
+            data, what = image, "the uploaded image"
+        else:
+            try:
+                data = Path(image).expanduser().read_bytes()
+            except OSError as exc:
+                raise InputError(
+                    f"cannot read the query image {image}: {exc.strerror or exc}"
+                ) from None
+            what = f"the query image {image}"
         try:
             decoded = decode(
                 data, self.encoder.spec, max_pixels=self.config.indexer.max_image_pixels,
                 draft=False,
             )
         except BadImage as exc:
-            raise InputError(f"the query image {path} is not usable: {exc}") from None
+            raise InputError(f"{what} is not usable: {exc}") from None
         return self.encoder.encode_pixels(decoded.pixels[None])[0]
 
     def search_text(self, text: str, k: int | None = None) -> list[Result]:
@@ -110,6 +117,10 @@ class Engine:
 
     def search_image(self, path: str | Path, k: int | None = None) -> list[Result]:
         return self.search_vector(self.encode_query_image(path), k)
+
+    def search_image_bytes(self, data: bytes, k: int | None = None) -> list[Result]:
+        """Search by example with an image's bytes (the web UI's upload); no file needed."""
+        return self.search_vector(self.encode_query_image(data), k)
 
     def search_vector(self, query: np.ndarray, k: int | None = None) -> list[Result]:
         k = k or self.config.search.default_k

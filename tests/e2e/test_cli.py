@@ -91,6 +91,7 @@ def test_status_json(indexed):  # noqa: ANN001
         (["search", "--image", "/nonexistent.jpg"], "cannot read the query image"),
         (["index", "/no/such/folder"], "no such file or folder"),
         (["--model", "org/not-a-model", "search", "cat"], "cannot load model 'org/not-a-model'"),
+        (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an access token"),
     ],
 )
 def test_bad_input_is_one_clear_line(indexed, args, message):  # noqa: ANN001

@@ -1,0 +1,116 @@
+"""Indexed photos and thumbnails: served by content id only (DESIGN invariant 6)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def content_id(client, name: str) -> int:  # noqa: ANN001
+    for r in client.get("/api/search?q=photo&k=50").get_json()["results"]:
+        if Path(r["path"]).name == name:
+            return r["id"]
+    raise AssertionError(f"{name} is not indexed")
+
+
+def test_image_by_id_serves_the_indexed_file(client, library):  # noqa: ANN001
+    cid = content_id(client, "chelsea_cat.png")
+    r = client.get(f"/image/{cid}")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert r.data == (library / "chelsea_cat.png").read_bytes()
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    jpg = content_id(client, "launch_pad_rocket.jpg")
+    assert client.get(f"/image/{jpg}").mimetype == "image/jpeg"
+    # Conditional requests work (the browser revalidates instead of downloading again).
+    again = client.get(f"/image/{cid}", headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_thumbnail_is_a_small_cached_jpeg(client, indexed):  # noqa: ANN001
+    cid = content_id(client, "chelsea_cat.png")
+    r = client.get(f"/thumb/{cid}")
+    assert r.status_code == 200 and r.mimetype == "image/jpeg"
+    thumb = Image.open(io.BytesIO(r.data))
+    assert thumb.format == "JPEG" and thumb.mode == "RGB" and thumb.size == (320, 213)
+    cached = list((indexed.data_path / "thumbs").rglob("*.jpg"))
+    assert len(cached) == 1 and cached[0].read_bytes() == r.data
+    assert client.get(f"/thumb/{cid}").data == r.data  # served from the cache
+    assert client.get(f"/thumb/{cid}", headers={"If-None-Match": r.headers["ETag"]}).status_code \
+        == 304
+
+
+def test_thumbnail_follows_exif_orientation(make_config, make_app, offline, tmp_path):  # noqa: ANN001
+    from indexer.pipeline import Indexer
+    from search.store import Store
+
+    folder = tmp_path / "rotated"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": a landscape file shown as portrait
+    Image.new("RGB", (800, 400), (200, 30, 30)).save(folder / "turned.jpg", exif=exif)
+    config = make_config(model__name="offline")
+    Indexer(config, Store(config.db_url), offline, progress=False).index([folder])
+    client = make_app(config).test_client()
+    cid = client.get("/api/search?q=red").get_json()["results"][0]["id"]
+    thumb = Image.open(io.BytesIO(client.get(f"/thumb/{cid}").data))
+    assert thumb.size == (160, 320)
+
+
+def test_unknown_id_is_404(client):  # noqa: ANN001
+    for url in ("/image/999999", "/thumb/999999", "/image/0", f"/image/{2**63 - 1}",
+                f"/image/{2**70}", "/thumb/123456789012345678901234567890"):
+        assert client.get(url).status_code == 404, url
+
+
+def test_deleted_file_is_404(client, library):  # noqa: ANN001
+    cid = content_id(client, "espresso_cup.png")
+    (library / "espresso_cup.png").unlink()
+    assert client.get(f"/image/{cid}").status_code == 404
+    assert client.get(f"/thumb/{cid}").status_code == 404
+
+
+def test_duplicate_is_served_from_a_path_that_still_exists(client, library, indexed, offline):  # noqa: ANN001
+    from indexer.pipeline import Indexer
+    from search.store import Store
+
+    copy = library / "zz-copy-of-cat.png"
+    copy.write_bytes((library / "chelsea_cat.png").read_bytes())
+    Indexer(indexed, Store(indexed.db_url), offline, progress=False).index([library])
+    cid = content_id(client, "chelsea_cat.png")
+    (library / "chelsea_cat.png").unlink()  # the first path is gone, the copy is not
+    r = client.get(f"/image/{cid}")
+    assert r.status_code == 200 and r.data == copy.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/image/../../etc/passwd",
+        "/image/..%2F..%2Fetc%2Fpasswd",
+        "/image/%2e%2e/%2e%2e/etc/passwd",
+        "/image/abc",
+        "/image/-1",
+        "/image/1.5",
+        "/image/1/../../../etc/passwd",
+        "/image//etc/passwd",
+        "/thumb/../../etc/passwd",
+        "/thumb/abc",
+        "/image?path=/etc/passwd",
+        "/static/../../../../etc/passwd",
+        "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/%2e%2e/pixseek.db",
+    ],
+)
+def test_path_traversal_never_serves_a_file(client, url):  # noqa: ANN001
+    r = client.get(url)
+    assert r.status_code in (400, 404)
+    assert b"root:" not in r.data and not r.mimetype.startswith("image/")
+
+
+def test_a_path_in_the_query_string_is_ignored(client, library):  # noqa: ANN001
+    cid = content_id(client, "chelsea_cat.png")
+    r = client.get(f"/image/{cid}", query_string={"path": "/etc/passwd", "file": "/etc/passwd"})
+    assert r.data == (library / "chelsea_cat.png").read_bytes()

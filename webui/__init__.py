@@ -1,0 +1,100 @@
+"""The web UI: a thin Flask layer over ``search.engine.Engine``.
+
+``create_app`` is a Flask-tutorial app factory. Pages live in ``views``, the JSON API in
+``api``, indexed photos and thumbnails (by id only, DESIGN invariant 6) in ``photos``.
+``webui.serve.run`` is the way to serve it; it refuses a non-loopback bind without a token.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from search.config import Config
+from search.engine import Engine
+from search.errors import InputError, ModelLoadError, PixseekError
+from webui import auth, queries
+
+MAX_UPLOAD_MB = 20
+log = logging.getLogger(__name__)
+
+# Only this origin's own files; no inline script or style, no framing, no plugins.
+CSP = (
+    "default-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# A photo opened on its own: no script at all; the browser's image viewer styles itself inline.
+MEDIA_CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+
+
+def create_app(config: Config, engine: Engine | None = None, token: str | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_UPLOAD_MB * 1024 * 1024)  # uploads: 413
+    app.json.sort_keys = False  # keep "query" before "results"
+    # One Engine per app; its model loads on the first query, not here.
+    queries.install(app, engine or Engine(config))
+    auth.install(app, token)
+
+    from webui import api, photos, views
+
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(photos.bp)
+    app.add_template_filter(lambda p: Path(p).name, "basename")
+
+    @app.after_request
+    def _security_headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        media = resp.mimetype.startswith("image/")
+        resp.headers.setdefault("Content-Security-Policy", MEDIA_CSP if media else CSP)
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")  # never leak ?token=
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        return resp
+
+    _install_error_handlers(app)
+    return app
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _error(status: int, message: str) -> tuple[Response | str, int]:
+    """JSON for the API (never an HTML page or a traceback), the search page otherwise."""
+    if _wants_json():
+        return jsonify(error=message), status
+    return render_template(
+        "index.html", query=request.args.get("q", ""), error=message, status=status,
+        indexed=None,
+    ), status
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(InputError)
+    def _input(exc: InputError):  # noqa: ANN202
+        return _error(400, str(exc))
+
+    @app.errorhandler(ModelLoadError)
+    def _model(exc: ModelLoadError):  # noqa: ANN202
+        return _error(503, str(exc))
+
+    @app.errorhandler(PixseekError)
+    def _pixseek(exc: PixseekError):  # noqa: ANN202
+        log.error("%s", exc)
+        return _error(500, str(exc))
+
+    @app.errorhandler(413)
+    def _too_large(_exc: HTTPException):  # noqa: ANN202
+        return _error(413, f"the upload is too large: the limit is {MAX_UPLOAD_MB} MB")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):  # noqa: ANN202
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # noqa: ANN202
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, "internal error; the server log has the details")
