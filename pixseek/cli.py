@@ -377,7 +377,9 @@ def demo(ctx: click.Context) -> None:
                 click.echo(f"  {r.score:.3f}  {Path(r.path).name}")
     finally:
         engine.close()
-    click.echo(f'\nTry your own: pixseek --data-dir {config.data_dir} search "a red motorcycle"')
+    prefix = f"pixseek --data-dir {config.data_dir} --model {config.model.name}"
+    click.echo(f'\nTry your own: {prefix} search "a red motorcycle"')
+    click.echo(f"In a browser:  {prefix} serve   (then open http://127.0.0.1:8000)")
 
 
 def main() -> None:
