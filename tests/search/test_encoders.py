@@ -94,8 +94,16 @@ def test_offline_backend_on_the_sample_caption_set(offline, samples):  # noqa: A
         offline.encode_pixels(pixels),
         [i for _, i in captions],
     )
-    # Measured R@1 0.52 / 0.51 and R@5 0.83 / 0.78 (text->image / image->text) on the 37
+    # Measured R@1 0.56 / 0.62 and R@5 0.83 / 0.78 (text->image / image->text) on the 37
     # photos with opencv-doc; with fewer photos ranking is easier.
     for direction in ("text_to_image", "image_to_text"):
         m = both[direction]
-        assert m["R@1"] >= 0.42 and m["R@5"] >= 0.7, (direction, m)
+        assert m["R@1"] >= 0.45 and m["R@5"] >= 0.7, (direction, m)
+
+
+def test_offline_label_vectors_cache_matches_a_fresh_computation(offline, tmp_path, monkeypatch):  # noqa: ANN001
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = offline._label_vectors()  # computed and written
+    assert len(list((tmp_path / "pixseek").glob("offline-labels-*.npy"))) == 1
+    np.testing.assert_array_equal(offline._label_vectors(), first)  # read back
+    np.testing.assert_allclose(first, offline.label_vectors.cpu().numpy(), atol=1e-5)
