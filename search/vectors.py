@@ -76,16 +76,26 @@ class VectorIndex:
         self.count += len(ids)
         self._gpu_index = None
 
+    def _read_meta(self, fh) -> dict | None:  # noqa: ANN001
+        """The header line, if the file is for this model and these settings."""
+        try:
+            meta = json.loads(fh.readline())
+        except ValueError:
+            return None
+        if not isinstance(meta, dict) or (
+            meta.get("format"), meta.get("model"), meta.get("kind")
+        ) != (FORMAT, self.model_id, self.kind):
+            return None
+        return meta
+
     def _load(self) -> bool:
         """Read the file; False when it is missing, broken or for other settings."""
         try:
-            raw = self.path.read_bytes()
-            head, _, body = raw.partition(b"\n")
-            meta = json.loads(head)
-            if (meta.get("format"), meta.get("model"), meta.get("kind")) != (
-                FORMAT, self.model_id, self.kind
-            ):
-                return False
+            with open(self.path, "rb") as fh:
+                meta = self._read_meta(fh)
+                if meta is None:
+                    return False
+                body = fh.read()
             index = faiss.deserialize_index(np.frombuffer(body, dtype=np.uint8))
             if index.ntotal != meta["count"]:
                 return False
@@ -146,8 +156,13 @@ class VectorIndex:
         state = self.store.embedding_state(self.model_id)
         if state == (0, 0):
             return True  # nothing to index: no file is needed
-        probe = VectorIndex(self.store, self.model_id, self.path.parent, self.kind)
-        return probe._load() and (probe.max_id, probe.count) == state
+        # The header alone: reading a million vectors to answer yes or no would be waste.
+        try:
+            with open(self.path, "rb") as fh:
+                meta = self._read_meta(fh)
+        except OSError:
+            return False
+        return meta is not None and (meta.get("max_id"), meta.get("count")) == state
 
     # -- searching ------------------------------------------------------------------------
 
