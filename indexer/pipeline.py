@@ -50,6 +50,7 @@ from search.store import (
 from search.vectors import VectorIndex
 
 CHUNK = 512
+MAX_LISTED = 1000  # failures kept in a run's summary
 SMALL_RUN = 8  # fewer files than this to decode: no worker processes
 CRASH_ENV = "PIXSEEK_CRASH_AFTER_BATCHES"
 
@@ -358,7 +359,12 @@ class Indexer:
         with self.store.session() as s:
             self._upsert_files(s, [(f, None, STATUS_FAILED, reason) for f, reason in failures])
         summary.failed += len(failures)
-        summary.failures.extend({"path": f.path, "error": reason} for f, reason in failures)
+        # The first MAX_LISTED failures ride along in the summary (memory stays bounded on a
+        # library of broken files); every one is in the store, where status lists them.
+        room = max(0, MAX_LISTED - len(summary.failures))
+        summary.failures.extend(
+            {"path": f.path, "error": reason} for f, reason in failures[:room]
+        )
 
     def _remove_missing(self, root: str) -> int:
         """Delete file rows under ``root`` that the scan would no longer report."""
