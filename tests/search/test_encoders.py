@@ -69,6 +69,8 @@ CAPTIONS = {
     "cameraman_tripod": "a man with a camera on a tripod",
     "sound_card_pcb": "electronics circuit board",
     "blurry_car": "a car on the road",
+    "summer_palace_pagoda": "a pagoda by a lake",
+    "peach_dahlia": "an orange flower",
 }
 
 
@@ -76,7 +78,7 @@ def test_offline_backend_finds_the_right_photo_for_most_captions(offline, sample
     gallery = [p for p in samples]
     names = [p.name for p in gallery]
     captions = [(c, names.index(n)) for n, c in CAPTIONS.items() if n in names]
-    assert len(captions) >= 6
+    assert len(captions) >= 7  # 7 photos without Debian's opencv-doc, 16 with it
     pixels = np.stack([decode(p.path.read_bytes(), offline.spec).pixels for p in gallery])
     images = offline.encode_pixels(pixels)
     texts = offline.encode_texts([c for c, _ in captions])
