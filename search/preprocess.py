@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,14 +154,13 @@ def _exif_fields(img: Image.Image) -> tuple[dt.datetime | None, str | None]:
     return taken, camera
 
 
-def decode(
-    source: str | Path | bytes,
-    spec: PreprocessSpec | None = None,
-    *,
-    max_pixels: int = 200_000_000,
-    draft: bool = True,
-) -> Decoded:
-    """Open, validate and (with a spec) preprocess one image. Raises BadImage with a reason."""
+@contextmanager
+def open_image(source: str | Path | bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """Open an image for reading, refusing bombs; every failure becomes BadImage with a reason.
+
+    Exceptions raised while the caller reads the image inside the ``with`` block (a
+    truncated file surfaces at ``load``) are turned into reasons the same way.
+    """
     if isinstance(source, bytes) and not source:
         raise BadImage("empty file (0 bytes)")
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
@@ -170,29 +171,12 @@ def decode(
             Image.MAX_IMAGE_PIXELS = max_pixels
             with Image.open(stream) as img:
                 width, height = img.size
-                fmt = img.format
                 if width * height > max_pixels:
                     raise BadImage(
                         f"decompression bomb: {width}x{height} pixels is over the limit of "
                         f"{max_pixels} (indexer.max_image_pixels)"
                     )
-                taken, camera = _exif_fields(img)
-                pixels = None
-                if spec is not None:
-                    if draft and fmt == "JPEG":
-                        # Orientation may swap axes, so size the draft by the short side.
-                        want = spec.target_short_side * DRAFT_FACTOR
-                        scale = min(width, height) / want
-                        if scale >= 2:
-                            img.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))
-                    img.load()
-                    loaded = img.size
-                    oriented = ImageOps.exif_transpose(img)
-                    if oriented.size != loaded:  # orientations 5-8 swap the axes
-                        width, height = height, width
-                    pixels = prepare(to_rgb(oriented), spec)
-                else:
-                    img.verify()
+                yield img
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -210,4 +194,34 @@ def decode(
         raise BadImage(f"cannot decode: {reason}") from None
     except (ValueError, SyntaxError, EOFError, MemoryError) as exc:
         raise BadImage(f"cannot decode: {exc.__class__.__name__}: {exc}") from None
+
+
+def decode(
+    source: str | Path | bytes,
+    spec: PreprocessSpec | None = None,
+    *,
+    max_pixels: int = 200_000_000,
+    draft: bool = True,
+) -> Decoded:
+    """Open, validate and (with a spec) preprocess one image. Raises BadImage with a reason."""
+    with open_image(source, max_pixels) as img:
+        width, height = img.size
+        fmt = img.format
+        taken, camera = _exif_fields(img)
+        pixels = None
+        if spec is not None:
+            if draft and fmt == "JPEG":
+                # Orientation may swap axes, so size the draft by the short side.
+                want = spec.target_short_side * DRAFT_FACTOR
+                scale = min(width, height) / want
+                if scale >= 2:
+                    img.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))
+            img.load()
+            loaded = img.size
+            oriented = ImageOps.exif_transpose(img)
+            if oriented.size != loaded:  # orientations 5-8 swap the axes
+                width, height = height, width
+            pixels = prepare(to_rgb(oriented), spec)
+        else:
+            img.verify()
     return Decoded(width, height, fmt, taken, camera, pixels)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from search.preprocess import to_rgb  # also registers the HEIC/AVIF opener when installed
+# search.preprocess also registers the HEIC/AVIF opener when pillow-heif is installed.
+from search.preprocess import BadImage, open_image, to_rgb
 
 SIZE = 320  # longest side, pixels
 QUALITY = 82
@@ -53,20 +53,13 @@ def thumbnail(source: Path, cache_dir: Path, content_hash: str, max_pixels: int)
 def make(source: Path, max_pixels: int) -> Image.Image:
     """Decode at reduced scale (JPEG draft), apply EXIF orientation, RGB, fit in SIZE."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                if img.width * img.height > max_pixels:
-                    raise ThumbnailError(f"{img.width}x{img.height} is over the pixel limit")
-                # JPEG only (a no-op otherwise): DCT scaling to the smallest 1/2..1/8 scale
-                # that still covers SIZE, far cheaper than a full decode of a 24 Mpx photo.
-                img.draft("RGB", (SIZE, SIZE))
-                img.load()
-                out = to_rgb(ImageOps.exif_transpose(img))
-    except ThumbnailError:
-        raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+        with open_image(source, max_pixels) as img:
+            # JPEG only (a no-op otherwise): DCT scaling to the smallest 1/2..1/8 scale
+            # that still covers SIZE, far cheaper than a full decode of a 24 Mpx photo.
+            img.draft("RGB", (SIZE, SIZE))
+            img.load()
+            out = to_rgb(ImageOps.exif_transpose(img))
+    except BadImage as exc:
         raise ThumbnailError(f"cannot decode {source.name}: {exc}") from None
     out.thumbnail((SIZE, SIZE), Image.Resampling.BICUBIC)
     return out
