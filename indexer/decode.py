@@ -22,9 +22,14 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+def _hasher() -> hashlib.blake2b:
+    """blake2b-128: a content's identity (DESIGN invariant 3); defined once, used twice."""
+    return hashlib.blake2b(digest_size=16)
+
+
 def content_hash(path: str) -> str:
-    """blake2b-128 of the file's bytes: the content's identity (DESIGN invariant 3)."""
-    h = hashlib.blake2b(digest_size=16)
+    """The content hash of a file, read in chunks."""
+    h = _hasher()
     with open(path, "rb") as fh:
         while chunk := fh.read(HASH_CHUNK):
             h.update(chunk)
@@ -49,7 +54,9 @@ def run_decode_job(job: DecodeJob) -> Decoded | str:
         return "file disappeared before it could be read"
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
-    if hashlib.blake2b(data, digest_size=16).hexdigest() != job.expected_hash:
+    h = _hasher()
+    h.update(data)
+    if h.hexdigest() != job.expected_hash:
         # Half-written or edited meanwhile: its mtime changes again, so it is retried.
         return "file changed while it was being read (still being written?)"
     try:

@@ -69,6 +69,11 @@ class IndexSummary:
     cancelled: bool = False  # stopped early on request; a later run finishes the job
     failures: list[dict[str, str]] = field(default_factory=list)
 
+    @property
+    def changed(self) -> bool:
+        """Whether the run changed anything in the store (what the watcher reports)."""
+        return bool(self.encoded or self.reused or self.removed or self.failed)
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -156,10 +161,7 @@ class Indexer:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
-        vectors = VectorIndex(
-            self.store, self.model, self.config.data_path, self.config.index.kind,
-            self.config.index.use_gpu,
-        )
+        vectors = VectorIndex.for_config(self.store, self.model, self.config)
         # Only new vectors change the cache; a run that encoded nothing (the watcher's
         # usual case) leaves a current file alone instead of rewriting it.
         if summary.encoded or not vectors.is_current():

@@ -70,7 +70,7 @@ class Watcher:
         if not existing:
             return
         summary = self.indexer.index(existing)
-        if summary.encoded or summary.reused or summary.removed or summary.failed:
+        if summary.changed:
             log.info(
                 "%s: %d encoded, %d reused, %d removed, %d failed",
                 ", ".join(existing), summary.encoded, summary.reused, summary.removed,

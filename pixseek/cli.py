@@ -159,7 +159,7 @@ def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
             raise PixseekError(f"not a folder: {root}")
 
     def report(folders: list[str], summary) -> None:  # noqa: ANN001
-        if summary.encoded or summary.reused or summary.removed or summary.failed:
+        if summary.changed:
             click.echo(
                 f"{', '.join(folders)}: {summary.encoded} encoded, {summary.reused} reused, "
                 f"{summary.removed} removed, {summary.failed} failed"

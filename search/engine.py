@@ -65,10 +65,7 @@ class Engine:
     @property
     def vectors(self) -> VectorIndex:
         if self._vectors is None:
-            idx = self.config.index
-            self._vectors = VectorIndex(
-                self.store, self.model_id, self.config.data_path, idx.kind, idx.use_gpu
-            ).open()
+            self._vectors = VectorIndex.for_config(self.store, self.model_id, self.config).open()
         return self._vectors
 
     def refresh(self) -> None:
@@ -196,10 +193,7 @@ class Engine:
                 )
                 per_model[model] = {"vectors": vectors, "files_indexed": indexed}
         current = per_model.get(self.model_id, {"vectors": 0, "files_indexed": 0})
-        idx = self.config.index
-        index_current = VectorIndex(
-            self.store, self.model_id, self.config.data_path, idx.kind
-        ).is_current()
+        index_current = VectorIndex.for_config(self.store, self.model_id, self.config).is_current()
         for model, info in per_model.items():
             info["current_model"] = model == self.model_id
         return {

@@ -21,6 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from search.config import Config
 from search.store import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ class VectorIndex:
         self._gpu_index: faiss.Index | None = None
         self._gpu_res = None
         self.rebuilt = False
+
+    @classmethod
+    def for_config(cls, store: Store, model_id: str, config: Config) -> VectorIndex:
+        """The index of ``model_id`` where ``config`` keeps it, with its kind and GPU use."""
+        idx = config.index
+        return cls(store, model_id, config.data_path, idx.kind, idx.use_gpu)
 
     # -- building -------------------------------------------------------------------------
 
