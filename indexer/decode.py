@@ -23,7 +23,7 @@ R = TypeVar("R")
 
 
 def _hasher() -> hashlib.blake2b:
-    """blake2b-128: a content's identity (DESIGN invariant 3); defined once, used twice."""
+    """blake2b-128: a content's identity (architecture invariant 3); defined once, used twice."""
     return hashlib.blake2b(digest_size=16)
 
 

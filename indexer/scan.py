@@ -1,6 +1,6 @@
 """Walk library folders: stream (path, size, mtime) for every image file not ignored.
 
-Streaming keeps memory flat whatever the library size (DESIGN invariant 7): directories are
+Streaming keeps memory flat whatever the library size (architecture invariant 7): directories are
 read one at a time with ``os.scandir`` and nothing is collected.
 """
 

@@ -1,7 +1,7 @@
 """The web UI: a thin Flask layer over ``search.engine.Engine``.
 
 ``create_app`` is a Flask-tutorial app factory. Pages live in ``views``, the JSON API in
-``api``, indexed photos and thumbnails (by id only, DESIGN invariant 6) in ``photos``.
+``api``, indexed photos and thumbnails (by id only, architecture invariant 6) in ``photos``.
 ``webui.serve.run`` is the way to serve it; it refuses a non-loopback bind without a token.
 """
 

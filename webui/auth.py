@@ -1,4 +1,4 @@
-"""Access control (DESIGN invariant 6): loopback by default, an access token otherwise.
+"""Access control (architecture invariant 6): loopback by default, an access token otherwise.
 
 Without a token the app serves only requests addressed to a loopback name: a web page
 elsewhere cannot rebind its own host name to 127.0.0.1 and read the library (DNS rebinding).

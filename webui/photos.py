@@ -1,4 +1,4 @@
-"""Indexed photos and their thumbnails, looked up by content id only (DESIGN invariant 6).
+"""Indexed photos and their thumbnails, looked up by content id only (architecture invariant 6).
 
 No route takes a path: ``<int:cid>`` matches digits alone, the store maps the id to the
 paths it indexed, and an id that is unknown or whose files are all gone is a 404.

@@ -1,6 +1,6 @@
 """Serve the web UI with werkzeug's threaded server (no extra server dependency).
 
-``run`` enforces DESIGN invariant 6: it binds to 127.0.0.1 by default and refuses any other
+``run`` enforces architecture invariant 6: it binds to 127.0.0.1 by default and refuses any other
 address unless an access token is given.
 """
 

@@ -32,7 +32,7 @@ def l2_normalise(x: torch.Tensor) -> np.ndarray:
 
 
 class Encoder(ABC):
-    """A loaded model. ``model_id`` tags every vector it makes (DESIGN invariant 2)."""
+    """A loaded model. ``model_id`` tags every vector it makes (architecture invariant 2)."""
 
     model_id: str
     dim: int

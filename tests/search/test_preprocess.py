@@ -1,7 +1,7 @@
 """The fast image path against the checkpoint's own processor, at the pixel-tensor level.
 
 Random-weight towers barely react to their input, so an embedding comparison would prove
-nothing: the tensors themselves are compared (DESIGN: Models).
+nothing: the tensors themselves are compared (docs/architecture.md: Models).
 """
 
 import io

@@ -1,4 +1,4 @@
-"""Access control (DESIGN invariant 6): loopback only without a token, the token otherwise."""
+"""Access control (architecture invariant 6): loopback only without a token, the token otherwise."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Indexed photos and thumbnails: served by content id only (DESIGN invariant 6)."""
+"""Indexed photos and thumbnails: served by content id only (architecture invariant 6)."""
 
 from __future__ import annotations
 
