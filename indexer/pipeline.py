@@ -8,10 +8,13 @@ Files are handled in chunks of ``CHUNK`` scanned paths so memory stays bounded. 
    the store with a vector for this model is reused with no decode (rename, move, duplicate);
 3. the rest are decoded in worker processes and encoded in batches; each batch is one
    transaction writing contents, embeddings and files together, so a kill -9 loses at most
-   the batch in flight and duplicates nothing (DESIGN invariant 4);
+   the batch in flight and duplicates nothing (architecture invariant 4);
 4. bad files are stored with their reason and retried only when their size or mtime changes.
 
 After a root's scan completes, files under it that are gone (or now ignored) are removed.
+At the end of the run, contents no file points at any more (deleted, or edited into new
+content) are collected from the store with their vectors, and the vector index follows:
+it reads only what changed, and folds it into a new snapshot once enough has.
 """
 
 from __future__ import annotations
@@ -45,9 +48,8 @@ from search.store import (
     File,
     Store,
     utcnow,
-    vector_to_blob,
 )
-from search.vectors import VectorIndex
+from search.vectors import VectorIndex, index_for
 
 CHUNK = 512
 MAX_LISTED = 1000  # failures kept in a run's summary
@@ -64,6 +66,7 @@ class IndexSummary:
     encoded: int = 0  # new vectors computed by the model
     reused: int = 0  # files that got a stored vector without a decode (rename, duplicate)
     removed: int = 0  # files gone from disk, removed from the store
+    collected: int = 0  # contents no file shows any more, deleted with their vectors
     failed: int = 0  # bad files recorded in this run
     seconds: float = 0.0
     cancelled: bool = False  # stopped early on request; a later run finishes the job
@@ -72,7 +75,9 @@ class IndexSummary:
     @property
     def changed(self) -> bool:
         """Whether the run changed anything in the store (what the watcher reports)."""
-        return bool(self.encoded or self.reused or self.removed or self.failed)
+        return bool(
+            self.encoded or self.reused or self.removed or self.collected or self.failed
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +105,10 @@ class Indexer:
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.batches_committed = 0
         self._pool: Executor | None = None
+        self._vectors: VectorIndex | None = None
+        # Contents that lost a file in this run: collected at its end if no file is left.
+        # (Not at once: a file moved to a folder scanned later in the run keeps its vector.)
+        self._unlinked: set[int] = set()
         # Set from another thread (a signal handler, the watcher) to stop after the chunk
         # in flight: everything committed so far stays, the next run picks up the rest.
         self.cancel = threading.Event()
@@ -147,6 +156,7 @@ class Indexer:
                         if self.cancel.is_set():
                             break
                         self._index_chunk(chunk, summary, hashers)
+                        self._follow_store()
                         if bar is not None:
                             bar.update(len(chunk))
                             bar.set_postfix(encoded=summary.encoded, failed=summary.failed)
@@ -161,13 +171,22 @@ class Indexer:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
-        vectors = VectorIndex.for_config(self.store, self.model, self.config)
-        # Only new vectors change the cache; a run that encoded nothing (the watcher's
-        # usual case) leaves a current file alone instead of rewriting it.
-        if summary.encoded or not vectors.is_current():
-            vectors.open().save()
+        if self._unlinked:
+            summary.collected = self.store.collect_orphans(self._unlinked).contents
+            self._unlinked = set()
+        if summary.changed or self._vectors is None:
+            self._follow_store()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _follow_store(self) -> None:
+        """Bring the vector index up to the store, and snapshot it when enough changed.
+        Reads only the rows written since it last looked (nothing when none were)."""
+        if self._vectors is None:
+            self._vectors = index_for(self.store, self.model, self.config).open()
+        else:
+            self._vectors.refresh()
+        self._vectors.persist()
 
     # -- one chunk -----------------------------------------------------------------------
 
@@ -293,29 +312,23 @@ class Indexer:
     def _commit_batch(self, batch: list[tuple[_Pending, Decoded]], summary: IndexSummary) -> None:
         vectors = self.encoder.encode_pixels(np.stack([d.pixels for _, d in batch]))
         with self.store.session() as s:
-            files = []
-            for (item, dec), vec in zip(batch, vectors, strict=True):
-                cid = item.content_id
-                if cid is None:
-                    content = Content(
-                        hash=item.hash,
-                        size=item.files[0].size,
-                        width=dec.width,
-                        height=dec.height,
-                        format=dec.format,
-                        taken_at=dec.taken_at,
-                        camera=dec.camera,
-                    )
-                    s.add(content)
-                    s.flush()
-                    cid = content.id
-                s.add(
-                    Embedding(
-                        content_id=cid, model=self.model, dim=len(vec), vector=vector_to_blob(vec)
-                    )
-                )
-                files.extend((f, cid, STATUS_OK, None) for f in item.files)
-            self._upsert_files(s, files)
+            new = [(item, dec) for item, dec in batch if item.content_id is None]
+            new_ids = iter(self.store.insert_contents(s, [
+                {"hash": item.hash, "size": item.files[0].size, "width": dec.width,
+                 "height": dec.height, "format": dec.format, "taken_at": dec.taken_at,
+                 "camera": dec.camera}
+                for item, dec in new
+            ]))
+            cids = [
+                item.content_id if item.content_id is not None else next(new_ids)
+                for item, _ in batch
+            ]
+            self.store.insert_embeddings(s, self.model, cids, vectors)
+            self._upsert_files(s, [
+                (f, cid, STATUS_OK, None)
+                for (item, _), cid in zip(batch, cids, strict=True)
+                for f in item.files
+            ])
         summary.encoded += len(batch)
         summary.reused += sum(len(item.files) - 1 for item, _ in batch)
         self.batches_committed += 1
@@ -335,8 +348,7 @@ class Indexer:
             ).scalars()
         )
 
-    @staticmethod
-    def _upsert_files(s, items: list[tuple[Seen, int | None, str, str | None]]) -> None:  # noqa: ANN001
+    def _upsert_files(self, s, items: list[tuple[Seen, int | None, str, str | None]]) -> None:  # noqa: ANN001
         if not items:
             return
         existing = {
@@ -351,6 +363,8 @@ class Indexer:
                 row = File(path=seen.path)
                 s.add(row)
                 existing[seen.path] = row
+            if row.content_id is not None and row.content_id != cid:
+                self._unlinked.add(row.content_id)  # edited, or now unreadable
             row.size, row.mtime_ns = seen.size, seen.mtime_ns
             row.content_id, row.status, row.error = cid, status, error
             row.updated_at = utcnow()
@@ -375,7 +389,7 @@ class Indexer:
         while True:
             with self.store.session() as s:
                 rows = s.execute(
-                    select(File.id, File.path)
+                    select(File.id, File.path, File.content_id)
                     .where(File.path.startswith(prefix, autoescape=True), File.path > last)
                     .order_by(File.path)
                     .limit(1000)
@@ -383,9 +397,10 @@ class Indexer:
                 if not rows:
                     return removed
                 last = rows[-1].path
-                gone = [r.id for r in rows if not self.scanner.wants(r.path, root)]
+                gone = [r for r in rows if not self.scanner.wants(r.path, root)]
                 if gone:
-                    s.execute(delete(File).where(File.id.in_(gone)))
+                    s.execute(delete(File).where(File.id.in_([r.id for r in gone])))
+                    self._unlinked.update(r.content_id for r in gone if r.content_id is not None)
                     removed += len(gone)
 
 

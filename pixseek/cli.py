@@ -138,10 +138,11 @@ def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # n
         click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
     if len(summary.failures) > 20:
         click.echo(f"... and {len(summary.failures) - 20} more (pixseek status)", err=True)
+    collected = f" ({summary.collected} photos gone)" if summary.collected else ""
     click.echo(
         f"{summary.seen} files: {summary.encoded} encoded, {summary.reused} reused, "
-        f"{summary.unchanged} unchanged, {summary.removed} removed, {summary.failed} failed "
-        f"in {summary.seconds:.1f}s"
+        f"{summary.unchanged} unchanged, {summary.removed} removed{collected}, "
+        f"{summary.failed} failed in {summary.seconds:.1f}s"
     )
 
 
@@ -195,9 +196,11 @@ def _print_results(results, as_json: bool) -> None:  # noqa: ANN001
 @click.argument("query", required=False)
 @click.option("-k", "k", type=click.IntRange(1, 10_000), help="How many results.")
 @click.option("--image", type=click.Path(), help="Search by example: photos like this one.")
+@click.option("--exact", is_flag=True,
+              help="Exact search, bypassing the approximate index (to check its recall).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.pass_context
-def search(ctx: click.Context, query, k, image, as_json) -> None:  # noqa: ANN001
+def search(ctx: click.Context, query, k, image, exact, as_json) -> None:  # noqa: ANN001
     """Find photos matching QUERY text (or --image)."""
     from search.engine import Engine
 
@@ -205,7 +208,10 @@ def search(ctx: click.Context, query, k, image, as_json) -> None:  # noqa: ANN00
         raise PixseekError("give a text QUERY or --image PATH (one of the two)")
     engine = Engine(_config(ctx))
     try:
-        results = engine.search_image(image, k) if image else engine.search_text(query, k)
+        if image:
+            results = engine.search_image(image, k, exact=exact)
+        else:
+            results = engine.search_text(query, k, exact=exact)
     finally:
         engine.close()
     _print_results(results, as_json)
@@ -254,7 +260,15 @@ def status(ctx: click.Context, as_json) -> None:  # noqa: ANN001
         f"files:      {info['files']} seen, {info['indexed']} indexed, {info['failed']} failed, "
         f"{info['pending']} waiting for this model"
     )
-    click.echo(f"index:      {'current' if info['index_current'] else 'out of date'}")
+    index = info["index"]
+    shape = f"{index['kind']} ({index['requested']})"
+    if index.get("snapshot_vectors"):
+        shape += f", {index['snapshot_vectors']} vectors in {index['bytes'] / 2**20:.1f} MiB"
+    for depth in ("nprobe", "efSearch"):
+        if depth in index:
+            shape += f", {depth} {index[depth]} (recall@10 {index['tuned_recall']} when tuned)"
+    state = "current" if info["index_current"] else "rebuilt on next open"
+    click.echo(f"index:      {shape}; {state}")
     for model, m in info["models"].items():
         click.echo(f"  {model}: {m['vectors']} vectors, {m['files_indexed']} files")
     for f in info["failures"]:
@@ -276,6 +290,47 @@ def serve(ctx: click.Context, host, port, token, new_token) -> None:  # noqa: AN
     if new_token:
         token = generate_token()
     run(_config(ctx), host=host, port=port, token=token)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@click.pass_context
+def gc(ctx: click.Context, as_json) -> None:  # noqa: ANN001
+    """Delete photos no file shows any more, with their vectors, and compact the index.
+
+    Indexing does this for the files it sees go; gc checks the whole library (for example
+    after files were deleted while pixseek was not running and no index run followed).
+    """
+    from indexer.lock import IndexLock
+    from search.encoders import canonical_model_id
+    from search.store import Store
+    from search.vectors import index_for
+
+    config = _config(ctx)
+    with IndexLock(config.data_path):
+        store = Store(config.db_url)
+        try:
+            collected = store.collect_orphans()
+            index = index_for(store, canonical_model_id(config.model.name), config).open()
+            compacted = index.persist(force=True)
+            report = {
+                "contents": collected.contents,
+                "vectors": collected.vectors,
+                "index_compacted": compacted,
+                "index": index.describe(),
+            }
+        finally:
+            store.close()
+    if as_json:
+        _echo_json(report)
+        return
+    per_model = ", ".join(f"{n} of {m}" for m, n in sorted(collected.vectors.items()))
+    click.echo(
+        f"removed {collected.contents} photos no file shows any more"
+        + (f" and their vectors ({per_model})" if per_model else "")
+    )
+    if compacted:
+        click.echo(f"rewrote the vector index: {index.count} vectors, none pending")
 
 
 @cli.group()

@@ -89,8 +89,11 @@ class WatchConfig(_Section):
 
 
 class IndexConfig(_Section):
-    # flat: exact float32 search. fp16: exact search over half-size vectors (half the RAM).
-    kind: Literal["flat", "fp16"] = "flat"
+    # auto: exact flat search while the library is small enough for it to be fast, then an
+    # IVF index past a measured size (search.vectors.kinds). flat: always exact, float32.
+    # fp16: always exact over half-size vectors. ivf / hnsw: approximate, tuned for
+    # recall@10 >= 0.95 against exact search (``pixseek search --exact`` checks it).
+    kind: Literal["auto", "flat", "fp16", "ivf", "hnsw"] = "auto"
     use_gpu: bool = True
 
 

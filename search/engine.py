@@ -18,8 +18,8 @@ from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder
 from search.errors import InputError
 from search.preprocess import BadImage, decode
-from search.store import STATUS_FAILED, STATUS_OK, Content, Embedding, File, Store
-from search.vectors import VectorIndex
+from search.store import STATUS_FAILED, STATUS_OK, Embedding, File, Store
+from search.vectors import VectorIndex, index_for
 
 
 @dataclass
@@ -65,13 +65,15 @@ class Engine:
     @property
     def vectors(self) -> VectorIndex:
         if self._vectors is None:
-            self._vectors = VectorIndex.for_config(self.store, self.model_id, self.config).open()
+            self._vectors = index_for(self.store, self.model_id, self.config).open()
         return self._vectors
 
-    def refresh(self) -> None:
-        """Pick up vectors written since the index was opened (another process indexing)."""
-        if self._vectors is not None:
-            self._vectors.open()
+    def refresh(self) -> bool:
+        """Pick up what another process indexed or removed since the index was opened:
+        reads only the change, and costs two index seeks when there is none."""
+        if self._vectors is None:
+            return False
+        return self._vectors.refresh()
 
     # -- queries ------------------------------------------------------------------------
 
@@ -108,45 +110,53 @@ class Engine:
             raise InputError(f"{what} is not usable: {exc}") from None
         return self.encoder.encode_pixels(decoded.pixels[None])[0]
 
-    def search_text(self, text: str, k: int | None = None) -> list[Result]:
+    def search_text(self, text: str, k: int | None = None, exact: bool = False) -> list[Result]:
         query = self.encoder.encode_texts([self.check_query(text)])[0]
-        return self.search_vector(query, k)
+        return self.search_vector(query, k, exact=exact)
 
-    def search_image(self, path: str | Path, k: int | None = None) -> list[Result]:
-        return self.search_vector(self.encode_query_image(path), k)
+    def search_image(
+        self, path: str | Path, k: int | None = None, exact: bool = False
+    ) -> list[Result]:
+        return self.search_vector(self.encode_query_image(path), k, exact=exact)
 
-    def search_image_bytes(self, data: bytes, k: int | None = None) -> list[Result]:
+    def search_image_bytes(
+        self, data: bytes, k: int | None = None, exact: bool = False
+    ) -> list[Result]:
         """Search by example with an image's bytes (the web UI's upload); no file needed."""
-        return self.search_vector(self.encode_query_image(data), k)
+        return self.search_vector(self.encode_query_image(data), k, exact=exact)
 
-    def search_vector(self, query: np.ndarray, k: int | None = None) -> list[Result]:
+    def search_vector(
+        self,
+        query: np.ndarray,
+        k: int | None = None,
+        *,
+        ids: np.ndarray | None = None,
+        exact: bool = False,
+    ) -> list[Result]:
+        """The k stored photos nearest ``query``; ``ids`` limits them to those content ids,
+        ``exact`` bypasses the approximate index (to check its recall)."""
         k = k or self.config.search.default_k
         if k <= 0:
             raise InputError("k must be a positive number of results")
         index = self.vectors
-        fetch = k + 16
+        fetch = k
         while True:
-            scores, ids = index.search(query, fetch)
-            pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=False) if i >= 0]
-            paths = self.store.paths_for_contents(cid for cid, _ in pairs)
-            live = [(cid, s) for cid, s in pairs if cid in paths]
-            # Orphaned contents (every file deleted) are skipped: fetch more until k are live.
+            scores, found = index.search(query, fetch, ids=ids, exact=exact)
+            pairs = [
+                (int(i), float(s)) for i, s in zip(found[0], scores[0], strict=False) if i >= 0
+            ]
+            photos = self.store.photos(cid for cid, _ in pairs)
+            live = [(cid, s) for cid, s in pairs if cid in photos]
+            # Contents whose files all went are collected with their vectors at the end of
+            # an indexing run; one caught in between is skipped here.
             if len(live) >= k or fetch >= index.count:
                 break
             fetch *= 4
-        live = live[:k]
-        meta = self._content_meta([cid for cid, _ in live])
-        results = []
-        for cid, score in live:
-            m = meta.get(cid)
-            results.append(
-                Result(
-                    cid, paths[cid][0], score, paths[cid],
-                    m.width if m else None, m.height if m else None,
-                    m.taken_at if m else None, m.camera if m else None,
-                )
-            )
-        return results
+        return [
+            Result(cid, photos[cid].paths[0], score, photos[cid].paths, photos[cid].width,
+                   photos[cid].height, photos[cid].taken_at, photos[cid].camera)
+            for cid, score in live[:k]
+        ]
 
     def classify(self, image: str | Path, labels: list[str]) -> list[tuple[str, float]]:
         """Zero-shot: softmax over logit_scale x cosine(image, label), as in the CLIP paper."""
@@ -159,13 +169,6 @@ class Engine:
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         return sorted(zip(labels, probs.tolist(), strict=False), key=lambda p: -p[1])
-
-    def _content_meta(self, ids: list[int]) -> dict[int, Content]:
-        if not ids:
-            return {}
-        with self.store.session() as s:
-            rows = s.execute(select(Content).where(Content.id.in_(ids))).scalars()
-            return {c.id: c for c in rows}
 
     # -- status ---------------------------------------------------------------------------
 
@@ -193,7 +196,7 @@ class Engine:
                 )
                 per_model[model] = {"vectors": vectors, "files_indexed": indexed}
         current = per_model.get(self.model_id, {"vectors": 0, "files_indexed": 0})
-        index_current = VectorIndex.for_config(self.store, self.model_id, self.config).is_current()
+        index = index_for(self.store, self.model_id, self.config)
         for model, info in per_model.items():
             info["current_model"] = model == self.model_id
         return {
@@ -202,7 +205,8 @@ class Engine:
             "indexed": current["files_indexed"],
             "failed": failed or 0,
             "pending": files - (failed or 0) - current["files_indexed"],
-            "index_current": index_current,
+            "index_current": index.is_current(),
+            "index": index.describe(),
             "failures": failures,
             "models": per_model,
             "database": self.store.engine.url.render_as_string(hide_password=True),

@@ -18,9 +18,12 @@ def _answer(query: str | None, outcome: queries.Outcome, **extra) -> Response:  
 
 @bp.get("/search")
 def search_text() -> Response:
-    """``?q=TEXT&k=N``: the k photos that best match the text, best first."""
+    """``?q=TEXT&k=N[&exact=1]``: the k photos that best match the text, best first."""
     query = request.args.get("q", "")
-    outcome = queries.search(query, queries.parse_k(request.args.get("k")))
+    outcome = queries.search(
+        query, queries.parse_k(request.args.get("k")),
+        exact=queries.parse_exact(request.args.get("exact")),
+    )
     return _answer(query.strip(), outcome)
 
 
@@ -28,7 +31,10 @@ def search_text() -> Response:
 def search_image() -> Response:
     """Multipart field ``image``: the photos most like it (k from the query or the form)."""
     data, name = queries.read_upload(request.files.get("image"))
-    outcome = queries.search(data, queries.parse_k(request.values.get("k")))
+    outcome = queries.search(
+        data, queries.parse_k(request.values.get("k")),
+        exact=queries.parse_exact(request.values.get("exact")),
+    )
     return _answer(None, outcome, example=name)
 
 

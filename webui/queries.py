@@ -61,10 +61,30 @@ def read_upload(upload: FileStorage | None) -> tuple[bytes, str]:
     return data, upload.filename or "the uploaded image"
 
 
-def indexed_count() -> int:
-    """Vectors for the engine's model: cheap (no model load, no index read)."""
+def parse_exact(raw: str | None) -> bool:
+    """``exact=1``: bypass the approximate index (to check its recall against exact search)."""
+    value = (raw or "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise InputError(f"exact must be 1 or 0, not {raw!r}")
+
+
+def _current_index():  # noqa: ANN202 - a VectorIndex
+    """The engine's vector index, caught up with what other processes indexed or removed.
+    Opening maps the snapshot (no model load); catching up reads only the change. Call
+    with the lock held."""
     eng = engine()
-    return eng.store.embedding_state(eng.model_id)[1]
+    index = eng.vectors
+    eng.refresh()
+    return index
+
+
+def indexed_count() -> int:
+    """Photos the engine's model can find: cheap (no model load, no full read)."""
+    with current_app.extensions[LOCK_KEY]:
+        return _current_index().count
 
 
 def no_photos_notice() -> str:
@@ -75,22 +95,18 @@ def no_photos_notice() -> str:
     )
 
 
-def search(query: str | bytes, k: int) -> Outcome:
+def search(query: str | bytes, k: int, exact: bool = False) -> Outcome:
     """Text (str) or search-by-example (image bytes). Raises InputError, ModelLoadError."""
     eng = engine()
     if isinstance(query, str):
         query = eng.check_query(query)  # empty or too long: say so before anything else
     with current_app.extensions[LOCK_KEY]:
-        state = eng.store.embedding_state(eng.model_id)
-        if state[1] == 0:
+        if _current_index().count == 0:
             return Outcome(notice=no_photos_notice())  # and the model never needs loading
-        # The indexer runs in another process: catch the cached index up to the store.
-        if (eng.vectors.max_id, eng.vectors.count) != state:
-            eng.refresh()
         if isinstance(query, str):
-            results = eng.search_text(query, k)
+            results = eng.search_text(query, k, exact=exact)
         else:
-            results = eng.search_image_bytes(query, k)
+            results = eng.search_image_bytes(query, k, exact=exact)
     return Outcome([as_json(r) for r in results])
 
 
@@ -104,7 +120,7 @@ def as_json(result: Result) -> dict:
 def photo_file(cid: int) -> tuple[Path, Content] | None:
     """The first indexed path of content ``cid`` still on disk, and its row; None if none.
 
-    The only way the app finds a file: by id through the store (DESIGN invariant 6).
+    The only way the app finds a file: by id through the store (architecture invariant 6).
     """
     eng = engine()
     for path in eng.store.paths_for_contents([cid]).get(cid, []):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from search.store import Embedding, File, Store
 
@@ -111,8 +111,32 @@ def test_invalid_config_names_the_key(tmp_path):  # noqa: ANN001
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_search_exact_matches_the_index(indexed):  # noqa: ANN001
+    data, _, _ = indexed
+    plain = json.loads(pixseek(data, "search", "a cat", "-k", "5", "--json").stdout)
+    exact = json.loads(pixseek(data, "search", "a cat", "-k", "5", "--exact", "--json").stdout)
+    assert [r["id"] for r in plain] == [r["id"] for r in exact]
+
+
+def test_gc_removes_photos_whose_files_are_gone(tmp_path, library):  # noqa: ANN001
+    data = tmp_path / "data"
+    pixseek(data, "index", str(library))
+    # Files deleted behind pixseek's back, with no index run since (or an older version's
+    # leftovers): their rows go, and gc finds the contents nothing shows any more.
+    store = Store(f"sqlite:///{data / 'pixseek.db'}")
+    with store.session() as s:
+        s.execute(delete(File).where(File.path.like("%chelsea%")))
+    store.close()
+    report = json.loads(pixseek(data, "gc", "--json").stdout)
+    assert report["contents"] == 1 and list(report["vectors"].values()) == [1]
+    assert json.loads(pixseek(data, "gc", "--json").stdout)["contents"] == 0
+    results = json.loads(pixseek(data, "search", "a cat", "-k", "20", "--json").stdout)
+    assert len(results) == 11 and not any("chelsea" in r["path"] for r in results)
+    assert "removed 0 photos" in pixseek(data, "gc").stdout
+
+
 def test_db_upgrade(tmp_path):  # noqa: ANN001
-    assert "revision 0001" in pixseek(tmp_path / "d", "db", "upgrade").stdout
+    assert "revision 0002" in pixseek(tmp_path / "d", "db", "upgrade").stdout
 
 
 def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):  # noqa: ANN001

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from indexer.pipeline import Indexer
 from search.engine import Engine
 from search.store import STATUS_FAILED, Content, Embedding, File, Store
+from search.vectors import index_for
 
 
 def run(config, encoder, *roots):  # noqa: ANN001, ANN002, ANN201
@@ -77,8 +78,37 @@ def test_deleted_file_leaves_the_results(make_config, offline, library):  # noqa
     config = make_config()
     run(config, offline, library)
     (library / "chelsea_cat.png").unlink()
-    assert run(config, offline, library).removed == 1
+    summary = run(config, offline, library)
+    assert (summary.removed, summary.collected) == (1, 1)
+    # Its content and vector went too: the index holds 11, none of them the cat.
+    assert counts(config) == {"files": 11, "contents": 11, "embeddings": 11}
     assert all("chelsea" not in p for p in top_paths(config, offline, "a cat", 12))
+    assert len(top_paths(config, offline, "a cat", 12)) == 11
+
+
+def test_a_move_between_folders_in_one_run_keeps_the_vector(
+    make_config, offline, library, tmp_path  # noqa: ANN001
+):
+    config = make_config()
+    other = tmp_path / "other"
+    other.mkdir()
+    run(config, offline, library, other)
+    # Out of the first root scanned, into the second: the content must survive the
+    # first root's removals until the second root's scan finds it again.
+    (library / "chelsea_cat.png").rename(other / "cat.png")
+    summary = run(config, offline, library, other)
+    assert (summary.encoded, summary.reused, summary.removed, summary.collected) == (0, 1, 1, 0)
+    assert top_paths(config, offline, "a cat", 1) == [str(other / "cat.png")]
+
+
+def test_an_edited_photo_leaves_no_old_vector(make_config, offline, library):  # noqa: ANN001
+    config = make_config()
+    run(config, offline, library)
+    target = library / "chelsea_cat.png"
+    Image.open(library / "espresso_cup.png").rotate(90).save(target)
+    summary = run(config, offline, library)
+    assert (summary.encoded, summary.collected) == (1, 1)
+    assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
 
 
 def test_changed_file_is_encoded_again(make_config, offline, library):  # noqa: ANN001
@@ -166,8 +196,10 @@ def test_new_model_re_encodes_into_its_own_index(make_config, offline, tiny_clip
         )
     store.close()
     assert per_model == {offline.model_id: 12, tiny_clip.model_id: 12}
-    indexes = sorted(p.name for p in config.data_path.glob("index-*.faiss"))
-    assert len(indexes) == 2
+    store = Store(config.db_url)
+    a, b = (index_for(store, m.model_id, config).open() for m in (offline, tiny_clip))
+    assert (a.count, b.count) == (12, 12) and a.dim != b.dim and a.folder != b.folder
+    store.close()
     # Each index answers in its own model's space.
     assert Path(top_paths(config, offline, "a cat")[0]).name == "chelsea_cat.png"
     assert len(top_paths(config, tiny_clip, "a cat", 12)) == 12

@@ -56,7 +56,7 @@ def test_default_database_is_sqlite_in_the_data_dir(tmp_path):
         ("model:\n  device: gpu\n", {}, "'auto', 'cpu', 'cuda' or 'mps'"),
         ("model:\n  nmae: x\n", {}, "unknown key 'model.nmae'; allowed here: model.name"),
         ("colour: red\n", {}, "unknown key 'colour'"),
-        ("index:\n  kind: hnsw\n", {}, "index.kind"),
+        ("index:\n  kind: annoy\n", {}, "index.kind"),
         ("indexer:\n  decode_workers: -1\n", {}, "indexer.decode_workers"),
         ("- a list\n", {}, "must be a mapping"),
         ("model: [unclosed\n", {}, "not valid YAML"),

@@ -164,6 +164,28 @@ def test_picks_up_photos_indexed_while_running(  # noqa: ANN201
     assert first_name(client.get("/api/search?q=a+cat").get_json()) == "chelsea_cat.png"
 
 
+def test_forgets_photos_deleted_while_running(indexed, make_app, library, offline):  # noqa: ANN001
+    from indexer.pipeline import Indexer
+    from search.store import Store
+
+    client = make_app(indexed).test_client()
+    assert first_name(client.get("/api/search?q=a+cat").get_json()) == "chelsea_cat.png"
+    (library / "chelsea_cat.png").unlink()
+    store = Store(indexed.db_url)
+    assert Indexer(indexed, store, offline, progress=False).index([library]).collected == 1
+    store.close()
+    body = client.get("/api/search?q=a+cat&k=20").get_json()
+    assert len(body["results"]) == 11 and first_name(body) != "chelsea_cat.png"
+
+
+def test_exact_search_param(client):  # noqa: ANN001
+    approx = client.get("/api/search?q=a+cat&k=5").get_json()["results"]
+    exact = client.get("/api/search?q=a+cat&k=5&exact=1").get_json()["results"]
+    assert [r["id"] for r in approx] == [r["id"] for r in exact]
+    resp = client.get("/api/search?q=a+cat&exact=maybe")
+    assert resp.status_code == 400 and "exact must be 1 or 0" in resp.get_json()["error"]
+
+
 def test_model_that_cannot_load_is_503(indexed, monkeypatch):  # noqa: ANN001
     import search.engine
     from search.engine import Engine

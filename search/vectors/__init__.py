@@ -1,0 +1,28 @@
+"""Vector indexes: caches of one model's vectors that follow the store.
+
+``VectorIndex`` (``interface``) is what the engine and the indexer use: open, add, remove,
+search with an id filter, persist. ``FaissIndex`` (``faiss_index``) implements it with FAISS:
+a memory-mapped snapshot of a kind chosen for the library's size (``kinds``), written
+atomically (``snapshot``), plus the store's changes since.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from search.config import Config
+from search.store import Store
+from search.vectors.faiss_index import FaissIndex
+from search.vectors.interface import Marks, VectorIndex
+
+__all__ = ["FaissIndex", "Marks", "VectorIndex", "open_index", "index_for"]
+
+
+def index_for(store: Store, model_id: str, config: Config) -> VectorIndex:
+    """The vector index of ``model_id`` as ``config`` sets it up, not yet opened."""
+    idx = config.index
+    return FaissIndex(store, model_id, Path(config.data_path), idx.kind, idx.use_gpu)
+
+
+def open_index(store: Store, model_id: str, config: Config) -> VectorIndex:
+    return index_for(store, model_id, config).open()

@@ -1,0 +1,557 @@
+"""The FAISS vector index: a memory-mapped snapshot, plus the store's changes since it.
+
+- The **snapshot** is an immutable FAISS file (``snapshot.py``) reflecting the store at its
+  marks. Opening maps it: milliseconds, whatever the library size.
+- **Added** vectors since the snapshot are read from the store (which is an append-only log
+  of embeddings) into a small in-memory ``Delta``, searched exactly beside the snapshot.
+- **Removed** vectors since the snapshot come from the store's removal log; those inside the
+  snapshot are masked by an id selector, so they are never scanned or returned.
+- ``persist`` folds delta and removals into a new snapshot only when they have grown past a
+  share of it (``MERGE_FRACTION``, at least ``MERGE_MIN``, at most ``MERGE_MAX``): adding a
+  photo costs the change, and a rewrite is amortised over thousands of them.
+
+Nothing here is the truth: a snapshot that is missing, torn, for other settings or out of
+step with the store is rebuilt from the store, and deleting the folder loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from search.errors import InputError
+from search.store import Removal, Store
+from search.vectors import kinds, snapshot
+from search.vectors.interface import Marks, VectorIndex
+from search.vectors.snapshot import Manifest, Snapshot
+
+log = logging.getLogger(__name__)
+
+MERGE_MIN = 1024  # below this many changes a snapshot is not worth writing
+MERGE_FRACTION = 0.1
+MERGE_MAX = 16_384  # bounds what an open reads from the store and a query scans exactly
+# HNSW cannot delete: past this share of masked vectors the graph is rebuilt without them.
+HNSW_MASKED_MAX = 0.1
+TUNE_K = 10
+# A filter this selective is searched exactly: the allowed vectors are few, and the cells
+# an approximate search visits might hold too few of them to rank well.
+FILTER_EXACT_SHARE = 0.01
+RETUNE_MIN = 256  # new vectors in a merge worth re-checking the search depth for
+
+
+def _gpu_count() -> int:
+    # faiss-cpu has no get_num_gpus in some builds.
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+
+class Delta:
+    """Vectors added since the snapshot: few (the merge policy bounds them), searched exactly.
+    Additions queue up in parts and are joined into one array when next needed."""
+
+    def __init__(self) -> None:
+        self.emb_ids = np.zeros(0, np.int64)
+        self.ids = np.zeros(0, np.int64)
+        self.vectors = np.zeros((0, 0), np.float32)
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def __len__(self) -> int:
+        return len(self.emb_ids) + sum(len(p[0]) for p in self._parts)
+
+    def add(self, emb_ids: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._parts.append((emb_ids, ids, np.asarray(vectors, np.float32)))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(content ids, vectors) of everything added."""
+        if self._parts:
+            parts = [(self.emb_ids, self.ids, self.vectors)] if len(self.emb_ids) else []
+            parts += self._parts
+            self.emb_ids = np.concatenate([p[0] for p in parts])
+            self.ids = np.concatenate([p[1] for p in parts])
+            self.vectors = np.ascontiguousarray(np.concatenate([p[2] for p in parts]))
+            self._parts = []
+        return self.ids, self.vectors
+
+    def drop(self, emb_ids: list[int]) -> None:
+        self.arrays()
+        if emb_ids and len(self.emb_ids):
+            keep = ~np.isin(self.emb_ids, np.asarray(emb_ids, np.int64))
+            self.emb_ids, self.ids = self.emb_ids[keep], self.ids[keep]
+            self.vectors = self.vectors[keep]
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ids, vectors = self.arrays()
+        if allowed is not None:
+            keep = np.isin(ids, allowed)
+            ids, vectors = ids[keep], vectors[keep]
+        return _top_k(queries @ vectors.T, ids, k)
+
+
+def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best columns of each row of ``scores``, best first, padded FAISS-style."""
+    n, m = scores.shape
+    out_s = np.full((n, k), -np.inf, np.float32)
+    out_i = np.full((n, k), -1, np.int64)
+    if m == 0:
+        return out_s, out_i
+    take = min(k, m)
+    part = np.argpartition(-scores, take - 1, axis=1)[:, :take] if m > take else np.tile(
+        np.arange(m), (n, 1)
+    )
+    part_s = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_s, axis=1, kind="stable")
+    out_s[:, :take] = np.take_along_axis(part_s, order, axis=1)
+    out_i[:, :take] = ids[np.take_along_axis(part, order, axis=1)]
+    return out_s, out_i
+
+
+def _merge_results(
+    parts: list[tuple[np.ndarray, np.ndarray]], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
+    ids = np.concatenate([p[1] for p in parts], axis=1)
+    scores = np.where(ids < 0, -np.inf, scores)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+class FaissIndex(VectorIndex):
+    """One model's vectors under ``<data_dir>/index-<model>/``; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        model_id: str,
+        data_dir: Path,
+        kind: str = "auto",
+        use_gpu: bool = True,
+    ) -> None:
+        super().__init__(store, model_id)
+        if kind not in kinds.KINDS:
+            raise InputError(f"unknown index kind {kind!r}; use one of {', '.join(kinds.KINDS)}")
+        self.requested = kind
+        self.use_gpu = use_gpu
+        self.folder = snapshot.folder_for(Path(data_dir), model_id)
+        self.snap: Snapshot | None = None
+        self.delta = Delta()
+        self.tombstones: set[int] = set()  # content ids masked inside the snapshot
+        self.removed_since_snapshot = 0
+        self.dim = 0
+        self.rebuilt = False  # whether the last open had to rebuild from the store
+        self._selector_cache: tuple[int, object] | None = None
+        self._gpu: tuple[object, faiss.Index] | None = None
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self.snap, self.delta, self.tombstones = None, Delta(), set()
+        self.removed_since_snapshot, self.dim, self.marks = 0, 0, Marks()
+        self._selector_cache, self._gpu = None, None
+
+    def _adopt(self, snap: Snapshot) -> None:
+        m = snap.manifest
+        self.snap, self.dim = snap, m.dim
+        self.tombstones = set(m.extra.get("masked", []))
+        self.marks = Marks(m.embedding_mark, m.removal_mark)
+
+    def open(self) -> FaissIndex:
+        """Map the snapshot, catch up with the store, and check the count against it."""
+        self._reset()
+        self.rebuilt = False
+        self._drop_legacy_file()
+        embedding, removal, count = self.store.embedding_state(self.model_id)
+        now = Marks(embedding, removal)
+        judged = snapshot.manifest_stamp(self.folder)
+        snap = snapshot.load(self.folder, self.model_id)
+        broken = snap is None and judged is not None
+        if snap is not None:
+            if snap.manifest.requested != self.requested:
+                log.info("index kind changed to %s; rebuilding", self.requested)
+                snap = None
+            elif Marks(snap.manifest.embedding_mark, snap.manifest.removal_mark).ahead_of(now):
+                log.warning("the vector index is newer than the database; rebuilding")
+                snap = None
+        if snap is not None:
+            self._adopt(snap)
+        elif broken or count >= MERGE_MIN:
+            return self._rebuild_unless_replaced(judged)  # small libraries need no snapshot
+        self.catch_up(now)
+        if self.count != count:
+            log.warning(
+                "vector index holds %d vectors, the database %d; rebuilding", self.count, count
+            )
+            return self._rebuild_unless_replaced(judged)
+        return self
+
+    def _rebuild_unless_replaced(self, judged: tuple[int, int, int] | None) -> FaissIndex:
+        """Rebuild, unless another process wrote a new snapshot since we judged the one we
+        found (two processes opening a broken index build it once)."""
+        with snapshot.writer_lock(self.folder):
+            if snapshot.manifest_stamp(self.folder) != judged:
+                return self.open()
+            return self.rebuild()
+
+    def _drop_legacy_file(self) -> None:
+        # Format 1 kept one file beside the folder; it is a cache, so it simply goes.
+        legacy = self.folder.parent / (self.folder.name + ".faiss")
+        legacy.unlink(missing_ok=True)
+
+    def refresh(self) -> bool:
+        """Follow the store and other processes' snapshots; cheap when nothing changed (one
+        stat and two index seeks). What a long-running server calls before each query."""
+        loaded = self.snap.stamp if self.snap else None
+        if snapshot.manifest_stamp(self.folder) != loaded:
+            self.open()  # a writer folded the changes into a new snapshot: map that one
+            return True
+        now = self.store_marks()
+        if self.marks.ahead_of(now):
+            self.open()
+            return True
+        return self.catch_up(now)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def add(self, embedding_ids: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        if self.dim == 0:
+            self.dim = int(vectors.shape[1])
+        self.delta.add(np.asarray(embedding_ids, np.int64), np.asarray(ids, np.int64), vectors)
+
+    def remove(self, removals: list[Removal]) -> None:
+        snap_mark = self.snap.manifest.embedding_mark if self.snap else 0
+        in_snapshot = {r.content_id for r in removals if r.embedding_id <= snap_mark}
+        self.delta.drop([r.embedding_id for r in removals if r.embedding_id > snap_mark])
+        if in_snapshot:
+            before = len(self.tombstones)
+            self.tombstones |= in_snapshot
+            self.removed_since_snapshot += len(self.tombstones) - before
+            self._selector_cache = None
+
+    @property
+    def count(self) -> int:
+        in_snapshot = self.snap.index.ntotal if self.snap else 0
+        return in_snapshot - len(self.tombstones) + len(self.delta)
+
+    # -- searching -------------------------------------------------------------------------
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        ids: np.ndarray | None = None,
+        exact: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if k <= 0:
+            raise InputError("k must be a positive number of results")
+        if self.count == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        if q.shape[1] != self.dim:
+            raise InputError(
+                f"the query has {q.shape[1]} dimensions; the index of {self.model_id} has "
+                f"{self.dim}"
+            )
+        allowed = None if ids is None else np.unique(np.asarray(ids, np.int64))
+        k = min(k, self.count)
+        parts = []
+        if self.snap is not None and self.snap.index.ntotal > len(self.tombstones):
+            parts.append(self._search_snapshot(q, k, allowed, exact))
+        if len(self.delta):
+            parts.append(self.delta.search(q, k, allowed))
+        if not parts:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        return _merge_results(parts, k)
+
+    def _selector(self, allowed: np.ndarray | None) -> tuple[object | None, list]:
+        """The FAISS id selector for a search, and the objects it borrows (kept alive)."""
+        keep: list = []
+        mask = None
+        if self.tombstones:
+            if self._selector_cache is None:
+                masked = np.fromiter(self.tombstones, np.int64, len(self.tombstones))
+                batch = faiss.IDSelectorBatch(masked)
+                self._selector_cache = (batch, faiss.IDSelectorNot(batch))
+            mask = self._selector_cache[1]
+            keep.append(self._selector_cache)
+        if allowed is None:
+            return mask, keep
+        only = faiss.IDSelectorBatch(allowed)
+        keep.append(only)
+        if mask is None:
+            return only, keep
+        both = faiss.IDSelectorAnd(only, mask)
+        keep.append(both)
+        return both, keep
+
+    def _search_snapshot(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None, exact: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self.snap is not None
+        m, index = self.snap.manifest, self.snap.index
+        selector, _alive = self._selector(allowed)
+        if m.kind not in kinds.APPROXIMATE:
+            return self._plain_search(index, q, k, kinds.params(m.kind, 0, selector))
+        live = index.ntotal - len(self.tombstones)
+        if allowed is not None and len(allowed) <= FILTER_EXACT_SHARE * live:
+            exact = True
+        if exact:
+            return kinds.exact_search(m.kind, index, q, k, selector)
+        top = kinds.max_depth(m.kind, index)
+        depth = m.depth
+        if allowed is not None:  # a filter thins each cell out: look as much further
+            depth = min(top, math.ceil(depth * live / max(1, len(allowed))))
+        wanted = min(k, live if allowed is None else len(allowed))
+        while True:
+            scores, found = self._plain_search(index, q, k, kinds.params(m.kind, depth, selector))
+            # A filter or many removals can leave the nearest cells short of k matches: look
+            # further (x4 each time) until every query has k, or the whole index was seen.
+            if depth >= top or (found >= 0).sum(axis=1).min() >= wanted:
+                if depth >= top and m.kind == "hnsw" and (found >= 0).sum(axis=1).min() < wanted:
+                    return kinds.exact_search(m.kind, index, q, k, selector)
+                return scores, found
+            depth = min(top, depth * 4)
+
+    def _plain_search(
+        self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        gpu = self._gpu_index() if params is None or params.sel is None else None
+        if gpu is not None:
+            try:
+                return gpu.search(q, k)
+            except (RuntimeError, AttributeError) as exc:
+                log.warning("searching on the CPU: the GPU search failed (%s)", exc)
+                self.use_gpu, self._gpu = False, None
+        return index.search(q, k, params=params)
+
+    def _gpu_index(self) -> faiss.Index | None:
+        """A GPU copy of a flat snapshot when faiss-gpu and a GPU are present. The resources
+        object must outlive the GPU index, so it is kept beside it."""
+        if not self.use_gpu or self.snap is None or self.snap.manifest.kind not in ("flat", "fp16"):
+            return None
+        if self._gpu is None and _gpu_count() > 0:
+            try:
+                res = faiss.StandardGpuResources()
+                self._gpu = (res, faiss.index_cpu_to_gpu(res, 0, self.snap.index))
+            except (RuntimeError, AttributeError) as exc:
+                log.warning("searching on the CPU: this index cannot move to the GPU (%s)", exc)
+                self.use_gpu = False
+        return self._gpu[1] if self._gpu else None
+
+    # -- persisting ------------------------------------------------------------------------
+
+    def merge_due(self) -> bool:
+        changes = len(self.delta) + self.removed_since_snapshot
+        if changes == 0:
+            return False
+        base = self.snap.manifest.count if self.snap else 0
+        limit = min(MERGE_MAX, max(MERGE_MIN, MERGE_FRACTION * base))
+        return changes >= limit
+
+    def persist(self, force: bool = False) -> bool:
+        """Fold the changes into a new snapshot when they are worth a rewrite (or ``force``).
+        A reader keeps its mapped snapshot until it next refreshes; nothing is lost either
+        way, the store holds every change."""
+        if not (force or self.merge_due()):
+            return False
+        with snapshot.writer_lock(self.folder):
+            if snapshot.manifest_stamp(self.folder) != (self.snap.stamp if self.snap else None):
+                self.open()  # another process wrote a snapshot meanwhile: start from it
+                if not (force or self.merge_due()):
+                    return False
+            self.catch_up()
+            if self.count == 0 or (self.count < MERGE_MIN and not force and self.snap is None):
+                return False
+            if self._needs_full_build():
+                self._build_locked()
+            else:
+                self._merge_locked()
+        return True
+
+    def _needs_full_build(self) -> bool:
+        if self.snap is None:
+            return True
+        m = self.snap.manifest
+        if kinds.choose(self.requested, self.count, self.dim, current=m.kind) != m.kind:
+            return True
+        if kinds.needs_rebuild(m.kind, m.trained_count, self.count):
+            return True
+        if not kinds.supports_remove(m.kind):
+            delta_ids, _ = self.delta.arrays()
+            if self.tombstones & set(delta_ids.tolist()):
+                return True  # a reused id would be masked in its new place too
+            if len(self.tombstones) > HNSW_MASKED_MAX * m.count:
+                return True
+        return False
+
+    def _merge_locked(self) -> None:
+        """Read the snapshot into memory, apply removals and additions, write it anew."""
+        assert self.snap is not None
+        m = self.snap.manifest
+        index = snapshot.load_writable(self.folder, m)
+        masked = sorted(self.tombstones)
+        if masked and kinds.supports_remove(m.kind):
+            index.remove_ids(faiss.IDSelectorBatch(np.asarray(masked, np.int64)))
+            masked = []
+        ids, vectors = self.delta.arrays()
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        depth, tuned = m.depth, m.tuned_recall
+        if m.kind in kinds.APPROXIMATE and len(ids) >= RETUNE_MIN:
+            # New photos may be a new kind of photo the cells were not trained on: check the
+            # depth against exact search around them, and look deeper if they need it.
+            queries = kinds.tuning_queries(vectors, np.random.default_rng(m.generation), 128)
+            truth = kinds.exact_search(m.kind, index, queries, TUNE_K, None)[1]
+            depth = max(depth, kinds.tune(m.kind, index, queries, truth, TUNE_K))
+            got = index.search(queries, TUNE_K, params=kinds.params(m.kind, depth, None))[1]
+            tuned = round(kinds.recall(got, truth), 4)
+        manifest = replace(
+            m,
+            count=int(index.ntotal),
+            embedding_mark=self.marks.embedding,
+            removal_mark=self.marks.removal,
+            depth=depth,
+            tuned_recall=tuned,
+            extra={**m.extra, "masked": masked},
+        )
+        self._write(index, manifest)
+
+    def rebuild(self) -> FaissIndex:
+        """Build the index from the store alone (nothing of the old snapshot is trusted).
+        The old snapshot stays in place until the new one replaces it, so a server that
+        maps it keeps answering meanwhile."""
+        with snapshot.writer_lock(self.folder):
+            self._reset()
+            self._build_locked()
+        self.rebuilt = True
+        return self
+
+    def _build_locked(self) -> None:
+        """A new snapshot from the store: sample, train, add, tune, write, then map it."""
+        embedding, removal, count = self.store.embedding_state(self.model_id)
+        upto = Marks(embedding, removal)
+        if count == 0:
+            snapshot.clear(self.folder)
+            self._reset()
+            self.marks = upto
+            return
+        current = self.snap.manifest.kind if self.snap else None
+        dim = self._dim_in_store()
+        kind = kinds.choose(self.requested, count, dim, current=current)
+        rng = np.random.default_rng(0)
+        # Pass 1: a uniform sample of the library, for training and for tuning queries.
+        n_train = kinds.train_size(kind, count)
+        n_sample = max(n_train, kinds.TUNE_QUERIES) if kind in kinds.APPROXIMATE else 0
+        sample = self._sample(upto, count, n_sample, rng) if n_sample else None
+        index = kinds.new_index(kind, dim, count, sample[:n_train] if n_train else None)
+        queries = kinds.tuning_queries(sample, rng) if sample is not None else None
+        # Pass 2: every vector into the index, and exact neighbours of the tuning queries.
+        truth_chunks = []
+        added = 0
+        for _emb_ids, ids, vectors in self.store.iter_embeddings(
+            self.model_id, upto_id=upto.embedding
+        ):
+            index.add_with_ids(vectors, ids)
+            added += len(ids)
+            if queries is not None:
+                truth_chunks.append(_top_chunk(queries, ids, vectors, TUNE_K))
+        # Removals that landed while we read: out of the new index before anyone sees it.
+        removals = self.store.removals_since(self.model_id, removal)
+        gone = [r.content_id for r in removals if r.embedding_id <= upto.embedding]
+        masked: list[int] = []
+        if gone and kinds.supports_remove(kind):
+            index.remove_ids(faiss.IDSelectorBatch(np.asarray(gone, np.int64)))
+        else:
+            masked = sorted(set(gone))
+        depth, tuned = 0, None
+        if queries is not None and index.ntotal:
+            truth = _merge_results(truth_chunks, TUNE_K)[1]
+            depth = kinds.tune(kind, index, queries, truth, TUNE_K)
+            _, got = index.search(queries, TUNE_K, params=kinds.params(kind, depth, None))
+            tuned = round(kinds.recall(got, truth), 4)
+        manifest = Manifest(
+            model=self.model_id, requested=self.requested, kind=kind, dim=dim,
+            count=int(index.ntotal),
+            embedding_mark=upto.embedding,
+            removal_mark=removals[-1].id if removals else upto.removal,
+            file="", bytes=0, generation=self.snap.manifest.generation if self.snap else 0,
+            trained_count=count if n_train else 0, depth=depth, tuned_recall=tuned,
+            extra={"masked": masked},
+        )
+        log.info("built a %s index of %d vectors (depth %d, recall %s)", kind, added, depth, tuned)
+        self._write(index, manifest)
+
+    def _write(self, index: faiss.Index, manifest: Manifest) -> None:
+        """Write the snapshot, drop the in-memory copy, map the file, catch up the rest."""
+        snapshot.write(self.folder, index, manifest)
+        del index
+        snap = snapshot.load(self.folder, self.model_id)
+        if snap is None:
+            raise RuntimeError(f"the vector index just written to {self.folder} cannot be read")
+        self._reset()
+        self._adopt(snap)
+        self.catch_up()
+
+    def _dim_in_store(self) -> int:
+        for _emb_ids, _ids, vectors in self.store.iter_embeddings(self.model_id, chunk=1):
+            return int(vectors.shape[1])
+        return 0
+
+    def _sample(
+        self, upto: Marks, count: int, n: int, rng: np.random.Generator
+    ) -> np.ndarray:
+        """``n`` vectors at uniformly random positions of the library, in one streaming pass."""
+        picks = np.sort(rng.choice(count, size=min(n, count), replace=False))
+        out, seen = [], 0
+        for _emb_ids, _ids, vectors in self.store.iter_embeddings(
+            self.model_id, upto_id=upto.embedding
+        ):
+            lo = np.searchsorted(picks, seen)
+            hi = np.searchsorted(picks, seen + len(vectors))
+            out.append(vectors[picks[lo:hi] - seen])
+            seen += len(vectors)
+        sample = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        return np.ascontiguousarray(sample, np.float32)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def is_current(self) -> bool:
+        """Whether the next open needs no rebuild (cheap: the manifest and a file size)."""
+        m = snapshot.read_manifest(self.folder)
+        if m is None:
+            return self.store.embedding_count(self.model_id) < MERGE_MIN
+        try:
+            size = (self.folder / m.file).stat().st_size
+        except OSError:
+            return False
+        if size != m.bytes or m.model != self.model_id or m.requested != self.requested:
+            return False
+        return not Marks(m.embedding_mark, m.removal_mark).ahead_of(self.store_marks())
+
+    def describe(self) -> dict:
+        m = snapshot.read_manifest(self.folder)
+        if m is None:  # no snapshot: the store's vectors are searched exactly
+            return {"kind": "flat", "requested": self.requested, "snapshot_vectors": 0}
+        info = {
+            "kind": m.kind,
+            "requested": self.requested,
+            "snapshot_vectors": m.count - len(m.extra.get("masked", [])),
+            "bytes": m.bytes,
+            "folder": str(self.folder),
+        }
+        if m.kind in kinds.APPROXIMATE:  # nprobe / efSearch, and the recall it was tuned to
+            info[kinds.depth_name(m.kind)] = m.depth
+            info["tuned_recall"] = m.tuned_recall
+        return info
+
+
+def _top_chunk(
+    queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    return _top_k(queries @ vectors.T, ids, k)

@@ -1,0 +1,210 @@
+"""A vector index on disk: an immutable FAISS file and the manifest that names it.
+
+One folder per model holds ``manifest.json`` and ``vectors-<generation>.faiss``. The FAISS
+file is written under a temporary name, flushed to disk and renamed; only then is the
+manifest (also written aside and renamed) switched to it, and older files are deleted. A
+crash at any point leaves the previous manifest naming a complete file, or no manifest.
+A file whose size differs from what the manifest recorded (torn, truncated, replaced) is
+refused, and the caller rebuilds from the store.
+
+Files are opened memory-mapped: opening costs milliseconds whatever the size, and the
+pages a search touches are shared with the OS page cache instead of copied into the process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+
+log = logging.getLogger(__name__)
+FORMAT = 2
+MANIFEST = "manifest.json"
+
+
+def mmap_flags(kind: str) -> int:
+    """Memory-map the inverted lists of an IVF index, or the vector storage of a flat or
+    HNSW one, read-only. (The two flags do not combine: the IVF reader needs a plain file.)"""
+    if kind == "ivf":
+        return faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+    return faiss.IO_FLAG_MMAP_IFC
+
+
+def folder_for(data_dir: Path, model_id: str) -> Path:
+    """``<data_dir>/index-<model slug>-<hash>``: one folder per model, never shared."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")[-60:]
+    digest = hashlib.sha1(model_id.encode()).hexdigest()[:8]
+    return Path(data_dir) / f"index-{slug}-{digest}"
+
+
+@dataclass
+class Manifest:
+    model: str
+    requested: str  # the configured kind (auto, flat, ...)
+    kind: str  # the kind built (auto resolves to flat or ivf)
+    dim: int
+    count: int  # vectors in the file
+    embedding_mark: int  # the newest embedding id the file reflects
+    removal_mark: int  # the newest removal the file reflects
+    file: str
+    bytes: int
+    generation: int
+    trained_count: int = 0  # library size the IVF cells were trained for
+    depth: int = 0  # tuned nprobe / efSearch (0: exact kinds)
+    tuned_recall: float | None = None
+    extra: dict = field(default_factory=dict)
+    format: int = FORMAT
+
+
+@dataclass
+class Snapshot:
+    manifest: Manifest
+    index: faiss.Index
+    stamp: tuple[int, int, int]  # the manifest file's (inode, size, mtime): changed = reload
+
+
+def manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
+    """A cheap fingerprint of the manifest; another process's new snapshot changes it."""
+    try:
+        st = os.stat(folder / MANIFEST)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    try:
+        raw = json.loads((folder / MANIFEST).read_text())
+        manifest = Manifest(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    return manifest if manifest.format == FORMAT else None
+
+
+def load(folder: Path, model: str) -> Snapshot | None:
+    """The snapshot in ``folder``, memory-mapped; None if absent, torn or for another model."""
+    for _attempt in range(3):  # a writer may swap the files between our two reads
+        stamp = manifest_stamp(folder)
+        manifest = read_manifest(folder)
+        if manifest is None or stamp is None:
+            return None
+        if manifest.model != model:
+            log.warning("%s holds vectors of another model; ignoring it", folder)
+            return None
+        path = folder / manifest.file
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            if manifest_stamp(folder) != stamp:
+                continue  # replaced meanwhile: read the new manifest
+            return None
+        if size != manifest.bytes:
+            log.warning("%s is %d bytes, its manifest says %d: torn", path, size, manifest.bytes)
+            return None
+        try:
+            index = faiss.read_index(str(path), mmap_flags(manifest.kind))
+        except RuntimeError as exc:
+            log.warning("cannot read %s: %s", path, str(exc).splitlines()[0])
+            return None
+        if index.ntotal != manifest.count or index.d != manifest.dim:
+            return None
+        if manifest.kind == "ivf":
+            # Mapped lists come with 32 prefetch threads per search: 4.4 ms a query at 1M
+            # vectors against 1.5 ms without, the pages being in the OS cache anyway.
+            lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+            if hasattr(lists, "prefetch_nthread"):
+                lists.prefetch_nthread = 0
+        return Snapshot(manifest, index, stamp)
+    return None
+
+
+def load_writable(folder: Path, manifest: Manifest) -> faiss.Index:
+    """The snapshot's index read wholly into memory, to add to or remove from."""
+    return faiss.read_index(str(folder / manifest.file))
+
+
+_held: dict[Path, int] = {}
+_held_guard = threading.RLock()
+
+
+@contextmanager
+def writer_lock(folder: Path) -> Iterator[None]:
+    """One writer per index folder at a time, whichever process it is (readers never wait).
+    Re-entrant within a process: a writer that reopens and rebuilds does not block itself."""
+    folder = folder.resolve()
+    with _held_guard:  # threads of one process queue here; processes on the flock
+        if _held.get(folder):
+            _held[folder] += 1
+            try:
+                yield
+            finally:
+                _held[folder] -= 1
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            _held[folder] = 1
+            yield
+        finally:
+            _held.pop(folder, None)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write(folder: Path, index: faiss.Index, manifest: Manifest) -> Manifest:
+    """Write ``index`` as the next generation and switch the manifest to it (call under
+    ``writer_lock``). FAISS streams the index to the file: no second copy in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(folder)
+    generation = max(manifest.generation, previous.generation if previous else 0) + 1
+    name = f"vectors-{generation:06d}.faiss"
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    faiss.write_index(index, str(tmp))
+    _fsync_path(tmp)
+    os.replace(tmp, folder / name)
+    manifest.file, manifest.generation = name, generation
+    manifest.bytes = (folder / name).stat().st_size
+    manifest_tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    with open(manifest_tmp, "w") as fh:
+        json.dump(asdict(manifest), fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(manifest_tmp, folder / MANIFEST)
+    _fsync_path(folder)
+    remove_stale(folder, keep=name)
+    return manifest
+
+
+def remove_stale(folder: Path, keep: str | None) -> None:
+    """Delete index files the manifest no longer names, and leftovers of a crashed write.
+    A reader that still maps an old file keeps reading it: unlinking does not unmap."""
+    for path in folder.glob("*.faiss"):
+        if path.name != keep:
+            path.unlink(missing_ok=True)
+    for path in folder.glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def clear(folder: Path) -> None:
+    """Forget the snapshot (the next open rebuilds from the store)."""
+    (folder / MANIFEST).unlink(missing_ok=True)
+    remove_stale(folder, keep=None)
