@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 DATA ?= ./library-data
 
-.PHONY: setup system-deps demo test bench bench-index clean
+.PHONY: setup system-deps demo test bench bench-index bench-scale clean
 
 # torch is pinned to the CPU build that these machines install from local disk; on a CUDA
 # machine install the CUDA build of torch into the venv first and it is kept.
@@ -44,6 +44,11 @@ bench: setup
 # Indexing throughput against the bare model (several minutes).
 bench-index: setup
 	$(PY) benchmarks/index_throughput.py
+
+# Library size against open, add, search and memory, at 1k to 1M photos (the first run
+# builds the libraries: about 15 minutes on two cores; later runs reuse them).
+bench-scale: setup
+	$(PY) benchmarks/library_scale.py run
 
 clean:
 	rm -rf $(DATA) .pytest_cache
