@@ -15,8 +15,9 @@ way ``pixseek`` builds it on first open.
 ``run`` builds (or reuses, under ``bench-out/library-scale/``) a library of each size and
 measures, in one run on the same machine:
 
-- **open**: ``index_for(...).open()`` in a fresh process with the library's files evicted
-  from the page cache (cold) and again in the same process (warm);
+- **open**: ``index_for(...).open()`` as a reader opens it (``pixseek search``, ``serve``)
+  in a fresh process with the library's files evicted from the page cache (cold) and again
+  (warm); and as the indexer opens it (checking the vector count against the store), cold;
 - **index one photo**: the wall time of ``pixseek index NEWFOLDER`` (one new JPEG), against
   the same command on an empty library, and its peak RSS;
 - **search CLI**: the wall time of ``pixseek search "..." -k 10``, against an empty library;
@@ -342,16 +343,20 @@ OPEN_PROBE = """
 import json, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from benchmarks.library_scale import config_for
+from benchmarks.library_scale import config_for, evict, library_files
 from search.store import Store
 from search.vectors import index_for
 data_dir, model_id = Path(sys.argv[1]), sys.argv[2]
 config = config_for(data_dir, sys.argv[4])
 times = []
-for _ in range(2):
+# A reader (search, serve) cold then warm; then a writer (the indexer), which also checks
+# the vector count against the store, cold.
+for verify, cold in ((False, True), (False, False), (True, True)):
+    if cold:
+        evict(library_files(data_dir))
     store = Store(config.db_url)
     t = time.perf_counter()
-    index = index_for(store, model_id, config).open()
+    index = index_for(store, model_id, config, verify=verify).open()
     times.append(time.perf_counter() - t)
     assert not index.rebuilt, "the benchmark library's index was rebuilt on open"
     store.close()
@@ -360,7 +365,6 @@ print(json.dumps(times))
 
 
 def measure_open(data_dir: Path, facts: dict) -> dict:
-    evict(library_files(data_dir))
     proc = subprocess.run(
         [sys.executable, "-c", OPEN_PROBE, str(data_dir), facts["model_id"], str(ROOT),
          facts["model"]],
@@ -368,8 +372,9 @@ def measure_open(data_dir: Path, facts: dict) -> dict:
     )
     if proc.returncode:
         raise SystemExit(f"open probe failed: {proc.stderr[-2000:]}")
-    cold, warm = json.loads(proc.stdout)
-    return {"open_cold_s": round(cold, 3), "open_warm_s": round(warm, 3)}
+    cold, warm, writer_cold = json.loads(proc.stdout)
+    return {"open_cold_s": round(cold, 3), "open_warm_s": round(warm, 3),
+            "open_writer_cold_s": round(writer_cold, 3)}
 
 
 def measure_in_process(data_dir: Path, facts: dict, n_queries: int) -> dict:
@@ -559,6 +564,8 @@ def markdown(results: dict, meta: dict) -> str:
     rows = [
         ("index kind", lambda r: r["built"]["index"].get("kind")),
         ("open, cold / warm (s)", lambda r: f"{r['open_cold_s']} / {r['open_warm_s']}"),
+        ("  the indexer's open, cold, with its count check (s)",
+         lambda r: r.get("open_writer_cold_s")),
         ("`pixseek index` 1 new photo (s)", lambda r: f"{r['index_one_s']}"),
         ("  same on an empty library (s), ratio",
          lambda r: f"{r['index_one_empty_s']}, {r['index_one_ratio']}x"),

@@ -65,7 +65,8 @@ class Engine:
     @property
     def vectors(self) -> VectorIndex:
         if self._vectors is None:
-            self._vectors = index_for(self.store, self.model_id, self.config).open()
+            # A reader: it trusts the snapshot's count (the indexer verifies it).
+            self._vectors = index_for(self.store, self.model_id, self.config, verify=False).open()
         return self._vectors
 
     def refresh(self) -> bool:

@@ -15,14 +15,13 @@ from search.store import Store
 from search.vectors.faiss_index import FaissIndex
 from search.vectors.interface import Marks, VectorIndex
 
-__all__ = ["FaissIndex", "Marks", "VectorIndex", "open_index", "index_for"]
+__all__ = ["FaissIndex", "Marks", "VectorIndex", "index_for"]
 
 
-def index_for(store: Store, model_id: str, config: Config) -> VectorIndex:
-    """The vector index of ``model_id`` as ``config`` sets it up, not yet opened."""
+def index_for(
+    store: Store, model_id: str, config: Config, verify: bool = True
+) -> VectorIndex:
+    """The vector index of ``model_id`` as ``config`` sets it up, not yet opened.
+    ``verify=False`` for readers: opening skips the count check (see ``FaissIndex.open``)."""
     idx = config.index
-    return FaissIndex(store, model_id, Path(config.data_path), idx.kind, idx.use_gpu)
-
-
-def open_index(store: Store, model_id: str, config: Config) -> VectorIndex:
-    return index_for(store, model_id, config).open()
+    return FaissIndex(store, model_id, Path(config.data_path), idx.kind, idx.use_gpu, verify)

@@ -131,8 +131,10 @@ class FaissIndex(VectorIndex):
         data_dir: Path,
         kind: str = "auto",
         use_gpu: bool = True,
+        verify: bool = True,
     ) -> None:
         super().__init__(store, model_id)
+        self.verify = verify
         if kind not in kinds.KINDS:
             raise InputError(f"unknown index kind {kind!r}; use one of {', '.join(kinds.KINDS)}")
         self.requested = kind
@@ -161,33 +163,43 @@ class FaissIndex(VectorIndex):
         self.marks = Marks(m.embedding_mark, m.removal_mark)
 
     def open(self) -> FaissIndex:
-        """Map the snapshot, catch up with the store, and check the count against it."""
+        """Map the snapshot and catch up with the store. A ``verify``-ing index (a writer's)
+        also checks its count against the store's, which catches deletions made behind
+        pixseek's back; that scan costs a second on a cold 1M-photo database, so readers
+        skip it and leave it to the next indexing run."""
         self._reset()
         self.rebuilt = False
         self._drop_legacy_file()
-        embedding, removal, count = self.store.embedding_state(self.model_id)
-        now = Marks(embedding, removal)
         judged = snapshot.manifest_stamp(self.folder)
         snap = snapshot.load(self.folder, self.model_id)
-        broken = snap is None and judged is not None
-        if snap is not None:
-            if snap.manifest.requested != self.requested:
-                log.info("index kind changed to %s; rebuilding", self.requested)
-                snap = None
-            elif Marks(snap.manifest.embedding_mark, snap.manifest.removal_mark).ahead_of(now):
-                log.warning("the vector index is newer than the database; rebuilding")
-                snap = None
-        if snap is not None:
-            self._adopt(snap)
-        elif broken or count >= MERGE_MIN:
-            return self._rebuild_unless_replaced(judged)  # small libraries need no snapshot
-        self.catch_up(now)
+        if snap is not None and not self._usable(snap.manifest):
+            snap = None
+        if snap is None:
+            if judged is not None or self.store.embedding_count(self.model_id) >= MERGE_MIN:
+                return self._rebuild_unless_replaced(judged)
+            self.catch_up()  # a small library needs no snapshot: the store is enough
+            return self
+        self._adopt(snap)
+        if not self.verify:
+            self.catch_up()
+            return self
+        embedding, removal, count = self.store.embedding_state(self.model_id)
+        self.catch_up(Marks(embedding, removal))
         if self.count != count:
             log.warning(
                 "vector index holds %d vectors, the database %d; rebuilding", self.count, count
             )
             return self._rebuild_unless_replaced(judged)
         return self
+
+    def _usable(self, m: Manifest) -> bool:
+        if m.requested != self.requested:
+            log.info("index kind changed to %s; rebuilding", self.requested)
+            return False
+        if Marks(m.embedding_mark, m.removal_mark).ahead_of(self.store_marks()):
+            log.warning("the vector index is newer than the database; rebuilding")
+            return False
+        return True
 
     def _rebuild_unless_replaced(self, judged: tuple[int, int, int] | None) -> FaissIndex:
         """Rebuild, unless another process wrote a new snapshot since we judged the one we
