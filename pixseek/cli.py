@@ -192,29 +192,74 @@ def _print_results(results, as_json: bool) -> None:  # noqa: ANN001
         click.echo(f"{r.score:.4f}  {r.path}")
 
 
+def _print_page(page, as_json: bool) -> None:  # noqa: ANN001
+    """Results as ``score  path`` lines (stdout stays one result per line for scripts);
+    where strong matches end, a line on stderr says so."""
+    if as_json:
+        _print_results(page.results, True)
+        return
+    if not page.results:
+        click.echo("no photos match" + (" on this page" if page.offset else ""), err=True)
+    elif page.strong == 0 and page.offset == 0:
+        click.echo("nothing matches well; the nearest photos:", err=True)
+    shown_line = page.strong == 0
+    for r in page.results:
+        if not r.strong and not shown_line:
+            click.echo("-- weaker matches below --", err=True)
+            shown_line = True
+        click.echo(f"{r.score:.4f}  {r.path}")
+    if page.next_offset is not None:
+        click.echo(f"(more: --offset {page.next_offset})", err=True)
+
+
 @cli.command()
 @click.argument("query", required=False)
 @click.option("-k", "k", type=click.IntRange(1, 10_000), help="How many results.")
-@click.option("--image", type=click.Path(), help="Search by example: photos like this one.")
+@click.option("--image", "images", multiple=True, metavar="[W:]PATH",
+              help="Search by example: photos like this image (repeatable).")
+@click.option("--similar", "similar", multiple=True, metavar="[W:]ID_OR_PATH",
+              help="Photos like this library photo: a result's id or an indexed path.")
+@click.option("--not", "negatives", multiple=True, metavar="[W:]TEXT",
+              help="Push matches for TEXT away (repeatable).")
+@click.option("--after", metavar="DATE",
+              help="Taken on DATE or later (EXIF time, else file time).")
+@click.option("--before", metavar="DATE", help="Taken before DATE (EXIF time, else file time).")
+@click.option("--folder", "folders", multiple=True, type=click.Path(file_okay=False),
+              help="Only photos under this folder (repeatable).")
+@click.option("--camera", metavar="TEXT", help="Only photos whose camera name contains TEXT.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many results.")
+@click.option("--min-score", type=click.FloatRange(-1, 1), help="Drop results below this cosine.")
+@click.option("--sort", type=click.Choice(["relevance", "newest", "oldest"]),
+              default="relevance", help="Date orders apply among the strong matches.")
 @click.option("--exact", is_flag=True,
               help="Exact search, bypassing the approximate index (to check its recall).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.pass_context
-def search(ctx: click.Context, query, k, image, exact, as_json) -> None:  # noqa: ANN001
-    """Find photos matching QUERY text (or --image)."""
+def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,  # noqa: ANN001
+           camera, offset, min_score, sort, exact, as_json) -> None:
+    """Find photos matching QUERY text, example images or library photos.
+
+    \b
+    Terms add up, each with an optional WEIGHT: prefix (default 1):
+      pixseek search "2:golden retriever + puppy - leash" --image 0.5:pool.jpg --not people
+    """
+    from search import query as queries
     from search.engine import Engine
 
-    if (query is None) == (image is None):
-        raise PixseekError("give a text QUERY or --image PATH (one of the two)")
+    request = queries.build(
+        query, images=images, similar=similar, negatives=negatives, after=after, before=before,
+        folders=folders, camera=camera, k=k, offset=offset, min_score=min_score, sort=sort,
+        exact=exact,
+    )
     engine = Engine(_config(ctx))
     try:
-        if image:
-            results = engine.search_image(image, k, exact=exact)
-        else:
-            results = engine.search_text(query, k, exact=exact)
+        page = engine.search(request)
+        if engine.vectors.count == 0:
+            _print_results([], as_json)
+            return
     finally:
         engine.close()
-    _print_results(results, as_json)
+    _print_page(page, as_json)
 
 
 @cli.command()

@@ -14,12 +14,27 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import exists, func, select
 
+from search import relevance
 from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder
 from search.errors import InputError
 from search.preprocess import BadImage, decode
-from search.store import STATUS_FAILED, STATUS_OK, Embedding, File, Store
+from search.query import SearchRequest, Term
+from search.store import STATUS_FAILED, STATUS_OK, Embedding, File, Photo, Store
 from search.vectors import VectorIndex, index_for
+
+# Date orders rank the strong matches among this many nearest photos by date.
+SORT_POOL = 1000
+# Library photos sampled as the reference for image queries' relevance cut.
+IMAGE_REFERENCE_SIZE = 1000
+MIN_IMAGE_REFERENCE = 8
+
+
+def text_led(terms: list[Term]) -> bool:
+    """Whether text carries most of the query's positive weight (which reference judges it)."""
+    text = sum(t.weight for t in terms if t.weight > 0 and t.kind == "text")
+    other = sum(t.weight for t in terms if t.weight > 0 and t.kind != "text")
+    return text >= other
 
 
 @dataclass
@@ -32,6 +47,14 @@ class Result:
     height: int | None = None
     taken_at: dt.datetime | None = None
     camera: str | None = None
+    strong: bool = True  # above the model's relevance cut (search.relevance)
+    date: dt.datetime | None = None  # taken_at, else the file's modification time
+    hash: str = ""
+
+    @classmethod
+    def of(cls, cid: int, score: float, photo: Photo, strong: bool = True) -> Result:
+        return cls(cid, photo.paths[0], score, photo.paths, photo.width, photo.height,
+                   photo.taken_at, photo.camera, strong, photo.date, photo.hash)
 
     def as_dict(self) -> dict:
         return {
@@ -43,7 +66,22 @@ class Result:
             "height": self.height,
             "taken_at": self.taken_at.isoformat() if self.taken_at else None,
             "camera": self.camera,
+            "strong": self.strong,
+            "date": self.date.isoformat() if self.date else None,
         }
+
+
+@dataclass
+class Page:
+    """One page of results, and where the next one starts (None: this is the last)."""
+
+    results: list[Result]
+    offset: int = 0
+    next_offset: int | None = None
+
+    @property
+    def strong(self) -> int:
+        return sum(r.strong for r in self.results)
 
 
 class Engine:
@@ -52,6 +90,8 @@ class Engine:
         self.store = Store(config.db_url)
         self._encoder = encoder
         self._vectors: VectorIndex | None = None
+        self._text_reference: relevance.Reference | None = None
+        self._image_reference: tuple[int, relevance.Reference] | None = None
         self.model_id = encoder.model_id if encoder else canonical_model_id(config.model.name)
 
     @property
@@ -111,6 +151,125 @@ class Engine:
             raise InputError(f"{what} is not usable: {exc}") from None
         return self.encoder.encode_pixels(decoded.pixels[None])[0]
 
+    def search(self, request: SearchRequest) -> Page:
+        """Everything a search can ask (``search.query.build`` makes the request): weighted
+        text, example images and library photos, negatives, filters, paging, a score floor
+        and an order. Each result says whether it is a strong match (search.relevance)."""
+        k = request.k or self.config.search.default_k
+        if k <= 0:
+            raise InputError("k must be a positive number of results")
+        query, sources = self._query_vector(request.terms)
+        ids = None
+        if request.where:
+            ids = self.store.filtered_contents(self.model_id, request.where)
+            if not len(ids):
+                return Page([], request.offset, None)
+        want = request.offset + k + 1  # one more tells whether a next page exists
+        pool = max(want, SORT_POOL) if request.sort != "relevance" else want
+        found = [
+            hit for hit in self._nearest(query, pool + len(sources), ids, request.exact)
+            if hit[0] not in sources  # "similar to X" does not answer X itself
+        ][:pool]
+        if request.min_score is not None:
+            found = [hit for hit in found if hit[1] >= request.min_score]
+        strong = self._strong(query, [cid for cid, _, _ in found], text_led(request.terms))
+        ranked = [Result.of(cid, score, photo, bool(ok))
+                  for (cid, score, photo), ok in zip(found, strong, strict=True)]
+        if request.sort != "relevance":
+            # Date order among the strong matches; the weak ones follow by relevance.
+            newest = request.sort == "newest"
+            dated = sorted((r for r in ranked if r.strong),
+                           key=lambda r: (r.date or dt.datetime.min), reverse=newest)
+            ranked = dated + [r for r in ranked if not r.strong]
+        end = request.offset + k
+        return Page(ranked[request.offset:end], request.offset,
+                    end if len(ranked) > end else None)
+
+    def _query_vector(self, terms: list[Term]) -> tuple[np.ndarray, set[int]]:
+        """The weighted sum of the terms' unit vectors, normalised, and the library
+        photos it was made from."""
+        texts = [t for t in terms if t.kind == "text"]
+        parts: list[tuple[float, np.ndarray]] = []
+        if texts:
+            vecs = self.encoder.encode_texts([self.check_query(str(t.value)) for t in texts])
+            parts += [(t.weight, v) for t, v in zip(texts, vecs, strict=True)]
+        sources: set[int] = set()
+        for term in terms:
+            if term.kind == "image":
+                parts.append((term.weight, self.encode_query_image(term.value)))
+            elif term.kind == "similar":
+                cid = self._library_photo(term.value)
+                sources.add(cid)
+                parts.append((term.weight, self.store.vectors(self.model_id, [cid])[cid]))
+        total = sum(w * v.astype(np.float64) for w, v in parts)
+        norm = float(np.linalg.norm(total))
+        if norm < 1e-6:
+            raise InputError("the query's terms cancel each other out: change a weight")
+        return (total / norm).astype(np.float32), sources
+
+    def _library_photo(self, ref: str | int | bytes) -> int:
+        """A content id from an id or the path of an indexed file, with a vector."""
+        if isinstance(ref, int):
+            cid: int | None = ref
+        else:
+            cid = self.store.content_for_path(str(Path(str(ref)).expanduser().resolve()))
+        if cid is None or not self.store.vectors(self.model_id, [cid]):
+            raise InputError(
+                f"similar: {ref} is not a photo in the library indexed with {self.model_id} "
+                "(give an id from a search result, or the path of an indexed photo; "
+                "for any other image use --image)"
+            )
+        return cid
+
+    def _strong(self, query: np.ndarray, cids: list[int], text_led: bool) -> np.ndarray:
+        if not cids:
+            return np.zeros(0, dtype=bool)
+        stored = self.store.vectors(self.model_id, cids)
+        vectors = np.stack([stored[cid] for cid in cids])
+        ref = self.text_reference() if text_led else self.image_reference()
+        if ref is None:
+            return np.ones(len(cids), dtype=bool)
+        return ref.z_scores(query, vectors) >= relevance.STRONG_Z
+
+    def text_reference(self) -> relevance.Reference:
+        if self._text_reference is None:
+            from search.encoders.offline import cache_dir
+
+            self._text_reference = relevance.text_reference(self.encoder, cache_dir())
+        return self._text_reference
+
+    def image_reference(self) -> relevance.Reference | None:
+        """A sample of the library's own vectors (remade when the library doubles)."""
+        count = self.vectors.count
+        if count < 2:
+            return None
+        if self._image_reference is None or count > 2 * self._image_reference[0]:
+            sample = self.store.sample_vectors(self.model_id, IMAGE_REFERENCE_SIZE)
+            if len(sample) < MIN_IMAGE_REFERENCE:
+                return None  # too few photos to tell a strong match from the rest
+            self._image_reference = (count, relevance.Reference.of(sample))
+        return self._image_reference[1]
+
+    def _nearest(
+        self, query: np.ndarray, n: int, ids: np.ndarray | None, exact: bool
+    ) -> list[tuple[int, float, Photo]]:
+        """Up to n live photos nearest ``query`` (among ``ids`` if given), best first."""
+        index = self.vectors
+        fetch = n
+        while True:
+            scores, found = index.search(query, fetch, ids=ids, exact=exact)
+            pairs = [
+                (int(i), float(s)) for i, s in zip(found[0], scores[0], strict=False) if i >= 0
+            ]
+            photos = self.store.photos(cid for cid, _ in pairs)
+            live = [(cid, s) for cid, s in pairs if cid in photos]
+            # Contents whose files all went are collected with their vectors at the end of
+            # an indexing run; one caught in between is skipped here.
+            if len(live) >= n or fetch >= index.count or len(pairs) < fetch:
+                break
+            fetch *= 4
+        return [(cid, s, photos[cid]) for cid, s in live[:n]]
+
     def search_text(self, text: str, k: int | None = None, exact: bool = False) -> list[Result]:
         query = self.encoder.encode_texts([self.check_query(text)])[0]
         return self.search_vector(query, k, exact=exact)
@@ -135,29 +294,12 @@ class Engine:
         exact: bool = False,
     ) -> list[Result]:
         """The k stored photos nearest ``query``; ``ids`` limits them to those content ids,
-        ``exact`` bypasses the approximate index (to check its recall)."""
+        ``exact`` bypasses the approximate index (to check its recall). No relevance cut:
+        every result counts as strong."""
         k = k or self.config.search.default_k
         if k <= 0:
             raise InputError("k must be a positive number of results")
-        index = self.vectors
-        fetch = k
-        while True:
-            scores, found = index.search(query, fetch, ids=ids, exact=exact)
-            pairs = [
-                (int(i), float(s)) for i, s in zip(found[0], scores[0], strict=False) if i >= 0
-            ]
-            photos = self.store.photos(cid for cid, _ in pairs)
-            live = [(cid, s) for cid, s in pairs if cid in photos]
-            # Contents whose files all went are collected with their vectors at the end of
-            # an indexing run; one caught in between is skipped here.
-            if len(live) >= k or fetch >= index.count:
-                break
-            fetch *= 4
-        return [
-            Result(cid, photos[cid].paths[0], score, photos[cid].paths, photos[cid].width,
-                   photos[cid].height, photos[cid].taken_at, photos[cid].camera)
-            for cid, score in live[:k]
-        ]
+        return [Result.of(cid, s, photo) for cid, s, photo in self._nearest(query, k, ids, exact)]
 
     def classify(self, image: str | Path, labels: list[str]) -> list[tuple[str, float]]:
         """Zero-shot: softmax over logit_scale x cosine(image, label), as in the CLIP paper."""

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     bindparam,
     create_engine,
     delete,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    or_,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -140,8 +142,42 @@ class Photo:
     paths: list[str]
     width: int | None
     height: int | None
-    taken_at: dt.datetime | None
+    taken_at: dt.datetime | None  # EXIF capture time (the camera's local time)
     camera: str | None
+    hash: str = ""
+    size: int = 0
+    format: str | None = None
+    mtime: dt.datetime | None = None  # the oldest of its files' modification times (local)
+
+    @property
+    def date(self) -> dt.datetime | None:
+        """When the photo was taken: EXIF capture time, else the file's modification time."""
+        return self.taken_at or self.mtime
+
+
+@dataclass
+class Filter:
+    """Which photos a search may return; every part that is set must hold.
+
+    Dates compare with EXIF capture time, else the file's modification time, both as the
+    local time of this machine: ``after`` is inclusive, ``before`` exclusive.
+    """
+
+    after: dt.datetime | None = None
+    before: dt.datetime | None = None
+    folders: tuple[str, ...] = ()  # absolute paths: the photo's file is under one of them
+    camera: str | None = None  # a case-insensitive part of the camera's make and model
+
+    def __bool__(self) -> bool:
+        return bool(self.after or self.before or self.folders or self.camera)
+
+
+def local_datetime(mtime_ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(mtime_ns / 1e9).replace(microsecond=0)
+
+
+def _local_ns(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1e9)  # a naive datetime is read as local time
 
 
 def vector_to_blob(vec: np.ndarray) -> bytes:
@@ -370,17 +406,123 @@ class Store:
         for start in range(0, len(ids), 500):
             with self.session() as s:
                 rows = s.execute(
-                    select(File.content_id, File.path, Content.width, Content.height,
-                           Content.taken_at, Content.camera)
+                    select(File.content_id, File.path, File.mtime_ns, Content.width,
+                           Content.height, Content.taken_at, Content.camera, Content.hash,
+                           Content.size, Content.format)
                     .join(Content, Content.id == File.content_id)
                     .where(File.content_id.in_(ids[start:start + 500]), File.status == STATUS_OK)
                     .order_by(File.path)
                 ).all()
-            for cid, path, *meta in rows:
+            for cid, path, mtime_ns, *meta in rows:
+                mtime = local_datetime(mtime_ns)
                 if cid not in out:
-                    out[cid] = Photo([], *meta)
+                    out[cid] = Photo([], *meta, mtime=mtime)
                 out[cid].paths.append(path)
+                out[cid].mtime = min(out[cid].mtime or mtime, mtime)
         return out
+
+    def filtered_contents(self, model: str, where: Filter) -> np.ndarray:
+        """Ids of the contents with a vector for ``model`` and an indexed file that passes
+        ``where`` (the vector index then searches only those)."""
+        conditions = [File.status == STATUS_OK]
+        dated = Content.taken_at.is_not(None)
+        if where.after:
+            conditions.append(or_(and_(dated, Content.taken_at >= where.after),
+                                  and_(~dated, File.mtime_ns >= _local_ns(where.after))))
+        if where.before:
+            conditions.append(or_(and_(dated, Content.taken_at < where.before),
+                                  and_(~dated, File.mtime_ns < _local_ns(where.before))))
+        if where.folders:
+            conditions.append(or_(*(
+                File.path.startswith(folder.rstrip("/") + "/", autoescape=True)
+                for folder in where.folders
+            )))
+        if where.camera:
+            conditions.append(
+                func.lower(Content.camera).contains(where.camera.lower(), autoescape=True)
+            )
+        has_vector = exists().where(Embedding.content_id == Content.id, Embedding.model == model)
+        with self.session() as s:
+            ids = s.scalars(
+                select(Content.id).distinct()
+                .join(File, File.content_id == Content.id)
+                .where(*conditions, has_vector)
+            ).all()
+        return np.asarray(sorted(ids), dtype=np.int64)
+
+    def vectors(self, model: str, content_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The stored vectors of these contents for ``model``."""
+        ids = list(content_ids)
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), 500):
+            with self.session() as s:
+                rows = s.execute(
+                    select(Embedding.content_id, Embedding.vector)
+                    .where(Embedding.model == model,
+                           Embedding.content_id.in_(ids[start:start + 500]))
+                ).all()
+            out.update((cid, blob_to_vector(blob)) for cid, blob in rows)
+        return out
+
+    def sample_vectors(self, model: str, n: int, seed: int = 0) -> np.ndarray:
+        """About n of a model's vectors, spread over the library: ids drawn at random
+        below the newest, so no full scan (ids freed by deletions just miss)."""
+        newest = self.change_marks(model)[0]
+        rng = np.random.default_rng(seed)
+        wanted = np.unique(rng.integers(1, newest + 1, size=min(n, newest)))
+        blobs: list[bytes] = []
+        for start in range(0, len(wanted), 500):
+            with self.session() as s:
+                blobs += s.scalars(
+                    select(Embedding.vector).where(
+                        Embedding.model == model,
+                        Embedding.id.in_(wanted[start:start + 500].tolist()))
+                ).all()
+        if not blobs:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
+
+    def content_for_path(self, path: str) -> int | None:
+        """The content id an indexed file has, or None."""
+        with self.session() as s:
+            return s.scalar(
+                select(File.content_id).where(File.path == path, File.status == STATUS_OK)
+            )
+
+    def facets(self) -> dict:
+        """What there is to filter by: folders that hold photos (with counts), cameras
+        (with counts) and the range of photo dates."""
+        folders: dict[str, int] = {}
+        with self.session() as s:
+            for (path,) in s.execute(
+                select(File.path).where(File.status == STATUS_OK).execution_options(
+                    yield_per=10_000)
+            ):
+                folder = path.rsplit("/", 1)[0] or "/"
+                folders[folder] = folders.get(folder, 0) + 1
+            cameras = s.execute(
+                select(Content.camera, func.count(Content.id))
+                .where(Content.camera.is_not(None), exists().where(
+                    File.content_id == Content.id, File.status == STATUS_OK))
+                .group_by(Content.camera).order_by(Content.camera)
+            ).all()
+            taken = s.execute(
+                select(func.min(Content.taken_at), func.max(Content.taken_at))
+                .join(File, File.content_id == Content.id).where(File.status == STATUS_OK)
+            ).one()
+            undated = s.execute(
+                select(func.min(File.mtime_ns), func.max(File.mtime_ns))
+                .join(Content, Content.id == File.content_id)
+                .where(File.status == STATUS_OK, Content.taken_at.is_(None))
+            ).one()
+        dates = [d for d in taken if d is not None]
+        dates += [local_datetime(ns) for ns in undated if ns is not None]
+        return {
+            "folders": [{"path": f, "count": n} for f, n in sorted(folders.items())],
+            "cameras": [{"name": c, "count": n} for c, n in cameras],
+            "dates": {"oldest": min(dates) if dates else None,
+                      "newest": max(dates) if dates else None},
+        }
 
     def paths_for_contents(self, content_ids: Iterable[int]) -> dict[int, list[str]]:
         """Indexed paths of each content, sorted, for contents that still have a file."""

@@ -1,0 +1,165 @@
+"""What a search asks for: weighted terms, filters, paging and order, parsed in one place.
+
+The CLI, the Python API and the web API build the same ``SearchRequest``, so they accept
+and refuse the same things with the same messages.
+
+Terms combine the way rclip's do: every term is a unit vector times its weight, the
+positive ones are added, the negative ones subtracted, and the sum is normalised. A text
+query may itself be such a sum: ``"2:golden retriever + puppy - leash"`` is golden
+retriever at weight 2, plus puppy, minus leash. ``--image``, ``--similar`` and ``--not``
+take the same ``WEIGHT:`` prefix, and every weight defaults to 1.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from search.errors import InputError
+from search.store import Filter
+
+SORTS = ("relevance", "newest", "oldest")
+Sort = Literal["relevance", "newest", "oldest"]
+# " + " and " - " with spaces around them split a text into terms; a hyphen inside a word
+# ("t-shirt", "black-and-white") does not.
+_SPLIT = re.compile(r"\s+([+-])\s+")
+_WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:\s*(.*)$", re.DOTALL)
+MAX_WEIGHT = 100.0
+
+
+@dataclass
+class Term:
+    kind: Literal["text", "image", "similar"]
+    value: str | bytes | int  # text; a path or an upload's bytes; a content id or a path
+    weight: float = 1.0  # negative pushes matches away
+
+
+@dataclass
+class SearchRequest:
+    terms: list[Term] = field(default_factory=list)
+    where: Filter = field(default_factory=Filter)
+    k: int | None = None
+    offset: int = 0
+    min_score: float | None = None
+    sort: Sort = "relevance"
+    exact: bool = False
+
+    @property
+    def has_text(self) -> bool:
+        return any(t.kind == "text" and t.weight > 0 for t in self.terms)
+
+
+def split_weight(raw: str, what: str) -> tuple[float, str]:
+    """``"2:golden retriever"`` -> (2.0, "golden retriever"); no prefix -> weight 1."""
+    match = _WEIGHT.match(raw)
+    if not match:
+        return 1.0, raw
+    weight = float(match.group(1))
+    if not 0 < weight <= MAX_WEIGHT:
+        raise InputError(f"{what}: a weight must be above 0 and at most {MAX_WEIGHT:g}, "
+                         f"not {match.group(1)}")
+    return weight, match.group(2)
+
+
+def text_terms(text: str, sign: float = 1.0) -> list[Term]:
+    """A text query as terms: ``"2:a + b - c"`` is 2·a + b − c (each part may be weighted)."""
+    parts = _SPLIT.split(text.strip())
+    terms = []
+    signs = ["+", *parts[1::2]]
+    for op, part in zip(signs, parts[0::2], strict=True):
+        weight, body = split_weight(part, "the query")
+        body = body.strip()
+        if not body:
+            raise InputError(f"the query {text.strip()!r} has an empty term; "
+                             "write it as 'a + b - c' with text on each side")
+        terms.append(Term("text", body, weight * sign * (1 if op == "+" else -1)))
+    return terms
+
+
+def image_term(raw: str | bytes | tuple[float, bytes], sign: float = 1.0) -> Term:
+    """``--image [WEIGHT:]PATH``; a path that exists wins over a weight-like prefix. An
+    upload is its bytes, or (weight, bytes)."""
+    if isinstance(raw, bytes):
+        return Term("image", raw, sign)
+    if isinstance(raw, tuple):
+        return Term("image", raw[1], raw[0] * sign)
+    weight, path = (1.0, raw) if Path(raw).expanduser().exists() else split_weight(raw, "--image")
+    return Term("image", path, weight * sign)
+
+
+def similar_term(raw: str | int) -> Term:
+    """``--similar [WEIGHT:]ID_OR_PATH``: a photo already in the library."""
+    if isinstance(raw, int):
+        return Term("similar", raw)
+    weight, target = (1.0, raw) if Path(raw).expanduser().exists() else split_weight(
+        raw, "similar")
+    target = target.strip()
+    if not target:
+        raise InputError("similar: give a photo's id or its path")
+    return Term("similar", int(target) if target.isdigit() else target, weight)
+
+
+def parse_date(raw: str | dt.datetime | dt.date | None, what: str) -> dt.datetime | None:
+    """YYYY-MM-DD or an ISO date-time, as local time (a zone, if given, is converted)."""
+    if raw is None or isinstance(raw, dt.datetime):
+        return raw
+    if isinstance(raw, dt.date):
+        return dt.datetime(raw.year, raw.month, raw.day)
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{what} must be a date like 2024-06-30 (or 2024-06-30T18:00), "
+                         f"not {raw!r}") from None
+    if when.tzinfo is not None:
+        when = when.astimezone().replace(tzinfo=None)
+    return when
+
+
+def build(
+    text: str | None = None,
+    *,
+    images: list | tuple = (),  # paths ("[W:]PATH"), upload bytes, or (weight, bytes)
+    similar: list[str | int] | tuple[str | int, ...] = (),
+    negatives: list[str] | tuple[str, ...] = (),
+    after: str | dt.date | None = None,
+    before: str | dt.date | None = None,
+    folders: list[str] | tuple[str, ...] = (),
+    camera: str | None = None,
+    k: int | None = None,
+    offset: int = 0,
+    min_score: float | None = None,
+    sort: str = "relevance",
+    exact: bool = False,
+) -> SearchRequest:
+    """A checked SearchRequest from the options every door offers."""
+    terms: list[Term] = []
+    if text is not None and text.strip():
+        terms += text_terms(text)
+    terms += [image_term(i) for i in images]
+    terms += [similar_term(s) for s in similar]
+    for neg in negatives:
+        if not neg.strip():
+            raise InputError("not: give the text to push away, e.g. --not 'people'")
+        terms += text_terms(neg, sign=-1.0)
+    if not any(t.weight > 0 for t in terms):
+        raise InputError("the query is empty: type what the photos show (e.g. 'dog on a beach'), "
+                         "or give an example image or a photo to find similar ones")
+    if sort not in SORTS:
+        raise InputError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
+    if offset < 0:
+        raise InputError(f"offset must be 0 or more, not {offset}")
+    if min_score is not None and not -1.0 <= min_score <= 1.0:
+        raise InputError(f"min_score is a cosine similarity from -1 to 1, not {min_score}")
+    after_dt, before_dt = parse_date(after, "after"), parse_date(before, "before")
+    if after_dt and before_dt and after_dt >= before_dt:
+        raise InputError(f"after ({after_dt.date()}) must be earlier than before "
+                         f"({before_dt.date()})")
+    folder_paths = tuple(str(Path(f).expanduser().resolve()) for f in folders if f.strip())
+    where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None)
+    return SearchRequest(terms, where, k, offset, min_score, sort, exact)  # type: ignore[arg-type]
