@@ -102,6 +102,12 @@ class SearchConfig(_Section):
     max_query_chars: int = Field(default=1000, gt=0)
 
 
+class ServeConfig(_Section):
+    # Worker threads of the web server (waitress). Searches share one model behind a lock,
+    # so more threads mostly help thumbnails and photos load beside a running search.
+    threads: int = Field(default=8, ge=1, le=64)
+
+
 class Config(_Section):
     data_dir: Path = Path("~/.local/share/pixseek")
     database_url: str | None = None
@@ -111,6 +117,7 @@ class Config(_Section):
     watch: WatchConfig = Field(default_factory=WatchConfig)
     index: IndexConfig = Field(default_factory=IndexConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def data_path(self) -> Path:

@@ -1,24 +1,24 @@
-"""Serve the web UI with werkzeug's threaded server (no extra server dependency).
+"""Serve the web UI with waitress: a production WSGI server, pure Python, threaded.
 
 ``run`` enforces architecture invariant 6: it binds to 127.0.0.1 by default and refuses any other
 address unless an access token is given.
+
+waitress logs no requests, so a ``?token=`` link's token never reaches a log. (werkzeug's
+dev server logged every request line and needed the token redacted from it.)
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import socket
 import sys
+import threading
 from urllib.parse import quote
 
-from werkzeug.serving import (
-    BaseWSGIServer,
-    WSGIRequestHandler,
-    get_sockaddr,
-    make_server,
-    select_address_family,
-)
+import waitress
+from flask import Flask
+from waitress import wasyncore
+from werkzeug.serving import get_sockaddr, select_address_family
 
 from search.config import Config
 from search.engine import Engine
@@ -26,21 +26,10 @@ from search.errors import PixseekError
 from webui import create_app
 from webui.auth import QUERY_PARAM, is_loopback
 
-_TOKEN_IN_URL = re.compile(rf"([?&]{QUERY_PARAM}=)[^&\s]*")
-
 
 def generate_token() -> str:
     """A random access token for ``serve --token`` when a person wants one made for them."""
     return secrets.token_urlsafe(24)
-
-
-class _RedactingHandler(WSGIRequestHandler):
-    """The request log must not record the access token of a ``?token=`` link."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if hasattr(self, "path"):
-            self.path = _TOKEN_IN_URL.sub(r"\1***", self.path)
-        super().log_request(code, size)
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -51,18 +40,64 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+class Server:
+    """A bound waitress server with socketserver's verbs, so it can run in a thread and stop.
+
+    waitress's own ``run`` loops until the process exits; ``serve_forever`` polls one round
+    at a time instead so that ``shutdown`` (from another thread) can end it.
+    """
+
+    def __init__(self, app: Flask, sock: socket.socket, host: str, threads: int) -> None:
+        # ident: the Server header names no server software or version.
+        self._server = waitress.create_server(app, sockets=[sock], threads=threads,
+                                              ident="pixseek")
+        self.host = host
+        self.port: int = int(self._server.effective_port)
+        self.threads = threads
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._map = self._server._map  # waitress's socket map: the listener and connections
+
+    def serve_forever(self) -> None:
+        self._stop.clear()
+        self._stopped.clear()
+        try:
+            adj = self._server.adj
+            while not self._stop.is_set():
+                wasyncore.loop(timeout=adj.asyncore_loop_timeout, use_poll=adj.asyncore_use_poll,
+                               map=self._map, count=1)
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` and wait for it to return; connections stay open."""
+        self._stop.set()
+        self._server.pull_trigger()  # wake the poll now, not at its timeout
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close the socket and every connection, and stop the worker threads."""
+        self._server.task_dispatcher.shutdown()
+        wasyncore.close_all(self._map)
+
+
 def build_server(
     config: Config,
     host: str = "127.0.0.1",
     port: int = 8000,
     token: str | None = None,
     engine: Engine | None = None,
-) -> BaseWSGIServer:
-    """The app behind a threaded werkzeug server, bound and ready for ``serve_forever``."""
+    threads: int | None = None,
+) -> Server:
+    """The app behind waitress, bound and ready for ``serve_forever``.
+
+    ``threads`` defaults to ``serve.threads`` in the configuration.
+    """
     token = (token or "").strip() or None
     check_bind(host, token)
     app = create_app(config, engine, token)
-    # Bind here rather than in werkzeug, whose bind failure prints and calls sys.exit.
+    # Bind here, so a taken port is one clear message; waitress serves the bound socket.
     family = select_address_family(host, port)
     try:
         sock = socket.create_server(get_sockaddr(host, port, family), family=family)
@@ -72,16 +107,14 @@ def build_server(
             "Is another server using the port? Try --port."
         ) from None
     try:
-        return make_server(
-            host, port, app, threaded=True, request_handler=_RedactingHandler,
-            fd=sock.fileno(),
-        )
-    finally:
-        sock.close()  # werkzeug holds its own duplicate of the socket
+        return Server(app, sock, host, threads or config.serve.threads)
+    except BaseException:
+        sock.close()
+        raise
 
 
-def url_for_server(server: BaseWSGIServer, token: str | None = None) -> str:
-    host = server.host
+def url_for_server(server: Server, token: str | None = None) -> str:
+    host = server.host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
     if ":" in host:
@@ -99,8 +132,8 @@ def run(
     engine = Engine(config)
     try:
         server = build_server(config, host, port, token, engine)
-        print(f"pixseek: serving {url_for_server(server, token)} (Ctrl+C to stop)",
-              file=sys.stderr)
+        print(f"pixseek: serving {url_for_server(server, token)} with {server.threads} threads "
+              "(Ctrl+C to stop)", file=sys.stderr)
         try:
             server.serve_forever()
         except KeyboardInterrupt:

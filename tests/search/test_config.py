@@ -38,6 +38,13 @@ def test_environment_lists_and_short_model_name(tmp_path):
     assert cfg.model.name == "offline"
 
 
+def test_serve_threads_from_file_and_environment(tmp_path):
+    assert Config().serve.threads == 8
+    assert load_config(write(tmp_path, "serve:\n  threads: 4\n"), environ={}).serve.threads == 4
+    env = {"PIXSEEK_SERVE_THREADS": "16"}
+    assert load_config(write(tmp_path, "{}"), environ=env).serve.threads == 16
+
+
 def test_pixseek_config_variable_names_the_file(tmp_path):
     path = write(tmp_path, "search:\n  default_k: 7\n")
     assert load_config(environ={"PIXSEEK_CONFIG": str(path)}).search.default_k == 7
@@ -58,6 +65,8 @@ def test_default_database_is_sqlite_in_the_data_dir(tmp_path):
         ("colour: red\n", {}, "unknown key 'colour'"),
         ("index:\n  kind: annoy\n", {}, "index.kind"),
         ("indexer:\n  decode_workers: -1\n", {}, "indexer.decode_workers"),
+        ("serve:\n  threads: 0\n", {}, "serve.threads"),
+        ("{}", {"PIXSEEK_SERVE_THREADS": "65"}, "environment: serve.threads"),
         ("- a list\n", {}, "must be a mapping"),
         ("model: [unclosed\n", {}, "not valid YAML"),
         ("{}", {"PIXSEEK_MODEL_BATCH_SIZE": "-3"}, "environment: model.batch_size"),

@@ -23,8 +23,8 @@ def guarded(indexed, make_app):  # noqa: ANN001, ANN201
 
 
 def test_without_the_token_everything_is_401(guarded):  # noqa: ANN001
-    for url in ("/", "/?q=a+cat", "/api/search?q=a+cat", "/api/status", "/image/1", "/thumb/1",
-                "/static/app.js"):
+    for url in ("/", "/?q=a+cat", "/api/search?q=a+cat", "/api/status", "/status", "/image/1",
+                "/thumb/1", "/thumb/1/00ff-320.jpg", "/static/app.js"):
         r = guarded.get(url)
         assert r.status_code == 401, url
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
@@ -77,7 +77,7 @@ def test_with_a_token_any_host_name_is_served(guarded):  # noqa: ANN001
 
 
 def test_security_headers(client):  # noqa: ANN001
-    for url in ("/", "/api/status", "/api/search?q=", "/static/style.css"):
+    for url in ("/", "/api/status", "/status", "/api/search?q=", "/static/style.css"):
         r = client.get(url)
         assert r.headers["X-Content-Type-Options"] == "nosniff", url
         csp = r.headers["Content-Security-Policy"]
@@ -121,12 +121,13 @@ def _serve(server):  # noqa: ANN001, ANN202
     return thread
 
 
-def test_real_server_with_token_and_redacted_log(indexed, offline, caplog):  # noqa: ANN001
+def test_real_server_with_token_and_no_token_in_the_log(indexed, offline, caplog):  # noqa: ANN001
     from search.engine import Engine
     from webui.serve import build_server, url_for_server
 
     engine = Engine(indexed, encoder=offline)
-    server = build_server(indexed, host="0.0.0.0", port=0, token=TOKEN, engine=engine)
+    server = build_server(indexed, host="0.0.0.0", port=0, token=TOKEN, engine=engine, threads=4)
+    assert server.threads == 4
     _serve(server)
     try:
         base = f"http://127.0.0.1:{server.port}"
@@ -134,12 +135,13 @@ def test_real_server_with_token_and_redacted_log(indexed, offline, caplog):  # n
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(f"{base}/api/status", timeout=30)
         assert info.value.code == 401
-        caplog.set_level(logging.INFO, logger="werkzeug")
+        caplog.set_level(logging.DEBUG)  # every logger, the server's included
         with urllib.request.urlopen(f"{base}/api/search?q=a+cat&k=2&token={TOKEN}",
                                     timeout=60) as r:
             body = json.load(r)
+            assert r.headers["Server"] == "pixseek"  # waitress, naming no software version
         assert body["results"][0]["path"].endswith("chelsea_cat.png")
-        assert "token=***" in caplog.text and TOKEN not in caplog.text
+        assert TOKEN not in caplog.text
 
         # Threaded server, one model: concurrent queries all answer, and answer alike.
         def ask(q: str) -> str:
@@ -156,6 +158,47 @@ def test_real_server_with_token_and_redacted_log(indexed, offline, caplog):  # n
         server.shutdown()
         server.server_close()
         engine.close()
+
+
+def test_server_threads_come_from_the_config(make_config):  # noqa: ANN001
+    from search.engine import Engine
+    from webui.serve import build_server
+
+    config = make_config(serve__threads=3)
+    engine = Engine(config)
+    server = build_server(config, port=0, engine=engine)
+    server.server_close()
+    engine.close()
+    assert server.threads == 3
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("127.0.0.1", "http://127.0.0.1:8000/"), ("::1", "http://[::1]:8000/"),
+     ("[::1]", "http://[::1]:8000/"), ("localhost", "http://localhost:8000/")],
+)
+def test_url_for_server(host, url):  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from webui.serve import url_for_server
+
+    assert url_for_server(SimpleNamespace(host=host, port=8000)) == url
+    assert url_for_server(SimpleNamespace(host=host, port=8000), "a b") == url + "?token=a%20b"
+
+
+def test_shutdown_stops_serving(indexed):  # noqa: ANN001
+    from webui.serve import build_server
+
+    server = build_server(indexed, port=0)
+    thread = _serve(server)
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/favicon.ico", timeout=30) as r:
+        assert r.status == 200
+    server.shutdown()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    server.server_close()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/favicon.ico", timeout=5)
 
 
 def test_busy_port_is_one_clear_error(indexed):  # noqa: ANN001

@@ -114,3 +114,99 @@ def test_a_path_in_the_query_string_is_ignored(client, library):  # noqa: ANN001
     cid = content_id(client, "chelsea_cat.png")
     r = client.get(f"/image/{cid}", query_string={"path": "/etc/passwd", "file": "/etc/passwd"})
     assert r.data == (library / "chelsea_cat.png").read_bytes()
+
+
+def index_folder(make_config, offline, folder: Path):  # noqa: ANN001, ANN201
+    """A Config whose store holds ``folder``, indexed with the offline encoder."""
+    from indexer.pipeline import Indexer
+    from search.store import Store
+
+    config = make_config(model__name="offline")
+    store = Store(config.db_url)
+    try:
+        Indexer(config, store, offline, progress=False).index([folder])
+    finally:
+        store.close()
+    return config
+
+
+def content_hash(config, cid: int) -> str:  # noqa: ANN001
+    from search.store import Content, Store
+
+    store = Store(config.db_url)
+    try:
+        with store.session() as s:
+            return s.get(Content, cid).hash
+    finally:
+        store.close()
+
+
+NAMES = ["a\nb.jpg", "café ☕.jpg", 'say "cheese".jpg', "back\\slash\ttab.jpg"]
+
+
+def test_image_serves_any_file_name(make_config, make_app, offline, tmp_path):  # noqa: ANN001
+    from werkzeug.http import parse_options_header
+
+    folder = tmp_path / "names"
+    folder.mkdir()
+    for i, name in enumerate(NAMES):  # distinct bytes: one content, one id each
+        Image.new("RGB", (60 + i, 40), (200, 40 * i, 30)).save(folder / name)
+    client = make_app(index_folder(make_config, offline, folder)).test_client()
+    for name in NAMES:
+        r = client.get(f"/image/{content_id(client, name)}")
+        assert r.status_code == 200 and r.data == (folder / name).read_bytes(), name
+        header = r.headers["Content-Disposition"]
+        assert header.isascii() and header.isprintable(), header
+        assert parse_options_header(header) == ("inline", {"filename": name})
+        # The plain filename= old clients read is ASCII with nothing that needs escaping.
+        fallback = header.split('filename="', 1)[1].split('"', 1)[0]
+        assert len(fallback) == len(name) and not set(fallback) & {"\\", '"'}
+
+
+def test_hashed_thumbnails_are_immutable_at_1x_and_2x(client, app, indexed):  # noqa: ANN001
+    from webui.photos import thumb_urls
+
+    cid = content_id(client, "deep_field_galaxies.jpg")  # 1000 x 872
+    digest = content_hash(indexed, cid)
+    with app.test_request_context():
+        urls = thumb_urls(cid, digest)
+    assert urls == {"thumb_url": f"/thumb/{cid}/{digest}-320.jpg",
+                    "thumb_url_2x": f"/thumb/{cid}/{digest}-640.jpg"}
+    sizes = {}
+    for key, url in urls.items():
+        r = client.get(url)
+        assert r.status_code == 200 and r.mimetype == "image/jpeg", url
+        assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert r.headers["ETag"] and "Content-Encoding" not in r.headers
+        assert client.get(url, headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+        sizes[key] = Image.open(io.BytesIO(r.data)).size
+    assert sizes == {"thumb_url": (320, 279), "thumb_url_2x": (640, 558)}
+    cached = {p.name for p in (indexed.data_path / "thumbs").rglob("*.jpg")}
+    assert cached == {f"{digest}-320.jpg", f"{digest}-640.jpg"}
+    # The id-only URL still answers, revalidated each time, from the same 1x file.
+    r = client.get(f"/thumb/{cid}")
+    assert r.status_code == 200 and "no-cache" in r.headers["Cache-Control"]
+    assert Image.open(io.BytesIO(r.data)).size == (320, 279)
+
+
+def test_hashed_thumbnail_needs_the_content_hash_and_a_known_size(client, indexed):  # noqa: ANN001
+    cid = content_id(client, "chelsea_cat.png")
+    other = content_id(client, "espresso_cup.png")
+    digest, other_digest = content_hash(indexed, cid), content_hash(indexed, other)
+    for url in (
+        f"/thumb/{cid}/{other_digest}-320.jpg",  # another photo's hash
+        f"/thumb/{cid}/{'0' * len(digest)}-320.jpg",
+        f"/thumb/{cid}/{digest.upper()}-320.jpg",
+        f"/thumb/{cid}/{digest[:-1]}-320.jpg",
+        f"/thumb/{cid}/-320.jpg",
+        f"/thumb/{cid}/{digest}-321.jpg",
+        f"/thumb/{cid}/{digest}-1280.jpg",
+        f"/thumb/{cid}/{digest}-0.jpg",
+        f"/thumb/{cid}/{digest}-320.png",
+        f"/thumb/{cid}/{digest}.jpg",
+        f"/thumb/999999/{digest}-320.jpg",
+        f"/thumb/{cid}/..%2F..%2Fetc%2Fpasswd-320.jpg",
+    ):
+        r = client.get(url)
+        assert r.status_code == 404 and not r.mimetype.startswith("image/"), url
+    assert not (indexed.data_path / "thumbs").exists()  # nothing was made for them
