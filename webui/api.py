@@ -1,8 +1,12 @@
-"""The JSON API. Errors are ``{"error": message}`` with a 4xx/5xx status (see create_app)."""
+"""The JSON API. Errors are ``{"error": message}`` with a 4xx/5xx status (see create_app).
+
+A search answers ``{"query", "results", "offset", "next_offset"}``; ``next_offset`` is
+null on the last page. The fields it takes are ``queries.FIELDS``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 
 from webui import queries
 
@@ -10,7 +14,8 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _answer(query: str | None, outcome: queries.Outcome, **extra) -> Response:  # noqa: ANN003
-    body = {"query": query, **extra, "results": outcome.results}
+    body = {"query": query, **extra, "results": outcome.results, "offset": outcome.offset,
+            "next_offset": outcome.next_offset}
     if outcome.notice:
         body["message"] = outcome.notice
     return jsonify(body)
@@ -18,24 +23,36 @@ def _answer(query: str | None, outcome: queries.Outcome, **extra) -> Response:  
 
 @bp.get("/search")
 def search_text() -> Response:
-    """``?q=TEXT&k=N[&exact=1]``: the k photos that best match the text, best first."""
-    query = request.args.get("q", "")
-    outcome = queries.search(
-        query, queries.parse_k(request.args.get("k")),
-        exact=queries.parse_exact(request.args.get("exact")),
-    )
-    return _answer(query.strip(), outcome)
+    """``?q=TEXT&k=N&offset=N&not=TEXT&after=DATE&before=DATE&folder=PATH&camera=TEXT&
+    min_score=X&similar=ID&sort=relevance|newest|oldest&exact=1``, all optional but one of
+    q and similar: the matching photos, best first (or by date among the strong ones)."""
+    outcome = queries.search(queries.parse_request(request.args))
+    return _answer((request.args.get("q") or "").strip() or None, outcome)
 
 
 @bp.post("/search")
 def search_image() -> Response:
-    """Multipart field ``image``: the photos most like it (k from the query or the form)."""
+    """Multipart field ``image`` (the photos most like it), plus any field of GET, from
+    the query string or the form; ``image_weight`` weighs the image against ``q``."""
     data, name = queries.read_upload(request.files.get("image"))
-    outcome = queries.search(
-        data, queries.parse_k(request.values.get("k")),
-        exact=queries.parse_exact(request.values.get("exact")),
-    )
-    return _answer(None, outcome, example=name)
+    outcome = queries.search(queries.parse_request(request.values, upload=data))
+    return _answer((request.values.get("q") or "").strip() or None, outcome, example=name)
+
+
+@bp.get("/photos/<int(max=9223372036854775807):cid>")
+def photo(cid: int) -> Response:
+    """Everything the store knows of one photo: its paths, size, dimensions, format,
+    capture time and camera."""
+    info = queries.photo_details(cid)
+    if info is None:
+        abort(404, description=f"no indexed photo with id {cid}")
+    return jsonify(info)
+
+
+@bp.get("/facets")
+def facets() -> Response:
+    """The folders, cameras and date range there are to filter by."""
+    return jsonify(queries.facets())
 
 
 @bp.get("/status")

@@ -13,15 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app, url_for
-from werkzeug.datastructures import FileStorage
+from werkzeug.datastructures import FileStorage, MultiDict
 
+from search import query as queries
 from search.engine import Engine, Result
 from search.errors import InputError
+from search.query import SearchRequest
 from search.store import Content
+from webui.photos import thumb_urls
 
 ENGINE_KEY = "pixseek"
 LOCK_KEY = "pixseek.lock"
 MAX_K = 200
+
+
+# The query-string fields a search takes (GET /, GET /api/search, and POST with an image).
+FIELDS = ("q", "k", "offset", "not", "after", "before", "folder", "camera", "min_score",
+          "similar", "sort", "exact")
 
 
 @dataclass
@@ -30,6 +38,12 @@ class Outcome:
 
     results: list[dict] = field(default_factory=list)
     notice: str | None = None
+    offset: int = 0
+    next_offset: int | None = None
+
+    @property
+    def strong(self) -> int:
+        return sum(r["strong"] for r in self.results)
 
 
 def install(app, engine: Engine) -> None:  # noqa: ANN001 - a Flask app
@@ -71,6 +85,48 @@ def parse_exact(raw: str | None) -> bool:
     raise InputError(f"exact must be 1 or 0, not {raw!r}")
 
 
+def _number(raw: str | None, what: str, kind: type, low: float, high: float):  # noqa: ANN202
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high or value != value:  # NaN fails too
+        raise InputError(f"{what} must be a {'whole ' if kind is int else ''}number from "
+                         f"{low:g} to {high:g}, not {raw!r}")
+    return value
+
+
+def is_search(args: MultiDict) -> bool:
+    """Whether a page URL asks for a search (``/?q=...``, ``/?similar=7``) or just the page."""
+    return any(args.get(name) is not None for name in ("q", "similar"))
+
+
+def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest:
+    """The search fields of a query string or form (see FIELDS) as a checked request; an
+    uploaded image is one more term, weighted by ``image_weight``."""
+    images: list[str | bytes] = []
+    if upload is not None:
+        weight = _number(args.get("image_weight"), "image_weight", float, 0.01, 100) or 1
+        images.append(upload if weight == 1 else (weight, upload))
+    return queries.build(
+        args.get("q"),
+        images=images,
+        similar=[s for s in args.getlist("similar") if s.strip()],
+        negatives=[n for n in args.getlist("not") if n.strip()],
+        after=args.get("after"),
+        before=args.get("before"),
+        folders=args.getlist("folder"),
+        camera=args.get("camera"),
+        k=parse_k(args.get("k")),
+        offset=_number(args.get("offset"), "offset", int, 0, 1_000_000) or 0,
+        min_score=_number(args.get("min_score"), "min_score", float, -1, 1),
+        sort=(args.get("sort") or "relevance").strip(),
+        exact=parse_exact(args.get("exact")),
+    )
+
+
 def _current_index():  # noqa: ANN202 - a VectorIndex
     """The engine's vector index, caught up with what other processes indexed or removed.
     Opening maps the snapshot (no model load); catching up reads only the change. Call
@@ -95,25 +151,21 @@ def no_photos_notice() -> str:
     )
 
 
-def search(query: str | bytes, k: int, exact: bool = False) -> Outcome:
-    """Text (str) or search-by-example (image bytes). Raises InputError, ModelLoadError."""
+def search(request: SearchRequest) -> Outcome:
+    """Run a search. Raises InputError, ModelLoadError."""
     eng = engine()
-    if isinstance(query, str):
-        query = eng.check_query(query)  # empty or too long: say so before anything else
     with current_app.extensions[LOCK_KEY]:
         if _current_index().count == 0:
             return Outcome(notice=no_photos_notice())  # and the model never needs loading
-        if isinstance(query, str):
-            results = eng.search_text(query, k, exact=exact)
-        else:
-            results = eng.search_image_bytes(query, k, exact=exact)
-    return Outcome([as_json(r) for r in results])
+        page = eng.search(request)
+    return Outcome([as_json(r) for r in page.results], None, page.offset, page.next_offset)
 
 
 def as_json(result: Result) -> dict:
     out = result.as_dict()
     out["image_url"] = url_for("photos.image", cid=result.content_id)
-    out["thumb_url"] = url_for("photos.thumb", cid=result.content_id)
+    out.update(thumb_urls(result.content_id, result.hash))
+    out["details_url"] = url_for("api.photo", cid=result.content_id)
     return out
 
 
@@ -129,3 +181,35 @@ def photo_file(cid: int) -> tuple[Path, Content] | None:
                 content = s.get(Content, cid)
             return (Path(path), content) if content is not None else None
     return None
+
+
+def photo_details(cid: int) -> dict | None:
+    """One photo's paths and metadata as JSON, or None when it has no indexed file."""
+    photo = engine().store.photos([cid]).get(cid)
+    if photo is None:
+        return None
+    return {
+        "id": cid,
+        "path": photo.paths[0],
+        "paths": photo.paths,
+        "size": photo.size,
+        "width": photo.width,
+        "height": photo.height,
+        "format": photo.format,
+        "taken_at": _iso(photo.taken_at),
+        "camera": photo.camera,
+        "date": _iso(photo.date),
+        "date_source": "exif" if photo.taken_at else "file",
+        "image_url": url_for("photos.image", cid=cid),
+        **thumb_urls(cid, photo.hash),
+    }
+
+
+def facets() -> dict:
+    found = engine().store.facets()
+    found["dates"] = {key: _iso(value) for key, value in found["dates"].items()}
+    return found
+
+
+def _iso(when) -> str | None:  # noqa: ANN001 - a datetime or None
+    return when.isoformat() if when else None

@@ -26,17 +26,17 @@ def _page(**context) -> str:  # noqa: ANN003
 
 @bp.get("/")
 def index() -> str:
-    query = request.args.get("q")
-    if query is None:
+    if not queries.is_search(request.args):
         return _page()
-    outcome = queries.search(query, queries.parse_k(request.args.get("k")))
-    return _page(query=query, outcome=outcome)
+    outcome = queries.search(queries.parse_request(request.args))
+    return _page(query=request.args.get("q", ""), outcome=outcome,
+                 similar=request.args.get("similar"))
 
 
 @bp.post("/")
 def search_by_example() -> str:
     data, name = queries.read_upload(request.files.get("image"))
-    outcome = queries.search(data, queries.parse_k(request.form.get("k")))
+    outcome = queries.search(queries.parse_request(request.form, upload=data))
     return _page(example=name, outcome=outcome)
 
 

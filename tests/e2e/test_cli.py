@@ -66,6 +66,27 @@ def test_search_by_example_image(indexed):  # noqa: ANN001
     assert results[0]["path"] == str(query) and results[0]["score"] > 0.999
 
 
+def test_search_options_from_the_shell(indexed):  # noqa: ANN001
+    data, lib, _ = indexed
+    cat = json.loads(pixseek(data, "search", "a cat", "-k", "1", "--json").stdout)[0]
+    assert cat["strong"] is True and Path(cat["path"]).name == "chelsea_cat.png"
+    # Like the cat photo, but not cats, under the library folder, second page of 3.
+    proc = pixseek(data, "search", "--similar", str(cat["id"]), "--not", "a cat", "--folder",
+                   str(lib), "--sort", "newest", "-k", "3", "--offset", "3", "--json")
+    page = json.loads(proc.stdout)
+    assert len(page) == 3 and cat["id"] not in {r["id"] for r in page}
+    assert all({"strong", "date", "score", "path"} <= r.keys() for r in page)
+
+
+def test_plain_output_marks_where_strong_matches_end(indexed):  # noqa: ANN001
+    data, _, _ = indexed
+    proc = pixseek(data, "search", "a cat", "-k", "4")
+    assert len(proc.stdout.splitlines()) == 4  # one "score  path" line per result
+    assert "-- weaker matches below --" in proc.stderr and "--offset 4" in proc.stderr
+    proc = pixseek(data, "search", "asdfghjkl qwerty", "-k", "2")
+    assert "nothing matches well" in proc.stderr and len(proc.stdout.splitlines()) == 2
+
+
 def test_classify_is_a_softmax_over_labels(indexed):  # noqa: ANN001
     data, lib, _ = indexed
     out = pixseek(data, "classify", str(lib / "chelsea_cat.png"), "a dog", "a cat", "a car",
@@ -89,6 +110,9 @@ def test_status_json(indexed):  # noqa: ANN001
         (["search", "   "], "the query is empty"),
         (["search", "x" * 5000], "the limit is 1000"),
         (["search", "--image", "/nonexistent.jpg"], "cannot read the query image"),
+        (["search", "cat", "--after", "last week"], "after must be a date like 2024-06-30"),
+        (["search", "--similar", "999999"], "is not a photo in the library"),
+        (["search", "2:cat - 2:cat"], "cancel each other out"),
         (["index", "/no/such/folder"], "no such file or folder"),
         (["--model", "org/not-a-model", "search", "cat"], "cannot load model 'org/not-a-model'"),
         (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an access token"),

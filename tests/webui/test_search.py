@@ -22,7 +22,9 @@ def test_text_search_json(client):  # noqa: ANN001
     assert len(body["results"]) == 5
     top = body["results"][0]
     assert Path(top["path"]).name == "chelsea_cat.png"
-    assert top["image_url"] == f"/image/{top['id']}" and top["thumb_url"] == f"/thumb/{top['id']}"
+    assert top["image_url"] == f"/image/{top['id']}"
+    assert re.fullmatch(rf"/thumb/{top['id']}/[0-9a-f]+-320\.jpg", top["thumb_url"])
+    assert top["thumb_url_2x"] == top["thumb_url"].replace("-320.jpg", "-640.jpg")
     assert top["paths"] == [top["path"]] and top["width"] == 451
     scores = [x["score"] for x in body["results"]]
     assert scores == sorted(scores, reverse=True)
