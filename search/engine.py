@@ -137,10 +137,9 @@ class Engine:
         else:
             try:
                 data = Path(image).expanduser().read_bytes()
-            except OSError as exc:
-                raise InputError(
-                    f"cannot read the query image {image}: {exc.strerror or exc}"
-                ) from None
+            except (OSError, ValueError, RuntimeError) as exc:  # also a NUL byte, "~nobody"
+                reason = getattr(exc, "strerror", None) or exc
+                raise InputError(f"cannot read the query image {image}: {reason}") from None
             what = f"the query image {image}"
         try:
             decoded = decode(
@@ -210,10 +209,14 @@ class Engine:
 
     def _library_photo(self, ref: str | int | bytes) -> int:
         """A content id from an id or the path of an indexed file, with a vector."""
+        cid: int | None = None
         if isinstance(ref, int):
-            cid: int | None = ref
+            cid = ref if 0 <= ref < 2**63 else None  # SQLite's integer range
         else:
-            cid = self.store.content_for_path(str(Path(str(ref)).expanduser().resolve()))
+            try:
+                cid = self.store.content_for_path(str(Path(str(ref)).expanduser().resolve()))
+            except (OSError, ValueError, RuntimeError):  # a NUL byte, too long, "~nobody"
+                cid = None
         if cid is None or not self.store.vectors(self.model_id, [cid]):
             raise InputError(
                 f"similar: {ref} is not a photo in the library indexed with {self.model_id} "

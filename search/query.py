@@ -28,6 +28,8 @@ Sort = Literal["relevance", "newest", "oldest"]
 _SPLIT = re.compile(r"\s+([+-])\s+")
 _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:\s*(.*)$", re.DOTALL)
 MAX_WEIGHT = 100.0
+# Dates outside these years are typos, and some cannot be a file time on every platform.
+MIN_YEAR, MAX_YEAR = 1800, 2999
 
 
 @dataclass
@@ -86,7 +88,7 @@ def image_term(raw: str | bytes | tuple[float, bytes], sign: float = 1.0) -> Ter
         return Term("image", raw, sign)
     if isinstance(raw, tuple):
         return Term("image", raw[1], raw[0] * sign)
-    weight, path = (1.0, raw) if Path(raw).expanduser().exists() else split_weight(raw, "--image")
+    weight, path = (1.0, raw) if _exists(raw) else split_weight(raw, "--image")
     return Term("image", path, weight * sign)
 
 
@@ -94,12 +96,12 @@ def similar_term(raw: str | int) -> Term:
     """``--similar [WEIGHT:]ID_OR_PATH``: a photo already in the library."""
     if isinstance(raw, int):
         return Term("similar", raw)
-    weight, target = (1.0, raw) if Path(raw).expanduser().exists() else split_weight(
-        raw, "similar")
+    weight, target = (1.0, raw) if _exists(raw) else split_weight(raw, "similar")
     target = target.strip()
     if not target:
         raise InputError("similar: give a photo's id or its path")
-    return Term("similar", int(target) if target.isdigit() else target, weight)
+    is_id = target.isascii() and target.isdigit()
+    return Term("similar", int(target) if is_id else target, weight)
 
 
 def parse_date(raw: str | dt.datetime | dt.date | None, what: str) -> dt.datetime | None:
@@ -116,9 +118,28 @@ def parse_date(raw: str | dt.datetime | dt.date | None, what: str) -> dt.datetim
     except ValueError:
         raise InputError(f"{what} must be a date like 2024-06-30 (or 2024-06-30T18:00), "
                          f"not {raw!r}") from None
+    if not MIN_YEAR <= when.year <= MAX_YEAR:
+        raise InputError(f"{what}: the year must be from {MIN_YEAR} to {MAX_YEAR}, not {raw!r}")
     if when.tzinfo is not None:
         when = when.astimezone().replace(tzinfo=None)
     return when
+
+
+def _exists(path: str) -> bool:
+    """Whether a path names an existing file; text that cannot be a path is not one."""
+    try:
+        return Path(path).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, too long, "~nosuchuser"
+        return False
+
+
+def _folder(raw: str) -> str:
+    try:
+        if "\x00" in raw:
+            raise ValueError("a NUL byte")
+        return str(Path(raw).expanduser().resolve())
+    except (OSError, ValueError, RuntimeError):
+        raise InputError(f"folder: {raw!r} is not a folder path") from None
 
 
 def build(
@@ -160,6 +181,6 @@ def build(
     if after_dt and before_dt and after_dt >= before_dt:
         raise InputError(f"after ({after_dt.date()}) must be earlier than before "
                          f"({before_dt.date()})")
-    folder_paths = tuple(str(Path(f).expanduser().resolve()) for f in folders if f.strip())
+    folder_paths = tuple(_folder(f) for f in folders if f.strip())
     where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None)
     return SearchRequest(terms, where, k, offset, min_score, sort, exact)  # type: ignore[arg-type]

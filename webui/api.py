@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from webui import queries
+from webui import openapi, queries
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -53,6 +53,12 @@ def photo(cid: int) -> Response:
 def facets() -> Response:
     """The folders, cameras and date range there are to filter by."""
     return jsonify(queries.facets())
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """This API as an OpenAPI 3 document."""
+    return jsonify(openapi.document())
 
 
 @bp.get("/status")

@@ -25,6 +25,7 @@ from webui.photos import thumb_urls
 ENGINE_KEY = "pixseek"
 LOCK_KEY = "pixseek.lock"
 MAX_K = 200
+MAX_OFFSET = 10_000  # deeper pages make the index fetch offset + k candidates
 
 
 # The query-string fields a search takes (GET /, GET /api/search, and POST with an image).
@@ -120,7 +121,7 @@ def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest
         folders=args.getlist("folder"),
         camera=args.get("camera"),
         k=parse_k(args.get("k")),
-        offset=_number(args.get("offset"), "offset", int, 0, 1_000_000) or 0,
+        offset=_number(args.get("offset"), "offset", int, 0, MAX_OFFSET) or 0,
         min_score=_number(args.get("min_score"), "min_score", float, -1, 1),
         sort=(args.get("sort") or "relevance").strip(),
         exact=parse_exact(args.get("exact")),

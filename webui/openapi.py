@@ -1,0 +1,204 @@
+"""The JSON API described as OpenAPI 3.0 (served at ``/api/openapi.json``).
+
+The tests validate this document with openapi-spec-validator and fuzz the API from it with
+schemathesis, so it cannot drift from what the routes do.
+"""
+
+from __future__ import annotations
+
+from search.query import SORTS
+from webui.queries import MAX_K, MAX_OFFSET
+
+NULLABLE_STRING = {"type": "string", "nullable": True}
+NULLABLE_INT = {"type": "integer", "nullable": True}
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return _json(ERROR, description)
+
+
+# The search fields, shared by GET (query string) and POST (form or query string).
+SEARCH_FIELDS: dict[str, dict] = {
+    "q": {"type": "string", "description": "Text: terms 'a + b - c', each may be "
+          "weighted 'W:text' (default weight 1)."},
+    "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "description": "Results per page."},
+    "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+    "not": {"type": "array", "items": {"type": "string"},
+            "description": "Texts to push matches away from ('W:text' weights them)."},
+    "after": {"type": "string", "description": "Taken on this date or later (YYYY-MM-DD or "
+              "ISO date-time; EXIF time, else file time; local time)."},
+    "before": {"type": "string", "description": "Taken before this date (exclusive)."},
+    "folder": {"type": "array", "items": {"type": "string"},
+               "description": "Only photos under one of these folders."},
+    "camera": {"type": "string", "description": "A case-insensitive part of the camera name."},
+    "min_score": {"type": "number", "minimum": -1, "maximum": 1},
+    "similar": {"type": "array", "items": {"type": "string"},
+                "description": "Photos like these library photos: an id or an indexed path "
+                "('W:id' weights it). The photos themselves are left out."},
+    "sort": {"type": "string", "enum": list(SORTS),
+             "description": "Date orders apply among the strong matches; weak ones follow."},
+    "exact": {"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"],
+              "description": "1: bypass the approximate index (to check its recall)."},
+}
+
+RESULT = {
+    "type": "object",
+    "required": ["id", "path", "score", "paths", "strong", "image_url", "thumb_url"],
+    "properties": {
+        "id": {"type": "integer"},
+        "path": {"type": "string"},
+        "score": {"type": "number", "description": "Cosine similarity to the query."},
+        "paths": {"type": "array", "items": {"type": "string"}},
+        "width": NULLABLE_INT,
+        "height": NULLABLE_INT,
+        "taken_at": NULLABLE_STRING,
+        "camera": NULLABLE_STRING,
+        "strong": {"type": "boolean",
+                   "description": "Above the model's relevance cut: a strong match."},
+        "date": NULLABLE_STRING,
+        "image_url": {"type": "string"},
+        "thumb_url": {"type": "string"},
+        "thumb_url_2x": {"type": "string"},
+        "details_url": {"type": "string"},
+    },
+}
+
+ANSWER = {
+    "type": "object",
+    "required": ["query", "results", "offset", "next_offset"],
+    "properties": {
+        "query": NULLABLE_STRING,
+        "example": {"type": "string"},
+        "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
+        "offset": {"type": "integer"},
+        "next_offset": NULLABLE_INT,
+        "message": {"type": "string", "description": "Why there are no results, if known."},
+    },
+}
+
+PHOTO = {
+    "type": "object",
+    "required": ["id", "path", "paths", "size", "width", "height", "date_source"],
+    "properties": {
+        "id": {"type": "integer"},
+        "path": {"type": "string"},
+        "paths": {"type": "array", "items": {"type": "string"}},
+        "size": {"type": "integer"},
+        "width": NULLABLE_INT,
+        "height": NULLABLE_INT,
+        "format": NULLABLE_STRING,
+        "taken_at": NULLABLE_STRING,
+        "camera": NULLABLE_STRING,
+        "date": NULLABLE_STRING,
+        "date_source": {"type": "string", "enum": ["exif", "file"]},
+        "image_url": {"type": "string"},
+        "thumb_url": {"type": "string"},
+        "thumb_url_2x": {"type": "string"},
+    },
+}
+
+FACETS = {
+    "type": "object",
+    "required": ["folders", "cameras", "dates"],
+    "properties": {
+        "folders": {"type": "array", "items": {
+            "type": "object", "required": ["path", "count"],
+            "properties": {"path": {"type": "string"}, "count": {"type": "integer"}}}},
+        "cameras": {"type": "array", "items": {
+            "type": "object", "required": ["name", "count"],
+            "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}},
+        "dates": {"type": "object", "properties": {
+            "oldest": NULLABLE_STRING, "newest": NULLABLE_STRING}},
+    },
+}
+
+
+def _query_parameters() -> list[dict]:
+    params = []
+    for name, schema in SEARCH_FIELDS.items():
+        param = {"name": name, "in": "query", "required": False, "schema": schema}
+        if schema.get("type") == "array":
+            param.update(style="form", explode=True)
+        params.append(param)
+    return params
+
+
+def _search_responses() -> dict:
+    return {
+        "200": _json({"$ref": "#/components/schemas/SearchAnswer"}, "One page of results."),
+        "400": _error("A bad field: the message names it and what is allowed."),
+        "413": _error("The upload is over the size limit."),
+        "503": _error("The model cannot be loaded."),
+    }
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pixseek", "version": "1",
+                 "description": "Semantic search over your photos. Errors are "
+                 "{\"error\": message}."},
+        "paths": {
+            "/api/search": {
+                "get": {
+                    "summary": "Search by text, library photos (similar) and filters.",
+                    "parameters": _query_parameters(),
+                    "responses": _search_responses(),
+                },
+                "post": {
+                    "summary": "Search by an example image (plus any GET field).",
+                    "requestBody": {"required": True, "content": {"multipart/form-data": {
+                        "schema": {
+                            "type": "object", "required": ["image"],
+                            "properties": {
+                                "image": {"type": "string", "format": "binary"},
+                                "image_weight": {"type": "number", "minimum": 0.01,
+                                                 "maximum": 100},
+                                "q": SEARCH_FIELDS["q"],
+                                "k": SEARCH_FIELDS["k"],
+                            },
+                        },
+                    }}},
+                    "responses": _search_responses(),
+                },
+            },
+            "/api/photos/{id}": {
+                "get": {
+                    "summary": "One photo's paths and metadata.",
+                    "parameters": [{"name": "id", "in": "path", "required": True,
+                                    "schema": {"type": "integer", "minimum": 0,
+                                               "maximum": 2**63 - 1}}],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Photo"}, "The photo."),
+                        "404": _error("No indexed photo has this id."),
+                    },
+                },
+            },
+            "/api/facets": {
+                "get": {
+                    "summary": "The folders, cameras and date range there are to filter by.",
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Facets"},
+                                               "What there is to filter by.")},
+                },
+            },
+            "/api/status": {
+                "get": {
+                    "summary": "Counts, failures, model and index state.",
+                    "responses": {"200": _json({"type": "object"}, "The library's state.")},
+                },
+            },
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"],
+                      "properties": {"error": {"type": "string"}}},
+            "Result": RESULT,
+            "SearchAnswer": ANSWER,
+            "Photo": PHOTO,
+            "Facets": FACETS,
+        }},
+    }
