@@ -20,7 +20,7 @@ from search.encoders import Encoder, canonical_model_id, load_encoder
 from search.errors import InputError
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
-from search.store import STATUS_FAILED, STATUS_OK, Embedding, File, Photo, Store
+from search.store import STATUS_FAILED, STATUS_OK, Embedding, File, Filter, Photo, Store
 from search.vectors import VectorIndex, index_for
 
 # Date orders rank the strong matches among this many nearest photos by date.
@@ -28,6 +28,9 @@ SORT_POOL = 1000
 # Library photos sampled as the reference for image queries' relevance cut.
 IMAGE_REFERENCE_SIZE = 1000
 MIN_IMAGE_REFERENCE = 8
+# A filter is checked on the nearest photos first (at least POSTFILTER_MIN of them); past
+# POSTFILTER_MAX candidates, the index searches the filter's own ids instead.
+POSTFILTER_MIN, POSTFILTER_MAX = 256, 4096
 
 
 def text_led(terms: list[Term]) -> bool:
@@ -158,15 +161,11 @@ class Engine:
         if k <= 0:
             raise InputError("k must be a positive number of results")
         query, sources = self._query_vector(request.terms)
-        ids = None
-        if request.where:
-            ids = self.store.filtered_contents(self.model_id, request.where)
-            if not len(ids):
-                return Page([], request.offset, None)
         want = request.offset + k + 1  # one more tells whether a next page exists
         pool = max(want, SORT_POOL) if request.sort != "relevance" else want
         found = [
-            hit for hit in self._nearest(query, pool + len(sources), ids, request.exact)
+            hit for hit in self._nearest(query, pool + len(sources), request.exact,
+                                         where=request.where)
             if hit[0] not in sources  # "similar to X" does not answer X itself
         ][:pool]
         if request.min_score is not None:
@@ -255,21 +254,40 @@ class Engine:
         return self._image_reference[1]
 
     def _nearest(
-        self, query: np.ndarray, n: int, ids: np.ndarray | None, exact: bool
+        self, query: np.ndarray, n: int, exact: bool, *, ids: np.ndarray | None = None,
+        where: Filter | None = None,
     ) -> list[tuple[int, float, Photo]]:
-        """Up to n live photos nearest ``query`` (among ``ids`` if given), best first."""
+        """Up to n live photos nearest ``query``, best first, among ``ids`` if given and
+        passing ``where`` if given.
+
+        A filter is first applied to the nearest photos (checking a few hundred ids costs
+        milliseconds); most filters leave enough of them. Only when the nearest
+        POSTFILTER_MAX do not hold n matches are the filter's ids listed and searched
+        alone (the index restricts the search to them, so a narrow filter still gets n).
+        """
         index = self.vectors
-        fetch = n
+        fetch = max(n, POSTFILTER_MIN) if where else n
         while True:
+            if where and (fetch > POSTFILTER_MAX or fetch > 4 * index.count):
+                ids = self.store.filtered_contents(self.model_id, where)
+                if not len(ids):
+                    return []
+                return self._nearest(query, n, exact, ids=ids)
             scores, found = index.search(query, fetch, ids=ids, exact=exact)
             pairs = [
                 (int(i), float(s)) for i, s in zip(found[0], scores[0], strict=False) if i >= 0
             ]
-            photos = self.store.photos(cid for cid, _ in pairs)
-            live = [(cid, s) for cid, s in pairs if cid in photos]
+            if where:
+                passing = set(self.store.filtered_contents(
+                    self.model_id, where, among=[cid for cid, _ in pairs]).tolist())
+                candidates = [(cid, s) for cid, s in pairs if cid in passing]
+            else:
+                candidates = pairs
+            photos = self.store.photos(cid for cid, _ in candidates[:n])
+            live = [(cid, s) for cid, s in candidates if cid in photos]
             # Contents whose files all went are collected with their vectors at the end of
             # an indexing run; one caught in between is skipped here.
-            if len(live) >= n or fetch >= index.count or len(pairs) < fetch:
+            if len(live) >= n or (fetch >= index.count and not where):
                 break
             fetch *= 4
         return [(cid, s, photos[cid]) for cid, s in live[:n]]
@@ -303,7 +321,8 @@ class Engine:
         k = k or self.config.search.default_k
         if k <= 0:
             raise InputError("k must be a positive number of results")
-        return [Result.of(cid, s, photo) for cid, s, photo in self._nearest(query, k, ids, exact)]
+        return [Result.of(cid, s, photo)
+                for cid, s, photo in self._nearest(query, k, exact, ids=ids)]
 
     def classify(self, image: str | Path, labels: list[str]) -> list[tuple[str, float]]:
         """Zero-shot: softmax over logit_scale x cosine(image, label), as in the CLIP paper."""

@@ -421,9 +421,11 @@ class Store:
                 out[cid].mtime = min(out[cid].mtime or mtime, mtime)
         return out
 
-    def filtered_contents(self, model: str, where: Filter) -> np.ndarray:
+    def filtered_contents(
+        self, model: str, where: Filter, among: Iterable[int] | None = None
+    ) -> np.ndarray:
         """Ids of the contents with a vector for ``model`` and an indexed file that passes
-        ``where`` (the vector index then searches only those)."""
+        ``where``, sorted; ``among`` checks only those ids (a search's candidates)."""
         conditions = [File.status == STATUS_OK]
         dated = Content.taken_at.is_not(None)
         if where.after:
@@ -433,8 +435,10 @@ class Store:
             conditions.append(or_(and_(dated, Content.taken_at < where.before),
                                   and_(~dated, File.mtime_ns < _local_ns(where.before))))
         if where.folders:
+            # A range on the path's unique index ("/a/b/" <= path < "/a/b0"; "0" follows
+            # "/"), where LIKE 'prefix%' would read every row.
             conditions.append(or_(*(
-                File.path.startswith(folder.rstrip("/") + "/", autoescape=True)
+                and_(File.path >= folder.rstrip("/") + "/", File.path < folder.rstrip("/") + "0")
                 for folder in where.folders
             )))
         if where.camera:
@@ -442,13 +446,17 @@ class Store:
                 func.lower(Content.camera).contains(where.camera.lower(), autoescape=True)
             )
         has_vector = exists().where(Embedding.content_id == Content.id, Embedding.model == model)
+        query = (select(Content.id).distinct().join(File, File.content_id == Content.id)
+                 .where(*conditions, has_vector))
+        found: set[int] = set()
         with self.session() as s:
-            ids = s.scalars(
-                select(Content.id).distinct()
-                .join(File, File.content_id == Content.id)
-                .where(*conditions, has_vector)
-            ).all()
-        return np.asarray(sorted(ids), dtype=np.int64)
+            if among is None:
+                found.update(s.scalars(query))
+            else:
+                ids = list(among)
+                for start in range(0, len(ids), 500):
+                    found.update(s.scalars(query.where(Content.id.in_(ids[start:start + 500]))))
+        return np.asarray(sorted(found), dtype=np.int64)
 
     def vectors(self, model: str, content_ids: Iterable[int]) -> dict[int, np.ndarray]:
         """The stored vectors of these contents for ``model``."""

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -265,3 +266,54 @@ def test_date_order_applies_among_strong_matches(engine, order):  # noqa: ANN001
     assert dates == sorted(dates, reverse=order == "newest")
     weak = [r.content_id for r in page.results if not r.strong]
     assert weak == [r.content_id for r in relevance if not r.strong]
+
+
+# -- filters over an approximate index ------------------------------------------------------
+
+
+def test_filters_return_k_results_from_an_ivf_index(tmp_path, tiny_clip, tiny_clip_dir):  # noqa: ANN001
+    """4000 synthetic photos under IVF: a broad filter (checked on the nearest photos) and
+    narrow ones (16 and 13 photos: the index searches their ids alone) give k results,
+    the same as exact search; an impossible one gives none."""
+    from sqlalchemy import insert
+
+    from search.config import load_config
+    from search.engine import Engine
+    from search.store import File, Store
+
+    n, dim = 4000, tiny_clip.dim
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, dim))
+    vectors = centres[rng.integers(0, 40, n)] + rng.normal(size=(n, dim)) * 0.5
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    config = load_config(empty, overrides={
+        "data_dir": str(tmp_path / "data"), "model.name": str(tiny_clip_dir),
+        "index.kind": "ivf"}, environ={})
+    store = Store(config.db_url)
+    with store.session() as s:
+        ids = store.insert_contents(s, [
+            {"hash": f"h{i}", "size": 1, "width": 4, "height": 3,
+             "camera": "Rare One" if i % 333 == 0 else ("Canon" if i % 2 else "Pixel")}
+            for i in range(n)])
+        store.insert_embeddings(s, tiny_clip.model_id, ids, vectors)
+        s.execute(insert(File), [
+            {"path": f"/test-library/{'few' if i % 250 == 0 else 'many'}/{i}.jpg", "size": 1,
+             "mtime_ns": 1, "content_id": cid, "status": "ok"}
+            for i, cid in enumerate(ids)])
+    store.close()
+    engine = Engine(config, encoder=tiny_clip)
+    try:
+        assert engine.vectors.describe()["kind"] == "ivf"
+        few = ["/test-library/few"]
+        for options, expected in (({"camera": "canon"}, 10), ({"folders": few}, 10),
+                                  ({"camera": "rare"}, 10),
+                                  ({"folders": few, "camera": "canon"}, 0)):
+            page = search(engine, "a cat", k=10, **options)
+            exact = search(engine, "a cat", k=10, exact=True, **options)
+            assert len(page.results) == expected, options
+            overlap = {r.content_id for r in page.results} & {r.content_id for r in exact.results}
+            assert len(exact.results) == expected and len(overlap) >= 0.9 * expected, options
+    finally:
+        engine.close()
