@@ -540,6 +540,7 @@ def run(args: argparse.Namespace) -> int:
             row = {"photos": size, "built": facts}
             row.update(measure_open(data_dir, facts))
             row.update(measure_in_process(data_dir, facts, args.queries))
+            row.update(measure_filters(data_dir, facts, args.queries // 5))
             row.update(measure_cli(data_dir, empty_dir, facts, work, args.rounds, counter))
             row.update(measure_server(data_dir, facts, work, args.queries // 2, counter))
             row.update(disk_bytes(data_dir))
@@ -638,6 +639,59 @@ def crossover(args: argparse.Namespace) -> int:
     return 0
 
 
+FILTERS = {
+    # Shares of the synthetic library: cameras cycle over 5 values, folders are years
+    # (5 % each) holding folders of 1000 photos, dates run 7 minutes apart from 2005.
+    "none": {},
+    "camera ~20 %": {"camera": "canon"},
+    "after: last half": {"after": "2012-01-01"},
+    "one year folder ~5 %": {"folders": [f"{FAKE_ROOT}/2010"]},
+    "one folder 0.1 %": {"folders": [f"{FAKE_ROOT}/2005/0003"]},
+    "sort newest": {"sort": "newest"},
+    "page 5 (offset 40)": {"offset": 40},
+}
+
+
+def measure_filters(data_dir: Path, facts: dict, n_queries: int) -> dict:
+    """p50 of the whole text search (``Engine.search``: encode, filter, index, join,
+    relevance cut) with each filter of FILTERS, in this process."""
+    from search import query
+    from search.engine import Engine
+
+    engine = Engine(config_for(data_dir, facts["model"]))
+    texts = (QUERY_TEXTS * n_queries)[:max(len(QUERY_TEXTS), n_queries)]
+    engine.search(query.build(texts[0], k=10))  # load the model and the relevance reference
+    out = {}
+    for label, options in FILTERS.items():
+        times, counts = [], []
+        for text in texts:
+            t = time.perf_counter()
+            page = engine.search(query.build(text, k=10, **options))
+            times.append(time.perf_counter() - t)
+            counts.append(len(page.results))
+        out[label] = {**percentiles(times), "min_results": min(counts)}
+    engine.close()
+    return {"filtered_search": out}
+
+
+def filters(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    model = resolve_model(args.model, out)
+    rows = {}
+    for size in [int(s) for s in args.sizes.split(",")]:
+        data_dir, facts = library_for(out, size, model)
+        rows[size] = measure_filters(data_dir, facts, args.queries)["filtered_search"]
+        log(json.dumps(rows[size]))
+    lines = [f"Text search with filters, p50 ms (fewest results of k=10), {args.model}", "",
+             "| filter | " + " | ".join(f"{s:,} photos" for s in rows) + " |",
+             "|---|" + "---|" * len(rows)]
+    for label in FILTERS:
+        cells = [f"{r[label]['p50_ms']} ({r[label]['min_results']})" for r in rows.values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -657,6 +711,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     c.add_argument("--sizes", default="8000,16000,32000,64000,128000")
     c.add_argument("--dim", type=int, default=512)
     c.add_argument("--queries", type=int, default=100)
+    f = sub.add_parser("filters", help="text search p50 with filters, paging and date order")
+    f.add_argument("--sizes", default="10000,1000000")
+    f.add_argument("--model", default="offline")
+    f.add_argument("--queries", type=int, default=40)
+    f.add_argument("--out", default=str(DEFAULT_OUT))
     return parser.parse_args(argv)
 
 
@@ -669,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "crossover":
         return crossover(args)
+    if args.command == "filters":
+        return filters(args)
     return run(args)
 
 
