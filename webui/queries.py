@@ -7,6 +7,7 @@ neither a torch model nor a FAISS index being caught up is safe to share mid-upd
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -136,6 +137,19 @@ def _current_index():  # noqa: ANN202 - a VectorIndex
     index = eng.vectors
     eng.refresh()
     return index
+
+
+def warm_up(app) -> None:  # noqa: ANN001 - a Flask app
+    """Open the index, load the model and the relevance reference ahead of the first query
+    (``serve`` runs this in a thread at start). A failure here is left for that query to
+    report, in its own words."""
+    with app.app_context(), app.extensions[LOCK_KEY]:
+        eng = engine()
+        try:
+            if eng.vectors.count:
+                eng.text_reference()  # loads the model first
+        except Exception as exc:  # noqa: BLE001 - reported by the first search instead
+            logging.getLogger(__name__).warning("warming up: %s", exc)
 
 
 def indexed_count() -> int:

@@ -23,7 +23,7 @@ from werkzeug.serving import get_sockaddr, select_address_family
 from search.config import Config
 from search.engine import Engine
 from search.errors import PixseekError
-from webui import create_app
+from webui import create_app, queries
 from webui.auth import QUERY_PARAM, is_loopback
 
 
@@ -51,6 +51,7 @@ class Server:
         # ident: the Server header names no server software or version.
         self._server = waitress.create_server(app, sockets=[sock], threads=threads,
                                               ident="pixseek")
+        self.app = app
         self.host = host
         self.port: int = int(self._server.effective_port)
         self.threads = threads
@@ -134,6 +135,9 @@ def run(
         server = build_server(config, host, port, token, engine)
         print(f"pixseek: serving {url_for_server(server, token)} with {server.threads} threads "
               "(Ctrl+C to stop)", file=sys.stderr)
+        # Load the model while the first person is still typing, not after they press Enter.
+        threading.Thread(target=queries.warm_up, args=(server.app,), daemon=True,
+                         name="pixseek-warm-up").start()
         try:
             server.serve_forever()
         except KeyboardInterrupt:

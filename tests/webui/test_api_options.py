@@ -109,3 +109,19 @@ def test_facets(client, library):  # noqa: ANN001
     assert facets["folders"] == [{"path": str(library), "count": 12}]
     assert facets["cameras"] == []
     assert facets["dates"]["oldest"] <= facets["dates"]["newest"]
+
+
+def test_warm_up_loads_the_model_before_the_first_query(indexed):  # noqa: ANN001
+    from search.engine import Engine
+    from webui import create_app, queries
+
+    engine = Engine(indexed)  # no encoder yet: serve's engine loads it on demand
+    try:
+        app = create_app(indexed, engine)
+        assert engine._encoder is None
+        queries.warm_up(app)
+        assert engine._encoder is not None and engine._text_reference is not None
+        body = app.test_client().get("/api/search?q=a+cat&k=1").get_json()
+        assert Path(body["results"][0]["path"]).name == "chelsea_cat.png"
+    finally:
+        engine.close()
