@@ -38,7 +38,7 @@ from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job,
 from indexer.scan import Scanner, Seen
 from search.config import Config
 from search.encoders import Encoder
-from search.errors import PixseekError
+from search.errors import InputError
 from search.preprocess import Decoded
 from search.store import (
     STATUS_FAILED,
@@ -123,7 +123,7 @@ class Indexer:
         for root in roots:
             path = Path(root).expanduser()
             if not path.exists():
-                raise PixseekError(f"no such file or folder: {root}")
+                raise InputError(f"no such file or folder: {root}")
             resolved.append(str(path.resolve()))
         return self._run([(root, self.scanner.walk(root)) for root in resolved])
 
@@ -136,7 +136,7 @@ class Indexer:
                 try:
                     st = os.stat(path)
                 except OSError as exc:
-                    raise PixseekError(f"cannot read {p}: {exc.strerror or exc}") from None
+                    raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
                 yield Seen(path, st.st_size, st.st_mtime_ns)
 
         return self._run([(None, stat_all())])

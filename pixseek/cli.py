@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from search.config import Config, load_config
-from search.errors import PixseekError
+from search.errors import ConfigError, InputError, PixseekError
 
 DEMO_QUERIES = [
     "a cat",
@@ -31,11 +31,14 @@ DEMO_QUERIES = [
 
 
 class _Group(click.Group):
-    """Turns PixseekError into click's one-line error and exit status 1."""
+    """One error path: a bad flag, input or configuration value is a usage error (exit 2),
+    any other PixseekError a failure (exit 1); either is one line on stderr."""
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201
         try:
             return super().invoke(ctx)
+        except (ConfigError, InputError) as exc:
+            raise click.UsageError(str(exc)) from None
         except PixseekError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -52,8 +55,13 @@ def _quiet_libraries() -> None:
         pass
 
 
-def _config(ctx: click.Context) -> Config:
-    return ctx.obj["config"]
+def _config(ctx: click.Context, **flags: object) -> Config:
+    """The configuration, with this subcommand's flags (dotted keys) validated the same way
+    as the global ones: a bad value is one message naming the flag's key."""
+    flags = {key.replace("__", "."): value for key, value in flags.items() if value is not None}
+    if not flags:
+        return ctx.obj["config"]
+    return load_config(ctx.obj["config_path"], overrides={**ctx.obj["overrides"], **flags})
 
 
 def _echo_json(obj: object) -> None:
@@ -77,14 +85,12 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> No
         format="%(levelname)s %(name)s: %(message)s",
     )
     _quiet_libraries()
+    overrides = {"data_dir": data_dir, "model.name": model, "model.device": device}
     try:
-        config = load_config(
-            config_path,
-            overrides={"data_dir": data_dir, "model.name": model, "model.device": device},
-        )
-    except PixseekError as exc:
-        raise click.ClickException(str(exc)) from None
-    ctx.obj = {"config": config}
+        config = load_config(config_path, overrides=overrides)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    ctx.obj = {"config": config, "config_path": config_path, "overrides": overrides}
 
 
 @contextmanager
@@ -113,7 +119,7 @@ def _index(config: Config, paths: list[str]):  # noqa: ANN202
 def _roots(config: Config, paths: tuple[str, ...]) -> list[str]:
     roots = list(paths) or [str(p) for p in config.library.roots]
     if not roots:
-        raise PixseekError("nothing to index: give folders, or set library.roots in config.yaml")
+        raise InputError("nothing to index: give folders, or set library.roots in config.yaml")
     return roots
 
 
@@ -125,11 +131,7 @@ def _roots(config: Config, paths: tuple[str, ...]) -> list[str]:
 @click.pass_context
 def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # noqa: ANN001
     """Index photos under PATHS (default: library.roots from the configuration)."""
-    config = _config(ctx)
-    if batch_size is not None:
-        config.model.batch_size = batch_size
-    if workers is not None:
-        config.indexer.decode_workers = workers
+    config = _config(ctx, model__batch_size=batch_size, indexer__decode_workers=workers)
     summary = _index(config, _roots(config, paths))
     if as_json:
         _echo_json(summary.as_dict())
@@ -157,7 +159,7 @@ def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
     roots = _roots(config, paths)
     for root in roots:
         if not Path(root).expanduser().is_dir():
-            raise PixseekError(f"not a folder: {root}")
+            raise InputError(f"not a folder: {root}")
 
     def report(folders: list[str], summary) -> None:  # noqa: ANN001
         if summary.changed:
@@ -483,8 +485,22 @@ def demo(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    cli(prog_name="pixseek")
+    """The console script. Click's usage errors become one line too (no usage block)."""
+    try:
+        cli.main(prog_name="pixseek", standalone_mode=False)
+    except click.UsageError as exc:
+        hint = f" (pixseek {exc.ctx.info_name} -h)" if exc.ctx and exc.ctx.parent else ""
+        click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

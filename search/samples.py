@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from search.errors import PixseekError
+from search.errors import InputError, PixseekError
 
 TSV_PATH = Path(__file__).resolve().parent / "data" / "sample_photos.tsv"
 OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -50,7 +50,8 @@ def _source_dir(source: str) -> Path | None:
     if source == "opencv-doc":
         return OPENCV_DOC_DATA if OPENCV_DOC_DATA.is_dir() else None
     if source not in SOURCES:
-        raise ValueError(f"unknown sample photo source {source!r}; expected one of {SOURCES}")
+        raise PixseekError(f"{TSV_PATH}: unknown sample photo source {source!r}; "
+                           f"expected one of {SOURCES}")
     # find_spec on a top-level name locates the package without importing it.
     spec = importlib.util.find_spec(source)
     if spec is None or not spec.submodule_search_locations:
@@ -71,7 +72,7 @@ def sample_photos() -> list[SamplePhoto]:
     for row in _read_tsv():
         name = row["name"]
         if name in seen:
-            raise ValueError(f"duplicate sample photo name {name!r} in {TSV_PATH}")
+            raise PixseekError(f"duplicate sample photo name {name!r} in {TSV_PATH}")
         seen.add(name)
         base = _source_dir(row["source"])
         if base is None:
@@ -224,9 +225,9 @@ def make_benchmark_photos(dest: Path, count: int = 240, long_side: int = 4000) -
     with EXIF orientation 6. Deterministic; files that already exist are kept as they are.
     """
     if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
+        raise InputError(f"count must be 0 or more, not {count}")
     if long_side < 16:
-        raise ValueError(f"long_side must be >= 16 pixels, got {long_side}")
+        raise InputError(f"long_side must be at least 16 pixels, not {long_side}")
     if count == 0:
         return []
     dest = Path(dest)

@@ -22,7 +22,7 @@ from werkzeug.serving import get_sockaddr, select_address_family
 
 from search.config import Config
 from search.engine import Engine
-from search.errors import PixseekError
+from search.errors import InputError, PixseekError
 from webui import create_app, queries
 from webui.auth import QUERY_PARAM, is_loopback
 
@@ -34,7 +34,7 @@ def generate_token() -> str:
 
 def check_bind(host: str, token: str | None) -> None:
     if not token and not is_loopback(host):
-        raise PixseekError(
+        raise InputError(
             f"refusing to serve on {host} without an access token: anyone who can reach it "
             "could browse your photos. Give a token (--token), or bind to 127.0.0.1."
         )

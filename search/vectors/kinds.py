@@ -25,6 +25,8 @@ import math
 import faiss
 import numpy as np
 
+from search.errors import ConfigError
+
 KINDS = ("auto", "flat", "fp16", "ivf", "hnsw")
 APPROXIMATE = ("ivf", "hnsw")
 
@@ -95,7 +97,8 @@ def new_index(kind: str, dim: int, count: int, train: np.ndarray | None) -> fais
         assert train is not None and len(train) > 0
         index.train(np.ascontiguousarray(train, dtype=np.float32))
         return index
-    raise ValueError(f"unknown index kind {kind!r}")
+    raise ConfigError(f"index.kind: unknown kind {kind!r}; expected auto, flat, fp16, ivf "
+                      "or hnsw")
 
 
 def supports_remove(kind: str) -> bool:

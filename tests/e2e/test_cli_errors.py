@@ -1,0 +1,69 @@
+"""One error path: every subcommand, given a bad value of each of its flags, prints one
+line on stderr (no traceback, no usage block) and exits 2. Run in-process through the
+console script's own ``main`` (a subprocess each would take minutes)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from pixseek.cli import main
+
+CASES = [
+    # global options
+    (["--device", "tpu", "status"], "model.device"),
+    (["--config", "{tmp}/missing.yaml", "status"], "missing.yaml"),
+    (["--bogus", "status"], "No such option"),
+    # index
+    (["index", "--batch-size", "0", "{tmp}"], "model.batch_size"),
+    (["index", "--batch-size", "many", "{tmp}"], "--batch-size"),
+    (["index", "--workers", "-1", "{tmp}"], "indexer.decode_workers"),
+    (["index", "{tmp}/no-such-folder"], "no such file or folder"),
+    # watch
+    (["watch", "{tmp}/no-such-folder"], "not a folder"),
+    # search
+    (["search", "cat", "-k", "0"], "-k"),
+    (["search", "cat", "--offset", "-1"], "--offset"),
+    (["search", "cat", "--min-score", "2"], "--min-score"),
+    (["search", "cat", "--sort", "random"], "--sort"),
+    (["search", "cat", "--after", "last week"], "after must be a date"),
+    (["search", "cat", "--before", "2024-02-30"], "before must be a date"),
+    (["search", "cat", "--after", "2024-02-01", "--before", "2024-01-01"], "earlier than"),
+    (["search", "--image", "{tmp}/missing.jpg"], "cannot read the query image"),
+    (["search", "cat", "--not", " "], "not: give the text"),
+    (["search", "0:cat"], "a weight must be above 0"),
+    (["search", "   "], "the query is empty"),
+    (["search", "--folder", "{tmp}/a-file.txt", "cat"], "--folder"),
+    # classify
+    (["classify", "{tmp}/missing.jpg", "a cat"], "cannot read the query image"),
+    (["classify", "{tmp}/a-file.txt"], "Missing argument"),
+    # serve
+    (["serve", "--port", "70000"], "--port"),
+    (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0"),
+    # gc, status, db upgrade take no values
+    (["gc", "--json=yes"], "does not take a value"),
+    (["status", "--everything"], "No such option"),
+    (["db", "upgrade", "now"], "unexpected extra argument"),
+    # bench
+    (["bench", "retrieval", "--images", "{tmp}"], "Missing option '--captions'"),
+    (["bench", "retrieval", "--captions", "{tmp}/none.csv", "--images", "{tmp}"], "none.csv"),
+    (["bench", "samples", "{tmp}/a-file.txt"], "a-file.txt"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch, capsys):  # noqa: ANN001
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    monkeypatch.setattr(sys, "argv", ["pixseek", "--data-dir", str(tmp_path / "data"),
+                                      "--model", "offline", *argv])
+    monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./config.yaml
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert exited.value.code == 2, err
+    assert len(lines) == 1 and message in lines[0], err
+    assert lines[0].startswith("Error: ") and "Traceback" not in err
