@@ -1,10 +1,13 @@
-"""One indexer per data directory: an advisory lock the OS releases if the process dies."""
+"""One indexer per data directory: an advisory lock the OS releases if the process dies.
+
+``filelock`` picks the platform's lock (flock on Unix, msvcrt on Windows).
+"""
 
 from __future__ import annotations
 
-import fcntl
-import os
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from search.errors import PixseekError
 
@@ -12,26 +15,18 @@ from search.errors import PixseekError
 class IndexLock:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / "indexer.lock"
-        self._fd: int | None = None
+        self._lock = FileLock(self.path, timeout=0)
 
     def __enter__(self) -> IndexLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+            self._lock.acquire()
+        except Timeout:
             raise PixseekError(
                 f"another pixseek indexer is running on {self.path.parent}; "
                 "wait for it to finish or stop it first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._fd = fd
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()

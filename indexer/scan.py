@@ -6,12 +6,13 @@ read one at a time with ``os.scandir`` and nothing is collected.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pathspec
 
 
 @dataclass(frozen=True)
@@ -21,27 +22,30 @@ class Seen:
     mtime_ns: int
 
 
-def _glob_to_fnmatch(pattern: str) -> str:
-    # fnmatch's * already crosses "/", so "**/" means "at any depth" once paths start with "/".
-    return pattern.replace("**/", "*/").replace("/**", "/*")
-
-
 class Scanner:
     def __init__(
         self, extensions: list[str], ignore: list[str], follow_symlinks: bool = False
     ) -> None:
         self.extensions = {e.lower() for e in extensions}
-        self.patterns = [_glob_to_fnmatch(p) for p in ignore]
+        # .gitignore semantics (pathspec): "**/" is any depth, a leading "/" anchors a
+        # pattern at the root, "*.tmp" matches at any depth, "name/**" what is inside.
+        self.spec = pathspec.GitIgnoreSpec.from_lines(ignore)
         self.follow_symlinks = follow_symlinks
 
-    def ignored(self, rel: str) -> bool:
-        """``rel`` is the path below the root, "/"-separated and starting with "/"."""
-        return any(fnmatch.fnmatchcase(rel, p) for p in self.patterns)
+    def ignored(self, rel: str, is_dir: bool = False) -> bool:
+        """``rel`` is the path below the root, "/"-separated (a leading "/" is optional).
+        A folder matched as a folder ("@eaDir/" against "**/@eaDir/**") is not entered."""
+        rel = rel.lstrip("/")
+        return self.spec.match_file(rel + "/" if is_dir else rel)
 
     def wants(self, path: str, root: str) -> bool:
         """Whether ``path`` is still a file the scan of ``root`` would report."""
-        rel = "/" + os.path.relpath(path, root).replace(os.sep, "/")
-        if os.path.splitext(path)[1].lower() not in self.extensions or self.ignored(rel):
+        rel = os.path.relpath(path, root).replace(os.sep, "/")
+        folders = rel.split("/")[:-1]
+        inside_ignored = any(self.ignored("/".join(folders[:i + 1]), is_dir=True)
+                             for i in range(len(folders)))
+        if (os.path.splitext(path)[1].lower() not in self.extensions or inside_ignored
+                or self.ignored(rel)):
             return False
         try:
             st = os.stat(path, follow_symlinks=self.follow_symlinks)
@@ -66,12 +70,13 @@ class Scanner:
                 continue  # an unreadable folder is skipped, not fatal
             subdirs = []
             for entry in entries:
-                rel = "/" + os.path.relpath(entry.path, root).replace(os.sep, "/")
-                if self.ignored(rel):
-                    continue
+                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
                 try:
                     if entry.is_dir(follow_symlinks=self.follow_symlinks):
-                        subdirs.append(entry.path)
+                        if not self.ignored(rel, is_dir=True):
+                            subdirs.append(entry.path)
+                        continue
+                    if self.ignored(rel):
                         continue
                     if not entry.is_file(follow_symlinks=self.follow_symlinks):
                         continue

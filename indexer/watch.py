@@ -96,7 +96,7 @@ class Watcher:
             while not os.path.isdir(folder) and folder != root:
                 folder = os.path.dirname(folder)
             rel = "/" + os.path.relpath(folder, root).replace(os.sep, "/")
-            if folder != root and self.indexer.scanner.ignored(rel):
+            if folder != root and self.indexer.scanner.ignored(rel, is_dir=True):
                 continue  # e.g. a NAS's @eaDir thumbnails or a .git folder
             if not any(folder == f or folder.startswith(f + os.sep) for f in folders):
                 folders.append(folder)

@@ -103,3 +103,31 @@ def indexed_paths_at(db: Path) -> set[str]:
         return set()
     finally:
         store.close()
+
+
+def test_periodic_rescan_finds_what_the_os_did_not_report(  # noqa: ANN201
+    make_config, offline, library, monkeypatch  # noqa: ANN001
+):
+    """A network share sends no events: only the rescan every watch.rescan_minutes sees
+    a new photo there (here every 0.6 s, with events switched off)."""
+    import indexer.watch as watch
+
+    monkeypatch.setattr(watch._Marker, "on_any_event", lambda self, event: None)
+    config = make_config(watch__settle_seconds=0.1, watch__rescan_minutes=0.01)
+    store = Store(config.db_url)
+    runs: list[list[str]] = []
+    watcher = Watcher(Indexer(config, store, offline, progress=False), [library],
+                      on_run=lambda folders, summary: runs.append(folders))
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        assert watcher.ready.wait(120)
+        new = library / "unreported.png"
+        ImageOps.flip(Image.open(library / "chelsea_cat.png")).save(new)
+        wait_for(lambda: str(new) in indexed_paths(store))
+        assert all(folders == [str(library.resolve())] for folders in runs)  # full rescans
+    finally:
+        watcher.stop()
+        thread.join(60)
+        store.close()
+    assert not thread.is_alive()
