@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
 import threading
 import time
@@ -54,7 +53,6 @@ from search.vectors import VectorIndex, index_for
 CHUNK = 512
 MAX_LISTED = 1000  # failures kept in a run's summary
 SMALL_RUN = 8  # fewer files than this to decode: no worker processes
-CRASH_ENV = "PIXSEEK_CRASH_AFTER_BATCHES"
 
 
 @dataclass
@@ -112,8 +110,6 @@ class Indexer:
         # Set from another thread (a signal handler, the watcher) to stop after the chunk
         # in flight: everything committed so far stays, the next run picks up the rest.
         self.cancel = threading.Event()
-        crash = os.environ.get(CRASH_ENV)
-        self._crash_after = int(crash) if crash else None
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -332,8 +328,6 @@ class Indexer:
         summary.encoded += len(batch)
         summary.reused += sum(len(item.files) - 1 for item, _ in batch)
         self.batches_committed += 1
-        if self._crash_after is not None and self.batches_committed >= self._crash_after:
-            os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the crash tests
 
     # -- store helpers -------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from search.errors import ConfigError
 ENV_PREFIX = "PIXSEEK_"
 # Variables read elsewhere, not settings: the config file path, the web UI's access token,
 # and a fault-injection hook the crash-recovery tests use to kill an indexing run.
-NON_SETTING_VARS = {"PIXSEEK_CONFIG", "PIXSEEK_CRASH_AFTER_BATCHES", "PIXSEEK_TOKEN"}
+NON_SETTING_VARS = {"PIXSEEK_CONFIG", "PIXSEEK_TOKEN"}
 DEFAULT_CONFIG_NAME = "config.yaml"
 
 

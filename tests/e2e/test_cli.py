@@ -165,9 +165,26 @@ def test_db_upgrade(tmp_path):  # noqa: ANN001
 
 def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):  # noqa: ANN001
     data = tmp_path / "data"
-    crash = {"PIXSEEK_CRASH_AFTER_BATCHES": "2", "PIXSEEK_MODEL_BATCH_SIZE": "3"}
-    proc = pixseek(data, "index", str(library), "--json", env=crash, check=False)
-    assert proc.returncode == -signal.SIGKILL
+    # The child kills itself right after its second batch commits: the patch lives in the
+    # test, not in the product.
+    child = (
+        "import os, signal, sys\n"
+        "from indexer.pipeline import Indexer\n"
+        "commit = Indexer._commit_batch\n"
+        "def commit_then_die(self, batch, summary):\n"
+        "    commit(self, batch, summary)\n"
+        "    if self.batches_committed == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "Indexer._commit_batch = commit_then_die\n"
+        "from pixseek.cli import main\n"
+        "sys.argv = ['pixseek', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "1", "PIXSEEK_MODEL_BATCH_SIZE": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", child, "--data-dir", str(data), "--model", "offline", "index",
+         str(library), "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     store = Store(f"sqlite:///{data / 'pixseek.db'}")
     with store.session() as s:
         committed = s.scalar(select(func.count(Embedding.id)))
