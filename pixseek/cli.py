@@ -484,6 +484,28 @@ def demo(ctx: click.Context) -> None:
     click.echo(f"In a browser:  {prefix} serve   (then open http://127.0.0.1:8000)")
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the checks.")
+@click.pass_context
+def doctor(ctx: click.Context, as_json) -> None:  # noqa: ANN001
+    """Check the install, model, database, index and disk; exit 1 when a check fails.
+
+    Read-only: it loads no model, reaches no network and upgrades nothing.
+    """
+    from pixseek import doctor as checkup
+
+    obj = ctx.obj
+    facts = checkup.Facts(obj["config"], obj["config_path"], obj["overrides"])
+    results = checkup.run_checks(facts)
+    if as_json:
+        _echo_json(results)
+    else:
+        for result in results:
+            click.echo(checkup.format_line(result))
+    if any(r["status"] == checkup.FAIL for r in results):
+        sys.exit(1)  # not ctx.exit: main() runs click with standalone_mode=False
+
+
 def main() -> None:
     """The console script. Click's usage errors become one line too (no usage block)."""
     try:

