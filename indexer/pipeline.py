@@ -51,7 +51,7 @@ from search.store import (
 from search.vectors import VectorIndex, index_for
 
 CHUNK = 512
-MAX_LISTED = 1000  # failures kept in a run's summary
+MAX_FAILURES_LISTED = 1000  # failures kept in a run's summary
 SMALL_RUN = 8  # fewer files than this to decode: no worker processes
 
 
@@ -369,9 +369,9 @@ class Indexer:
         with self.store.session() as s:
             self._upsert_files(s, [(f, None, STATUS_FAILED, reason) for f, reason in failures])
         summary.failed += len(failures)
-        # The first MAX_LISTED failures ride along in the summary (memory stays bounded on a
-        # library of broken files); every one is in the store, where status lists them.
-        room = max(0, MAX_LISTED - len(summary.failures))
+        # The first MAX_FAILURES_LISTED failures ride along in the summary (memory stays
+        # bounded on a library of broken files); every one is in the store, for status.
+        room = max(0, MAX_FAILURES_LISTED - len(summary.failures))
         summary.failures.extend(
             {"path": f.path, "error": reason} for f, reason in failures[:room]
         )

@@ -28,7 +28,7 @@ from search.evaluation.published import compare, known_datasets, published
 from search.store import STATUS_FAILED, Embedding, File, Store, blob_to_vector
 
 TEXT_BATCH = 256
-MAX_LISTED = 5
+MAX_MISSING_SHOWN = 5
 
 
 def image_paths(captions: CaptionSet, images_dir: Path) -> list[Path]:
@@ -38,7 +38,8 @@ def image_paths(captions: CaptionSet, images_dir: Path) -> list[Path]:
     paths = [images_dir / rel for rel in captions.images]
     missing = [str(rel) for rel, p in zip(captions.images, paths, strict=True) if not p.is_file()]
     if missing:
-        listed = ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else "")
+        more = " ..." if len(missing) > MAX_MISSING_SHOWN else ""
+        listed = ", ".join(missing[:MAX_MISSING_SHOWN]) + more
         raise InputError(
             f"{len(missing)} of {len(paths)} images named in {captions.name} are missing "
             f"from {images_dir}: {listed}"
