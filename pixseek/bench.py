@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
-from indexer.lock import IndexLock
 from indexer.pipeline import Indexer
+from indexer.session import locked_store
 from search.config import Config
 from search.encoders import Encoder, load_encoder
 from search.errors import InputError
@@ -117,17 +117,13 @@ def run_retrieval(
         "models": {},
     }
     comparisons: dict = {}
-    with IndexLock(bench_config.data_path):
-        store = Store(bench_config.db_url)
-        try:
-            for name in models:
-                metrics = _evaluate(name, config, bench_config, store, paths, captions, progress)
-                results["models"][name] = metrics
-                model_id = metrics["model_id"]
-                if with_published and dataset and published(model_id, dataset):
-                    comparisons[name] = compare(metrics, model_id, dataset)
-        finally:
-            store.close()
+    with locked_store(bench_config) as store:
+        for name in models:
+            metrics = _evaluate(name, config, bench_config, store, paths, captions, progress)
+            results["models"][name] = metrics
+            model_id = metrics["model_id"]
+            if with_published and dataset and published(model_id, dataset):
+                comparisons[name] = compare(metrics, model_id, dataset)
     return results, comparisons
 
 
@@ -142,8 +138,7 @@ def _evaluate(
 ) -> dict:
     """Index the images with one model, encode the captions, compute the metrics."""
     started = time.perf_counter()
-    m = config.model
-    encoder = load_encoder(name, device=m.device, fp16=m.fp16)
+    encoder = load_encoder(config.model.model_copy(update={"name": name}))
     summary = Indexer(bench_config, store, encoder, progress=progress).index_files(paths)
     image_vecs = stored_image_vectors(store, encoder.model_id, paths)
     text_vecs = encode_captions(encoder, captions.captions)

@@ -12,8 +12,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -30,6 +28,13 @@ DEMO_QUERIES = [
 ]
 
 
+class _BadInput(click.ClickException):
+    """A value a person gave (flag, input, configuration) that cannot work: exit 2, as for
+    click's own usage errors, and one line without the usage block."""
+
+    exit_code = 2
+
+
 class _Group(click.Group):
     """One error path: a bad flag, input or configuration value is a usage error (exit 2),
     any other PixseekError a failure (exit 1); either is one line on stderr."""
@@ -38,7 +43,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, InputError) as exc:
-            raise click.UsageError(str(exc)) from None
+            raise _BadInput(str(exc)) from None
         except PixseekError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -89,30 +94,14 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> No
     try:
         config = load_config(config_path, overrides=overrides)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise _BadInput(str(exc)) from None
     ctx.obj = {"config": config, "config_path": config_path, "overrides": overrides}
 
 
-@contextmanager
-def _indexer(config: Config, progress: bool | None = None) -> Iterator:
-    """The indexer for this data directory, holding its lock (one indexer at a time)."""
-    from indexer.lock import IndexLock
-    from indexer.pipeline import Indexer
-    from search.encoders import load_encoder
-    from search.store import Store
-
-    with IndexLock(config.data_path):
-        store = Store(config.db_url)
-        try:
-            m = config.model
-            encoder = load_encoder(m.name, device=m.device, fp16=m.fp16)
-            yield Indexer(config, store, encoder, progress=progress)
-        finally:
-            store.close()
-
-
 def _index(config: Config, paths: list[str]):  # noqa: ANN202
-    with _indexer(config) as indexer:
+    from indexer.session import open_indexer
+
+    with open_indexer(config) as indexer:
         return indexer.index(paths)
 
 
@@ -153,6 +142,7 @@ def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # n
 @click.pass_context
 def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
     """Index PATHS (default: library.roots), then keep them indexed as files change."""
+    from indexer.session import open_indexer
     from indexer.watch import Watcher
 
     config = _config(ctx)
@@ -168,7 +158,7 @@ def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
                 f"{summary.removed} removed, {summary.failed} failed"
             )
 
-    with _indexer(config) as indexer:
+    with open_indexer(config) as indexer:
         watcher = Watcher(indexer, roots, on_run=report)
 
         def graceful(signum: int, _frame) -> None:  # noqa: ANN001
@@ -348,26 +338,21 @@ def gc(ctx: click.Context, as_json) -> None:  # noqa: ANN001
     Indexing does this for the files it sees go; gc checks the whole library (for example
     after files were deleted while pixseek was not running and no index run followed).
     """
-    from indexer.lock import IndexLock
+    from indexer.session import locked_store
     from search.encoders import canonical_model_id
-    from search.store import Store
     from search.vectors import index_for
 
     config = _config(ctx)
-    with IndexLock(config.data_path):
-        store = Store(config.db_url)
-        try:
-            collected = store.collect_orphans()
-            index = index_for(store, canonical_model_id(config.model.name), config).open()
-            compacted = index.persist(force=True)
-            report = {
-                "contents": collected.contents,
-                "vectors": collected.vectors,
-                "index_compacted": compacted,
-                "index": index.describe(),
-            }
-        finally:
-            store.close()
+    with locked_store(config) as store:
+        collected = store.collect_orphans()
+        index = index_for(store, canonical_model_id(config.model.name), config).open()
+        compacted = index.persist(force=True)
+        report = {
+            "contents": collected.contents,
+            "vectors": collected.vectors,
+            "index_compacted": compacted,
+            "index": index.describe(),
+        }
     if as_json:
         _echo_json(report)
         return

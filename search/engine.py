@@ -100,8 +100,7 @@ class Engine:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            m = self.config.model
-            self._encoder = load_encoder(m.name, device=m.device, fp16=m.fp16)
+            self._encoder = load_encoder(self.config.model)
             self.model_id = self._encoder.model_id
         return self._encoder
 
@@ -381,6 +380,12 @@ class Engine:
             "database": self.store.engine.url.render_as_string(hide_password=True),
             "data_dir": str(self.config.data_path),
         }
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.store.close()

@@ -231,6 +231,12 @@ class Store:
         with self._sessions() as session, session.begin():
             yield session
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -23,9 +23,15 @@ def canonical_model_id(name: str) -> str:
     return str(local.resolve()) if local.is_dir() else name
 
 
-def load_encoder(name: str, device: str = "auto", fp16: bool = True) -> Encoder:
-    """Load a model by name: ``offline``, an OpenAI alias (``ViT-B/32``), a hub id or a folder."""
+def load_encoder(name, device: str = "auto", fp16: bool = True) -> Encoder:  # noqa: ANN001
+    """Load a model by name: ``offline``, an OpenAI alias (``ViT-B/32``), a hub id or a
+    folder; or by the configuration's ``model`` section (``load_encoder(config.model)``),
+    which brings its device and precision."""
+    from search.config import ModelConfig
     from search.encoders.offline import MODEL_ID
+
+    if isinstance(name, ModelConfig):
+        name, device, fp16 = name.name, name.device, name.fp16
 
     if name in OFFLINE_NAMES or name == MODEL_ID:
         from search.encoders.offline import OfflineEncoder

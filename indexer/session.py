@@ -1,0 +1,35 @@
+"""One way to open what indexing needs: the data directory's lock, the store, the model
+and the Indexer, closed in the reverse order whatever happens.
+
+    with open_indexer(config) as indexer:
+        indexer.index(["~/Pictures"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from indexer.lock import IndexLock
+from search.config import Config
+from search.encoders import Encoder, load_encoder
+from search.store import Store
+
+
+@contextmanager
+def locked_store(config: Config) -> Iterator[Store]:
+    """The store of ``config``, with this process as its one indexer: a second one on the
+    same data directory is refused (see "Concurrency" in docs/architecture.md)."""
+    with IndexLock(config.data_path), Store(config.db_url) as store:
+        yield store
+
+
+@contextmanager
+def open_indexer(
+    config: Config, encoder: Encoder | None = None, progress: bool | None = None
+) -> Iterator:
+    """An Indexer over the locked store, with ``encoder`` or the configured model."""
+    from indexer.pipeline import Indexer  # the pipeline pulls in numpy, faiss and workers
+
+    with locked_store(config) as store:
+        yield Indexer(config, store, encoder or load_encoder(config.model), progress=progress)
