@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
 
 from indexer.pipeline import Indexer
 from indexer.session import locked_store
@@ -25,7 +24,7 @@ from search.errors import InputError
 from search.evaluation.captions import CaptionSet, load_caption_set
 from search.evaluation.metrics import retrieval_metrics
 from search.evaluation.published import compare, known_datasets, published
-from search.store import STATUS_FAILED, Embedding, File, Store, blob_to_vector
+from search.store import Store
 
 TEXT_BATCH = 256
 MAX_MISSING_SHOWN = 5
@@ -50,23 +49,7 @@ def image_paths(captions: CaptionSet, images_dir: Path) -> list[Path]:
 def stored_image_vectors(store: Store, model: str, paths: list[Path]) -> np.ndarray:
     """The model's vectors for these files, in order; a file that failed is an error."""
     wanted = [str(p.resolve()) for p in paths]
-    found: dict[str, np.ndarray] = {}
-    failed: dict[str, str] = {}
-    for start in range(0, len(wanted), 500):
-        part = wanted[start:start + 500]
-        with store.session() as s:
-            for path, vec in s.execute(
-                select(File.path, Embedding.vector)
-                .join(Embedding, Embedding.content_id == File.content_id)
-                .where(File.path.in_(part), Embedding.model == model)
-            ):
-                found[path] = blob_to_vector(vec)
-            for path, error in s.execute(
-                select(File.path, File.error).where(
-                    File.path.in_(part), File.status == STATUS_FAILED
-                )
-            ):
-                failed[path] = error
+    found, failed = store.vectors_for_paths(model, wanted)
     if failed:
         first = next(iter(failed.items()))
         raise InputError(

@@ -496,6 +496,64 @@ class Store:
             return np.zeros((0, 0), dtype=np.float32)
         return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1)
 
+    def content(self, content_id: int) -> Content | None:
+        with self.session() as s:
+            return s.get(Content, content_id)
+
+    def vectors_for_paths(
+        self, model: str, paths: list[str]
+    ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """({path: vector} of ``model`` for these files, {path: reason} of those that
+        failed)."""
+        found: dict[str, np.ndarray] = {}
+        failed: dict[str, str] = {}
+        for start in range(0, len(paths), 500):
+            part = paths[start:start + 500]
+            with self.session() as s:
+                for path, vec in s.execute(
+                    select(File.path, Embedding.vector)
+                    .join(Embedding, Embedding.content_id == File.content_id)
+                    .where(File.path.in_(part), Embedding.model == model)
+                ):
+                    found[path] = blob_to_vector(vec)
+                for path, error in s.execute(
+                    select(File.path, File.error)
+                    .where(File.path.in_(part), File.status == STATUS_FAILED)
+                ):
+                    failed[path] = error
+        return found, failed
+
+    def library_counts(self, max_failures: int = 100) -> dict:
+        """Files seen and failed (the first failures with reasons), and per model its
+        vectors and the indexed files it has a vector for."""
+        with self.session() as s:
+            files = s.scalar(select(func.count(File.id))) or 0
+            failed = s.scalar(select(func.count(File.id)).where(File.status == STATUS_FAILED))
+            failures = [
+                {"path": p, "error": e}
+                for p, e in s.execute(
+                    select(File.path, File.error)
+                    .where(File.status == STATUS_FAILED)
+                    .order_by(File.path)
+                    .limit(max_failures)
+                )
+            ]
+            per_model = {}
+            for model, vectors in s.execute(
+                select(Embedding.model, func.count(Embedding.id)).group_by(Embedding.model)
+            ):
+                # EXISTS probes the (content, model) unique index per file: 0.7 s at 1M
+                # photos, where a join took 2.7 s.
+                has_vector = exists().where(
+                    Embedding.content_id == File.content_id, Embedding.model == model
+                )
+                indexed = s.scalar(
+                    select(func.count(File.id)).where(File.status == STATUS_OK, has_vector)
+                )
+                per_model[model] = {"vectors": vectors, "files_indexed": indexed}
+        return {"files": files, "failed": failed or 0, "failures": failures,
+                "models": per_model}
+
     def content_for_path(self, path: str) -> int | None:
         """The content id an indexed file has, or None."""
         with self.session() as s:

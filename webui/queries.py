@@ -192,8 +192,7 @@ def photo_file(cid: int) -> tuple[Path, Content] | None:
     eng = engine()
     for path in eng.store.paths_for_contents([cid]).get(cid, []):
         if os.path.isfile(path):
-            with eng.store.session() as s:
-                content = s.get(Content, cid)
+            content = eng.store.content(cid)
             return (Path(path), content) if content is not None else None
     return None
 
