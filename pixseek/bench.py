@@ -10,7 +10,6 @@ vectors; outputs are written only once every model has finished, each file atomi
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from search.errors import InputError
 from search.evaluation.captions import CaptionSet, load_caption_set
 from search.evaluation.metrics import retrieval_metrics
 from search.evaluation.published import compare, known_datasets, published
+from search.files import atomic_write
 from search.store import Store
 
 TEXT_BATCH = 256
@@ -134,10 +134,8 @@ def _evaluate(
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def results_json(results: dict, comparisons: dict) -> str:

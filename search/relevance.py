@@ -22,13 +22,13 @@ what a photo shows reach 3.6-5.6 ("a cat" 5.4 on the cat, 0.8 on the next photo)
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from search.encoders.base import Encoder
+from search.files import atomic_write
 
 STRONG_Z = 2.0
 CHECK_ROWS = 8  # reference texts re-encoded on load to prove a cached file fits the model
@@ -79,10 +79,8 @@ def text_reference(encoder: Encoder, cache_dir: Path) -> Reference:
     vectors = encoder.encode_texts(texts)
     ref = Reference.of(vectors)
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, mean=ref.mean, cov=ref.cov, check=vectors[:CHECK_ROWS])
-        os.replace(tmp, path)
+        with atomic_write(path) as fh:
+            np.savez(fh, mean=ref.mean, cov=ref.cov, check=vectors[:CHECK_ROWS])
     except OSError:
         pass  # a read-only cache only costs the recomputation
     return ref

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import random
 import shutil
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from search.errors import InputError, PixseekError
+from search.files import atomic_write
 
 TSV_PATH = Path(__file__).resolve().parent / "data" / "sample_photos.tsv"
 OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -104,9 +104,8 @@ def copy_sample_photos(dest: Path, photos: Sequence[SamplePhoto] | None = None) 
     for photo in _require_photos(photos):
         target = dest / photo.filename
         if not (target.is_file() and target.stat().st_size == photo.path.stat().st_size):
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(photo.path, tmp)
-            os.replace(tmp, target)
+            with atomic_write(target) as fh, photo.path.open("rb") as src:
+                shutil.copyfileobj(src, fh)
         copied.append(target)
     return copied
 
@@ -211,10 +210,9 @@ def _render(variant: _Variant, long_side: int, dest: Path) -> None:
         # Stored turned a quarter to the left; orientation 6 says "turn right to display".
         out = out.transpose(Image.Transpose.ROTATE_90)
         exif[ORIENTATION_TAG] = 6
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    out.save(tmp, "JPEG", quality=JPEG_QUALITY, exif=exif.tobytes())
+    with atomic_write(dest) as fh:
+        out.save(fh, "JPEG", quality=JPEG_QUALITY, exif=exif.tobytes())
     out.close()
-    os.replace(tmp, dest)
 
 
 def make_benchmark_photos(dest: Path, count: int = 240, long_side: int = 4000) -> list[Path]:

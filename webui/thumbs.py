@@ -8,11 +8,11 @@ on demand. Two sizes: 1x for ordinary screens and 2x for high-density ones.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
+from search.files import atomic_write
 
 # search.preprocess also registers the HEIC/AVIF opener when pillow-heif is installed.
 from search.preprocess import BadImage, open_image, to_rgb
@@ -43,16 +43,9 @@ def thumbnail(
     if target.is_file():
         return target
     img = make(source, max_pixels, size)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename: two requests racing for one thumbnail never see half a file.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, "JPEG", quality=QUALITY, optimize=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Two requests racing for one thumbnail never see half a file.
+    with atomic_write(target) as fh:
+        img.save(fh, "JPEG", quality=QUALITY, optimize=True)
     return target
 
 

@@ -22,6 +22,7 @@ import torch
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.errors import ModelLoadError
+from search.files import atomic_write
 from search.preprocess import PreprocessSpec
 
 # Bump the suffix whenever the recipe changes: the id tags every stored vector.
@@ -111,10 +112,8 @@ class OfflineEncoder(Encoder):
             pass
         vecs = self._sentence_vectors(texts)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-            np.save(tmp, vecs)
-            os.replace(tmp, path)
+            with atomic_write(path) as fh:
+                np.save(fh, vecs)
         except OSError:
             pass  # a read-only home only costs the recomputation
         return vecs

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from search.errors import ModelLoadError
+from search.files import atomic_write
 
 # OpenAI CLIP's preprocessor_config.json for ViT-B/32 (224 px, bicubic, centre crop).
 OPENAI_PROCESSOR_CONFIG = {
@@ -96,10 +97,8 @@ def fetch_openai_bpe() -> Path:
         wheel = next(Path(tmp).glob("*.whl"))
         with zipfile.ZipFile(wheel) as zf:
             data = zf.read(f"open_clip/{BPE_NAME}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_suffix(".part")
-    part.write_bytes(data)
-    part.replace(target)
+    with atomic_write(target) as fh:
+        fh.write(data)
     return target
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import faiss
 
+from search.files import atomic_write
+
 log = logging.getLogger(__name__)
 FORMAT = 2
 MANIFEST = "manifest.json"
@@ -183,12 +185,8 @@ def write(folder: Path, index: faiss.Index, manifest: Manifest) -> Manifest:
     os.replace(tmp, folder / name)
     manifest.file, manifest.generation = name, generation
     manifest.bytes = (folder / name).stat().st_size
-    manifest_tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-    with open(manifest_tmp, "w") as fh:
+    with atomic_write(folder / MANIFEST, "w", fsync=True) as fh:
         json.dump(asdict(manifest), fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(manifest_tmp, folder / MANIFEST)
     _fsync_path(folder)
     remove_stale(folder, keep=name)
     return manifest
