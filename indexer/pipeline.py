@@ -80,6 +80,12 @@ class IndexSummary:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def line(self) -> str:
+        """The run in words, as the CLI, the watcher and the demo print it."""
+        gone = f" ({self.collected} photos gone)" if self.collected else ""
+        return (f"{self.encoded} encoded, {self.reused} reused, {self.unchanged} unchanged, "
+                f"{self.removed} removed{gone}, {self.failed} failed in {self.seconds:.1f}s")
+
 
 @dataclass
 class _Pending:

@@ -22,6 +22,11 @@ class Seen:
     mtime_ns: int
 
 
+def relative(path: str, root: str) -> str:
+    """``path`` below ``root``, "/"-separated: what ignore patterns are matched against."""
+    return os.path.relpath(path, root).replace(os.sep, "/")
+
+
 class Scanner:
     def __init__(
         self, extensions: list[str], ignore: list[str], follow_symlinks: bool = False
@@ -40,7 +45,7 @@ class Scanner:
 
     def wants(self, path: str, root: str) -> bool:
         """Whether ``path`` is still a file the scan of ``root`` would report."""
-        rel = os.path.relpath(path, root).replace(os.sep, "/")
+        rel = relative(path, root)
         folders = rel.split("/")[:-1]
         inside_ignored = any(self.ignored("/".join(folders[:i + 1]), is_dir=True)
                              for i in range(len(folders)))
@@ -70,7 +75,7 @@ class Scanner:
                 continue  # an unreadable folder is skipped, not fatal
             subdirs = []
             for entry in entries:
-                rel = os.path.relpath(entry.path, root).replace(os.sep, "/")
+                rel = relative(entry.path, root)
                 try:
                     if entry.is_dir(follow_symlinks=self.follow_symlinks):
                         if not self.ignored(rel, is_dir=True):

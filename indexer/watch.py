@@ -21,6 +21,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from indexer.pipeline import Indexer, IndexSummary
+from indexer.scan import relative
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,7 @@ class Watcher:
             return
         summary = self.indexer.index(existing)
         if summary.changed:
-            log.info(
-                "%s: %d encoded, %d reused, %d removed, %d failed",
-                ", ".join(existing), summary.encoded, summary.reused, summary.removed,
-                summary.failed,
-            )
+            log.info("%s: %s", ", ".join(existing), summary.line())
         if self.on_run is not None:
             self.on_run(existing, summary)
 
@@ -95,8 +92,8 @@ class Watcher:
                 continue
             while not os.path.isdir(folder) and folder != root:
                 folder = os.path.dirname(folder)
-            rel = "/" + os.path.relpath(folder, root).replace(os.sep, "/")
-            if folder != root and self.indexer.scanner.ignored(rel, is_dir=True):
+            if folder != root and self.indexer.scanner.ignored(relative(folder, root),
+                                                              is_dir=True):
                 continue  # e.g. a NAS's @eaDir thumbnails or a .git folder
             if not any(folder == f or folder.startswith(f + os.sep) for f in folders):
                 folders.append(folder)

@@ -129,12 +129,7 @@ def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # n
         click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
     if len(summary.failures) > 20:
         click.echo(f"... and {len(summary.failures) - 20} more (pixseek status)", err=True)
-    collected = f" ({summary.collected} photos gone)" if summary.collected else ""
-    click.echo(
-        f"{summary.seen} files: {summary.encoded} encoded, {summary.reused} reused, "
-        f"{summary.unchanged} unchanged, {summary.removed} removed{collected}, "
-        f"{summary.failed} failed in {summary.seconds:.1f}s"
-    )
+    click.echo(f"{summary.seen} files: {summary.line()}")
 
 
 @cli.command()
@@ -153,10 +148,7 @@ def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
 
     def report(folders: list[str], summary) -> None:  # noqa: ANN001
         if summary.changed:
-            click.echo(
-                f"{', '.join(folders)}: {summary.encoded} encoded, {summary.reused} reused, "
-                f"{summary.removed} removed, {summary.failed} failed"
-            )
+            click.echo(f"{', '.join(folders)}: {summary.line()}")
 
     with open_indexer(config) as indexer:
         watcher = Watcher(indexer, roots, on_run=report)
@@ -452,10 +444,7 @@ def demo(ctx: click.Context) -> None:
     copied = copy_sample_photos(folder)
     click.echo(f"{len(copied)} sample photos in {folder}")
     summary = _index(config, [str(folder)])
-    click.echo(
-        f"indexed: {summary.encoded} encoded, {summary.reused} reused, "
-        f"{summary.unchanged} unchanged, {summary.failed} failed in {summary.seconds:.1f}s"
-    )
+    click.echo(f"indexed: {summary.line()}")
     engine = Engine(config)
     try:
         for query in DEMO_QUERIES:

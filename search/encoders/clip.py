@@ -87,9 +87,11 @@ class ClipEncoder(Encoder):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import cached_file
 
+        from search.encoders import canonical_model_id
+
         name = ALIASES.get(name, name)
         local = Path(name).expanduser()
-        source = str(local.resolve()) if local.is_dir() else name
+        source = canonical_model_id(name)  # a folder resolved, an alias expanded
         self.device = pick_device(device)
         self.dtype = torch.float16 if (self.device == "cuda" and fp16) else torch.float32
         try:
