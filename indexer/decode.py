@@ -45,24 +45,23 @@ class DecodeJob:
     draft: bool
 
 
-def run_decode_job(job: DecodeJob) -> Decoded | str:
-    """Decoded pixels, or the reason the file is bad (a str), never an exception."""
+def run_decode_job(job: DecodeJob) -> Decoded | BadImage:
+    """Decoded pixels, or why the file is bad (returned, not raised: it crosses from a
+    worker process, and one bad file must not end the map)."""
     try:
         with open(job.path, "rb") as fh:
             data = fh.read()
-    except FileNotFoundError:
-        return "file disappeared before it could be read"
     except OSError as exc:
-        return f"cannot read: {exc.strerror or exc}"
+        return BadImage.unreadable(exc)
     h = _hasher()
     h.update(data)
     if h.hexdigest() != job.expected_hash:
         # Half-written or edited meanwhile: its mtime changes again, so it is retried.
-        return "file changed while it was being read (still being written?)"
+        return BadImage("file changed while it was being read (still being written?)")
     try:
         return decode(data, job.spec, max_pixels=job.max_pixels, draft=job.draft)
     except BadImage as exc:
-        return str(exc)
+        return exc
 
 
 def worker_init() -> None:

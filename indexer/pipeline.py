@@ -38,7 +38,7 @@ from indexer.scan import Scanner, Seen
 from search.config import Config
 from search.encoders import Encoder
 from search.errors import InputError
-from search.preprocess import Decoded
+from search.preprocess import BadImage, Decoded
 from search.store import (
     STATUS_FAILED,
     STATUS_OK,
@@ -225,15 +225,15 @@ class Indexer:
                     stored_content.append((seen, row.content_id))
                     continue
             if seen.size == 0:
-                failures.append((seen, "empty file (0 bytes)"))
+                failures.append((seen, str(BadImage.empty())))
             else:
                 to_hash.append(seen)
 
         hashes = list(hashers.map(_safe_hash, (s.path for s in to_hash)))
         by_hash: dict[str, list[Seen]] = {}
         for seen, digest in zip(to_hash, hashes, strict=True):
-            if digest.startswith("!"):
-                failures.append((seen, digest[1:]))
+            if isinstance(digest, BadImage):
+                failures.append((seen, str(digest)))
             else:
                 by_hash.setdefault(digest, []).append(seen)
 
@@ -300,8 +300,8 @@ class Indexer:
         batch: list[tuple[_Pending, Decoded]] = []
         failures: list[tuple[Seen, str]] = []
         for item, result in zip(pending, decoded, strict=True):
-            if isinstance(result, str):
-                failures.extend((f, result) for f in item.files)
+            if isinstance(result, BadImage):
+                failures.extend((f, str(result)) for f in item.files)
                 continue
             batch.append((item, result))
             if len(batch) == batch_size:
@@ -404,14 +404,12 @@ class Indexer:
                     removed += len(gone)
 
 
-def _safe_hash(path: str) -> str:
-    """The content hash, or "!reason" for a file that cannot be read."""
+def _safe_hash(path: str) -> str | BadImage:
+    """The content hash, or why the file cannot be read (a value: the thread map goes on)."""
     try:
         return content_hash(path)
-    except FileNotFoundError:
-        return "!file disappeared before it could be read"
     except OSError as exc:
-        return f"!cannot read: {exc.strerror or exc}"
+        return BadImage.unreadable(exc)
 
 
 def _chunks(items: Iterator[Seen], size: int) -> Iterator[list[Seen]]:

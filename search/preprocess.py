@@ -75,7 +75,24 @@ class Decoded:
 
 
 class BadImage(Exception):
-    """A file that cannot be used as an image; the message is the reason stored for it."""
+    """A file that cannot be used as an image; the message is the reason stored for it.
+
+    The one carrier of that reason: raised here, and passed as a value (it pickles) where
+    a worker process or a thread pool reports a file back.
+    """
+
+    @classmethod
+    def empty(cls) -> BadImage:
+        return cls("empty file (0 bytes)")
+
+    @classmethod
+    def unreadable(cls, exc: OSError) -> BadImage:
+        """The reason for a file that cannot be opened or read."""
+        if isinstance(exc, FileNotFoundError):
+            return cls("file disappeared before it could be read")
+        if isinstance(exc, PermissionError):
+            return cls("permission denied")
+        return cls(f"cannot read: {exc.strerror or exc}")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -162,7 +179,7 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Iterator[Image.Im
     truncated file surfaces at ``load``) are turned into reasons the same way.
     """
     if isinstance(source, bytes) and not source:
-        raise BadImage("empty file (0 bytes)")
+        raise BadImage.empty()
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
@@ -183,10 +200,8 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Iterator[Image.Im
         raise BadImage(f"decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise BadImage("not an image (unknown or corrupt format)") from None
-    except FileNotFoundError:
-        raise BadImage("file disappeared before it could be read") from None
-    except PermissionError:
-        raise BadImage("permission denied") from None
+    except (FileNotFoundError, PermissionError) as exc:
+        raise BadImage.unreadable(exc) from None
     except OSError as exc:
         reason = str(exc) or exc.__class__.__name__
         if "truncated" in reason:
