@@ -12,12 +12,22 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	# open-clip-torch only for its OpenAI BPE vocabulary file (tests build a real tokenizer).
-	$(PIP) install --no-deps open-clip-torch==3.3.0
 	$(PIP) install -e '.[offline,test]'
+	# OpenAI's BPE vocabulary (tests build a real CLIP tokenizer), taken from the
+	# open-clip-torch wheel without installing it.
+	$(PY) -m search.encoders.random_clip fetch >/dev/null
 	touch $@
 
-setup: $(VENV)/.installed
+# axe-core (npm) for the web UI's accessibility test, in a git-ignored folder. Without npm
+# the test skips and says why.
+AXE := .cache/npm/node_modules/axe-core/axe.min.js
+$(AXE):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --no-save --no-audit --no-fund --prefix .cache/npm axe-core@4 >/dev/null \
+	  || echo "warning: npm could not install axe-core: the accessibility test will fail"; \
+	else echo "warning: no npm: the accessibility test (axe-core) will skip"; fi
+
+setup: $(VENV)/.installed $(AXE)
 
 # Debian packages: more real sample photos (opencv-doc) and the browser the web UI test
 # drives (chromium). Without them the sample set is smaller and the browser test skips.
