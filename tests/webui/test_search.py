@@ -126,7 +126,7 @@ def test_search_page_renders_results(client):  # noqa: ANN001
 def test_search_page_by_example(client, library):  # noqa: ANN001
     data = (library / "chelsea_cat.png").read_bytes()
     r = client.post("/", data={"image": (io.BytesIO(data), "kitty.png")},
-                    content_type="multipart/form-data")
+                    content_type="multipart/form-data", follow_redirects=True)
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and "like <b>kitty.png</b>" in html
     assert Path(re.findall(r'data-path="([^"]+)"', html)[0]).name == "chelsea_cat.png"
