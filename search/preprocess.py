@@ -238,5 +238,7 @@ def decode(
                 width, height = height, width
             pixels = prepare(to_rgb(oriented), spec)
         else:
-            img.verify()
+            # A full decode: it finds a truncated file, and unlike verify() it may follow
+            # the EXIF read above (verify must come first after open, or PNGs raise).
+            img.load()
     return Decoded(width, height, fmt, taken, camera, pixels)

@@ -181,3 +181,19 @@ def test_bad_files_raise_badimage_with_a_reason(tmp_path, samples, tiny_clip):  
     assert "truncated" in reasons["truncated.jpg"]
     assert "decompression bomb" in reasons["bomb.png"]
     assert reasons["header-only.png"]
+
+
+def test_decode_without_a_spec_checks_the_whole_file(tmp_path):  # noqa: ANN001
+    """Metadata only (no model input): any format decodes, a truncated one is refused."""
+    import io
+
+    from search.preprocess import BadImage, decode
+
+    for fmt in ("PNG", "JPEG", "WEBP"):
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, fmt)
+        decoded = decode(buf.getvalue())
+        assert (decoded.width, decoded.height, decoded.format, decoded.pixels) == (
+            64, 48, fmt, None)
+        with pytest.raises(BadImage, match="truncated|cannot decode"):
+            decode(buf.getvalue()[: len(buf.getvalue()) // 2])
