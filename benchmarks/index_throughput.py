@@ -121,7 +121,7 @@ def prepare_photos(photos_dir: Path, count: int, long_side: int, staging: Path) 
     return staging
 
 
-def load_backend(name: str, device: str, models_dir: Path):  # noqa: ANN201
+def load_backend(name: str, device: str, models_dir: Path):
     from search.encoders import load_encoder
 
     if name == "offline":
@@ -137,7 +137,7 @@ def load_backend(name: str, device: str, models_dir: Path):  # noqa: ANN201
     raise SystemExit(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
-def make_config(data_dir: Path, empty_yaml: Path, model: str, batch_size: int, workers):  # noqa: ANN001, ANN201
+def make_config(data_dir: Path, empty_yaml: Path, model: str, batch_size: int, workers):
     """The built-in defaults (not ./config.yaml, not PIXSEEK_ variables) plus these keys."""
     from search.config import load_config
 
@@ -156,7 +156,7 @@ def make_config(data_dir: Path, empty_yaml: Path, model: str, batch_size: int, w
 # -- measurements ------------------------------------------------------------------------
 
 
-def measure_decode(paths: list[Path], hashes: list[str], spec, max_pixels: int, draft: bool):  # noqa: ANN001, ANN201
+def measure_decode(paths: list[Path], hashes: list[str], spec, max_pixels: int, draft: bool):
     """Images/s of the decode worker's job in this process, and the tensors it made."""
     from indexer.decode import DecodeJob, run_decode_job
 
@@ -171,7 +171,7 @@ def measure_decode(paths: list[Path], hashes: list[str], spec, max_pixels: int, 
     return len(paths) / seconds, pixels
 
 
-def measure_bare(encoder, pixels: list, batch_size: int) -> float:  # noqa: ANN001
+def measure_bare(encoder, pixels: list, batch_size: int) -> float:
     """Images/s of ``encode_pixels`` alone, batches stacked before the clock starts."""
     import numpy as np
 
@@ -188,8 +188,8 @@ def measure_bare(encoder, pixels: list, batch_size: int) -> float:  # noqa: ANN0
 
 
 def measure_pipeline(
-    encoder, folder: Path, expected: int, tmp_root: Path, empty_yaml: Path,  # noqa: ANN001
-    batch_size: int, workers,  # noqa: ANN001
+    encoder, folder: Path, expected: int, tmp_root: Path, empty_yaml: Path,
+    batch_size: int, workers,
 ) -> tuple[float, dict]:
     """Images/s of a full index of ``folder`` into a fresh data dir."""
     from indexer.pipeline import Indexer

@@ -150,7 +150,7 @@ def model_facts(model: str) -> tuple[str, int]:
     return encoder.model_id, int(encoder.encode_texts(["a photo"]).shape[1])
 
 
-def config_for(data_dir: Path, model: str):  # noqa: ANN201
+def config_for(data_dir: Path, model: str):
     from search.config import load_config
 
     empty = data_dir / "bench-config.yaml"
@@ -429,7 +429,7 @@ def measure_in_process(data_dir: Path, facts: dict, n_queries: int) -> dict:
     }
 
 
-def _first_content_id(engine) -> int:  # noqa: ANN001
+def _first_content_id(engine) -> int:
     from sqlalchemy import func, select
 
     from search.store import Content

@@ -337,7 +337,7 @@ class Indexer:
 
     # -- store helpers -------------------------------------------------------------------
 
-    def _contents_with_vector(self, s, content_ids: list[int]) -> set[int]:  # noqa: ANN001
+    def _contents_with_vector(self, s, content_ids: list[int]) -> set[int]:
         if not content_ids:
             return set()
         return set(
@@ -348,7 +348,7 @@ class Indexer:
             ).scalars()
         )
 
-    def _upsert_files(self, s, items: list[tuple[Seen, int | None, str, str | None]]) -> None:  # noqa: ANN001
+    def _upsert_files(self, s, items: list[tuple[Seen, int | None, str, str | None]]) -> None:
         if not items:
             return
         existing = {

@@ -19,7 +19,7 @@ def run() -> None:
         _migrate(conn)
 
 
-def _migrate(connection) -> None:  # noqa: ANN001
+def _migrate(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things; batch mode copies the table.
     context.configure(
         connection=connection, target_metadata=target_metadata, render_as_batch=True

@@ -39,7 +39,7 @@ class _Group(click.Group):
     """One error path: a bad flag, input or configuration value is a usage error (exit 2),
     any other PixseekError a failure (exit 1); either is one line on stderr."""
 
-    def invoke(self, ctx: click.Context):  # noqa: ANN201
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (ConfigError, InputError) as exc:
@@ -83,7 +83,7 @@ def _echo_json(obj: object) -> None:
 @click.option("--device", help="auto, cpu, cuda or mps.")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
-def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> None:  # noqa: ANN001
+def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> None:
     """pixseek: semantic search over your photos."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -98,7 +98,7 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, verbose) -> No
     ctx.obj = {"config": config, "config_path": config_path, "overrides": overrides}
 
 
-def _index(config: Config, paths: list[str]):  # noqa: ANN202
+def _index(config: Config, paths: list[str]):
     from indexer.session import open_indexer
 
     with open_indexer(config) as indexer:
@@ -118,7 +118,7 @@ def _roots(config: Config, paths: tuple[str, ...]) -> list[str]:
 @click.option("--workers", type=int, help="Decode worker processes (0: in this process).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_context
-def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # noqa: ANN001
+def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:
     """Index photos under PATHS (default: library.roots from the configuration)."""
     config = _config(ctx, model__batch_size=batch_size, indexer__decode_workers=workers)
     summary = _index(config, _roots(config, paths))
@@ -135,7 +135,7 @@ def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:  # n
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.pass_context
-def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
+def watch(ctx: click.Context, paths) -> None:
     """Index PATHS (default: library.roots), then keep them indexed as files change."""
     from indexer.session import open_indexer
     from indexer.watch import Watcher
@@ -146,14 +146,14 @@ def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
         if not Path(root).expanduser().is_dir():
             raise InputError(f"not a folder: {root}")
 
-    def report(folders: list[str], summary) -> None:  # noqa: ANN001
+    def report(folders: list[str], summary) -> None:
         if summary.changed:
             click.echo(f"{', '.join(folders)}: {summary.line()}")
 
     with open_indexer(config) as indexer:
         watcher = Watcher(indexer, roots, on_run=report)
 
-        def graceful(signum: int, _frame) -> None:  # noqa: ANN001
+        def graceful(signum: int, _frame) -> None:
             # First signal: finish the chunk in flight and stop. A second Ctrl-C: now.
             watcher.stop()
             signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM
@@ -166,7 +166,7 @@ def watch(ctx: click.Context, paths) -> None:  # noqa: ANN001
     click.echo("stopped", err=True)
 
 
-def _print_results(results, as_json: bool) -> None:  # noqa: ANN001
+def _print_results(results, as_json: bool) -> None:
     if as_json:
         _echo_json([r.as_dict() for r in results])
         return
@@ -176,7 +176,7 @@ def _print_results(results, as_json: bool) -> None:  # noqa: ANN001
         click.echo(f"{r.score:.4f}  {r.path}")
 
 
-def _print_page(page, as_json: bool) -> None:  # noqa: ANN001
+def _print_page(page, as_json: bool) -> None:
     """Results as ``score  path`` lines (stdout stays one result per line for scripts);
     where strong matches end, a line on stderr says so."""
     if as_json:
@@ -219,7 +219,7 @@ def _print_page(page, as_json: bool) -> None:  # noqa: ANN001
               help="Exact search, bypassing the approximate index (to check its recall).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.pass_context
-def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,  # noqa: ANN001
+def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,
            camera, offset, min_score, sort, exact, as_json) -> None:
     """Find photos matching QUERY text, example images or library photos.
 
@@ -251,7 +251,7 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
 @click.argument("labels", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def classify(ctx: click.Context, image, labels, as_json) -> None:  # noqa: ANN001
+def classify(ctx: click.Context, image, labels, as_json) -> None:
     """Zero-shot classification of IMAGE among LABELS (softmax of 100 x cosine)."""
     from search.engine import Engine
 
@@ -271,7 +271,7 @@ def classify(ctx: click.Context, image, labels, as_json) -> None:  # noqa: ANN00
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def status(ctx: click.Context, as_json) -> None:  # noqa: ANN001
+def status(ctx: click.Context, as_json) -> None:
     """What is indexed, what failed and why, per model."""
     from search.engine import Engine
 
@@ -312,7 +312,7 @@ def status(ctx: click.Context, as_json) -> None:  # noqa: ANN001
               help="Access token every request must carry (or PIXSEEK_TOKEN).")
 @click.option("--new-token", is_flag=True, help="Make a random token and print the link.")
 @click.pass_context
-def serve(ctx: click.Context, host, port, token, new_token) -> None:  # noqa: ANN001
+def serve(ctx: click.Context, host, port, token, new_token) -> None:
     """Serve the search page and JSON API (http://127.0.0.1:8000 by default)."""
     from webui.serve import generate_token, run
 
@@ -324,7 +324,7 @@ def serve(ctx: click.Context, host, port, token, new_token) -> None:  # noqa: AN
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 @click.pass_context
-def gc(ctx: click.Context, as_json) -> None:  # noqa: ANN001
+def gc(ctx: click.Context, as_json) -> None:
     """Delete photos no file shows any more, with their vectors, and compact the index.
 
     Indexing does this for the files it sees go; gc checks the whole library (for example
@@ -395,7 +395,7 @@ def bench() -> None:
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False),
               help="Write a markdown table here.")
 @click.pass_context
-def retrieval(ctx: click.Context, captions_file, images_dir, models, split, dataset,  # noqa: ANN001
+def retrieval(ctx: click.Context, captions_file, images_dir, models, split, dataset,
               with_published, json_file, markdown_file) -> None:
     """Text-to-image and image-to-text Recall@1/5/10 and median rank, per model."""
     from pixseek.bench import results_json, run_retrieval, write_atomic
@@ -421,7 +421,7 @@ def retrieval(ctx: click.Context, captions_file, images_dir, models, split, data
 
 @bench.command()
 @click.argument("dest", type=click.Path(file_okay=False))
-def samples(dest) -> None:  # noqa: ANN001
+def samples(dest) -> None:
     """Copy the sample photos and their captions.csv into DEST (a captioned test set)."""
     from search.samples import copy_sample_photos, write_captions_csv
 
@@ -461,7 +461,7 @@ def demo(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the checks.")
 @click.pass_context
-def doctor(ctx: click.Context, as_json) -> None:  # noqa: ANN001
+def doctor(ctx: click.Context, as_json) -> None:
     """Check the install, model, database, index and disk; exit 1 when a check fails.
 
     Read-only: it loads no model, reaches no network and upgrades nothing.

@@ -190,7 +190,7 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
 
 def _sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # noqa: ANN001
+    def _on_connect(dbapi_conn, _record):
         cur = dbapi_conn.cursor()
         # WAL: the web UI reads while the indexer writes. NORMAL is crash-safe under WAL
         # (a power cut may lose the last commits, never corrupt the file).

@@ -21,21 +21,21 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tiny_clip_dir: Path):  # noqa: ANN201
+def tiny_clip(tiny_clip_dir: Path):
     from search.encoders import load_encoder
 
     return load_encoder(str(tiny_clip_dir), device="cpu")
 
 
 @pytest.fixture(scope="session")
-def offline():  # noqa: ANN201
+def offline():
     from search.encoders import load_encoder
 
     return load_encoder("offline", device="cpu")
 
 
 @pytest.fixture(scope="session")
-def samples():  # noqa: ANN201
+def samples():
     from search.samples import sample_photos
 
     photos = sample_photos()
@@ -44,7 +44,7 @@ def samples():  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:  # noqa: ANN001
+def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:
     from search.samples import copy_sample_photos
 
     folder = tmp_path_factory.mktemp("samples")
@@ -53,7 +53,7 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:  # no
 
 
 @pytest.fixture
-def library(tmp_path: Path, samples) -> Path:  # noqa: ANN001
+def library(tmp_path: Path, samples) -> Path:
     """A fresh, writable copy of the 12 sample photos that Python packages ship.
 
     (Not the opencv-doc ones, so the tests see the same library on every machine.)
@@ -67,14 +67,14 @@ def library(tmp_path: Path, samples) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture
-def make_config(tmp_path: Path):  # noqa: ANN201
+def make_config(tmp_path: Path):
     """A Config with its own data dir; keyword overrides use dotted keys via __."""
     from search.config import load_config
 
     empty = tmp_path / "empty-config.yaml"
     empty.write_text("{}\n")
 
-    def make(**overrides):  # noqa: ANN003, ANN202
+    def make(**overrides):
         values = {"data_dir": str(tmp_path / "data"), "indexer.decode_workers": 0}
         values.update({k.replace("__", "."): v for k, v in overrides.items()})
         return load_config(empty, overrides=values, environ={})

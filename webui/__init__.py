@@ -96,27 +96,27 @@ def _error(status: int, message: str) -> tuple[Response | str, int]:
 
 def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(InputError)
-    def _input(exc: InputError):  # noqa: ANN202
+    def _input(exc: InputError):
         return _error(400, str(exc))
 
     @app.errorhandler(ModelLoadError)
-    def _model(exc: ModelLoadError):  # noqa: ANN202
+    def _model(exc: ModelLoadError):
         return _error(503, str(exc))
 
     @app.errorhandler(PixseekError)
-    def _pixseek(exc: PixseekError):  # noqa: ANN202
+    def _pixseek(exc: PixseekError):
         log.error("%s", exc)
         return _error(500, str(exc))
 
     @app.errorhandler(413)
-    def _too_large(_exc: HTTPException):  # noqa: ANN202
+    def _too_large(_exc: HTTPException):
         return _error(413, f"the upload is too large: the limit is {MAX_UPLOAD_MB} MB")
 
     @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):  # noqa: ANN202
+    def _http(exc: HTTPException):
         return _error(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # noqa: ANN202
+    def _unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
         return _error(500, "internal error; the server log has the details")

@@ -13,7 +13,7 @@ from webui import openapi, queries
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def _answer(query: str | None, outcome: queries.Outcome, **extra) -> Response:  # noqa: ANN003
+def _answer(query: str | None, outcome: queries.Outcome, **extra) -> Response:
     body = {"query": query, **extra, "results": outcome.results, "offset": outcome.offset,
             "next_offset": outcome.next_offset}
     if outcome.notice:

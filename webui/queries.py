@@ -7,13 +7,14 @@ neither a torch model nor a FAISS index being caught up is safe to share mid-upd
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flask import current_app, url_for
+from flask import Flask, current_app, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from search import query as queries
@@ -21,6 +22,7 @@ from search.engine import Engine, Result
 from search.errors import InputError
 from search.query import SearchRequest
 from search.store import Content
+from search.vectors import VectorIndex
 from webui.photos import thumb_urls
 
 ENGINE_KEY = "pixseek"
@@ -48,7 +50,7 @@ class Outcome:
         return sum(r["strong"] for r in self.results)
 
 
-def install(app, engine: Engine) -> None:  # noqa: ANN001 - a Flask app
+def install(app: Flask, engine: Engine) -> None:
     app.extensions[ENGINE_KEY] = engine
     app.extensions[LOCK_KEY] = threading.Lock()
 
@@ -87,7 +89,7 @@ def parse_exact(raw: str | None) -> bool:
     raise InputError(f"exact must be 1 or 0, not {raw!r}")
 
 
-def _number(raw: str | None, what: str, kind: type, low: float, high: float):  # noqa: ANN202
+def _number(raw: str | None, what: str, kind: type, low: float, high: float):
     if raw is None or raw.strip() == "":
         return None
     try:
@@ -129,7 +131,7 @@ def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest
     )
 
 
-def _current_index():  # noqa: ANN202 - a VectorIndex
+def _current_index() -> VectorIndex:
     """The engine's vector index, caught up with what other processes indexed or removed.
     Opening maps the snapshot (no model load); catching up reads only the change. Call
     with the lock held."""
@@ -139,7 +141,7 @@ def _current_index():  # noqa: ANN202 - a VectorIndex
     return index
 
 
-def warm_up(app) -> None:  # noqa: ANN001 - a Flask app
+def warm_up(app: Flask) -> None:
     """Open the index, load the model and the relevance reference ahead of the first query
     (``serve`` runs this in a thread at start). A failure here is left for that query to
     report, in its own words."""
@@ -225,5 +227,5 @@ def facets() -> dict:
     return found
 
 
-def _iso(when) -> str | None:  # noqa: ANN001 - a datetime or None
+def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat() if when else None

@@ -45,7 +45,7 @@ def model_loaded() -> bool:
 
 
 @bp.app_template_global()
-def page_url(**changes) -> str:  # noqa: ANN003
+def page_url(**changes) -> str:
     """This page's URL with some fields set (None drops one); never the access token."""
     args = MultiDict(request.args) if request.method == "GET" else MultiDict()
     args.poplist(QUERY_PARAM)
@@ -90,7 +90,7 @@ def filesize(size: int | None) -> str:
     return f"{size / 1e3:.1f} KB" if size < 1e6 else f"{size / 1e6:.1f} MB"
 
 
-def _page(**context) -> str:  # noqa: ANN003
+def _page(**context) -> str:
     eng = queries.engine()
     context.setdefault("query", "")
     return render_template(

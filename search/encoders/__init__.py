@@ -23,7 +23,7 @@ def canonical_model_id(name: str) -> str:
     return str(local.resolve()) if local.is_dir() else name
 
 
-def load_encoder(name, device: str = "auto", fp16: bool = True) -> Encoder:  # noqa: ANN001
+def load_encoder(name, device: str = "auto", fp16: bool = True) -> Encoder:
     """Load a model by name: ``offline``, an OpenAI alias (``ViT-B/32``), a hub id or a
     folder; or by the configuration's ``model`` section (``load_encoder(config.model)``),
     which brings its device and precision."""

@@ -21,6 +21,7 @@ and the smallest setting that reaches ``TUNE_RECALL`` is kept with the index.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import faiss
 import numpy as np
@@ -130,7 +131,7 @@ def params(
 
 
 def exact_top(
-    queries: np.ndarray, chunks, k: int  # noqa: ANN001 - iterable of (ids, vectors)
+    queries: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray]], k: int
 ) -> np.ndarray:
     """Exact top-k ids per query over vectors streamed in chunks (BLAS, bounded memory)."""
     best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)

@@ -13,12 +13,12 @@ from search.evaluation.captions import load_caption_set
 from search.store import Embedding, File, Store
 
 
-def invoke(data, *args):  # noqa: ANN001, ANN002, ANN201
+def invoke(data, *args):
     return CliRunner().invoke(cli, ["--data-dir", str(data), *args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
-def bench_set(tmp_path_factory):  # noqa: ANN201
+def bench_set(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench-set")
     result = CliRunner().invoke(cli, ["bench", "samples", str(folder)])
     assert result.exit_code == 0, result.output
@@ -26,7 +26,7 @@ def bench_set(tmp_path_factory):  # noqa: ANN201
 
 
 @pytest.fixture(scope="module")
-def bench_run(tmp_path_factory, bench_set):  # noqa: ANN001, ANN201
+def bench_run(tmp_path_factory, bench_set):
     data = tmp_path_factory.mktemp("bench-data")
     out = data / "out"
     result = invoke(
@@ -38,7 +38,7 @@ def bench_run(tmp_path_factory, bench_set):  # noqa: ANN001, ANN201
     return data, out, result.output
 
 
-def test_json_has_recalls_per_direction(bench_run):  # noqa: ANN001
+def test_json_has_recalls_per_direction(bench_run):
     _, out, _ = bench_run
     res = json.loads((out / "r.json").read_text())
     m = res["models"]["offline"]
@@ -50,7 +50,7 @@ def test_json_has_recalls_per_direction(bench_run):  # noqa: ANN001
     assert res["n_captions"] == 3 * res["n_images"]
 
 
-def test_table_and_markdown(bench_run):  # noqa: ANN001
+def test_table_and_markdown(bench_run):
     _, out, output = bench_run
     res = json.loads((out / "r.json").read_text())
     r1 = res["models"]["offline"]["text_to_image"]["R@1"]
@@ -58,7 +58,7 @@ def test_table_and_markdown(bench_run):  # noqa: ANN001
     assert "| offline | text → image |" in (out / "r.md").read_text()
 
 
-def test_numbers_equal_a_direct_numpy_computation(bench_run, bench_set, offline):  # noqa: ANN001
+def test_numbers_equal_a_direct_numpy_computation(bench_run, bench_set, offline):
     data, out, _ = bench_run
     res = json.loads((out / "r.json").read_text())["models"]["offline"]
     caps = load_caption_set(bench_set / "captions.csv")
@@ -86,7 +86,7 @@ def test_numbers_equal_a_direct_numpy_computation(bench_run, bench_set, offline)
     assert res["text_to_image"]["median_rank"] == pytest.approx(np.median(ranks))
 
 
-def test_second_run_reuses_stored_vectors(bench_run, bench_set):  # noqa: ANN001
+def test_second_run_reuses_stored_vectors(bench_run, bench_set):
     data, _, _ = bench_run
     result = invoke(
         data, "bench", "retrieval", "--captions", str(bench_set / "captions.csv"),
@@ -99,7 +99,7 @@ def test_second_run_reuses_stored_vectors(bench_run, bench_set):  # noqa: ANN001
     )["n_images"]
 
 
-def karpathy(tmp_path, images, split="test"):  # noqa: ANN001, ANN201
+def karpathy(tmp_path, images, split="test"):
     data = {
         "dataset": "flickr30k",
         "images": [
@@ -122,7 +122,7 @@ def karpathy(tmp_path, images, split="test"):  # noqa: ANN001, ANN201
         ("bad_image", "could not be decoded"),
     ],
 )
-def test_bad_input_is_one_message_and_nothing_written(tmp_path, bench_set, case, message):  # noqa: ANN001
+def test_bad_input_is_one_message_and_nothing_written(tmp_path, bench_set, case, message):
     images = tmp_path / "imgs"
     images.mkdir()
     shutil.copy2(next(bench_set.glob("*.png")), images / "a.png")

@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, select
 from search.store import Embedding, File, Store
 
 
-def pixseek(data: Path, *args: str, env: dict | None = None, check: bool = True):  # noqa: ANN201
+def pixseek(data: Path, *args: str, env: dict | None = None, check: bool = True):
     cmd = [sys.executable, "-m", "pixseek", "--data-dir", str(data), "--model", "offline", *args]
     full_env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "1", **(env or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=120)
@@ -23,7 +23,7 @@ def pixseek(data: Path, *args: str, env: dict | None = None, check: bool = True)
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory, samples):  # noqa: ANN001, ANN201
+def indexed(tmp_path_factory, samples):
     """One library indexed through the CLI, shared by the read-only tests below."""
     import shutil
 
@@ -38,13 +38,13 @@ def indexed(tmp_path_factory, samples):  # noqa: ANN001, ANN201
     return root / "data", lib, json.loads(proc.stdout)
 
 
-def test_index_json_summary(indexed):  # noqa: ANN001
+def test_index_json_summary(indexed):
     _, _, summary = indexed
     assert summary["encoded"] == 12 and summary["failed"] == 1
     assert {"encoded", "reused", "removed", "failed"} <= summary.keys()
 
 
-def test_search_json_is_ranked_paths_with_cosine_scores(indexed):  # noqa: ANN001
+def test_search_json_is_ranked_paths_with_cosine_scores(indexed):
     data, lib, _ = indexed
     results = json.loads(pixseek(data, "search", "a cat", "-k", "5", "--json").stdout)
     assert len(results) == 5
@@ -53,20 +53,20 @@ def test_search_json_is_ranked_paths_with_cosine_scores(indexed):  # noqa: ANN00
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
 
 
-def test_search_plain_output(indexed):  # noqa: ANN001
+def test_search_plain_output(indexed):
     data, lib, _ = indexed
     lines = pixseek(data, "search", "a motorbike", "-k", "2").stdout.splitlines()
     assert len(lines) == 2 and lines[0].split(maxsplit=1)[1].endswith("yamaha_motorcycle.png")
 
 
-def test_search_by_example_image(indexed):  # noqa: ANN001
+def test_search_by_example_image(indexed):
     data, lib, _ = indexed
     query = lib / "espresso_cup.png"
     results = json.loads(pixseek(data, "search", "--image", str(query), "--json").stdout)
     assert results[0]["path"] == str(query) and results[0]["score"] > 0.999
 
 
-def test_search_options_from_the_shell(indexed):  # noqa: ANN001
+def test_search_options_from_the_shell(indexed):
     data, lib, _ = indexed
     cat = json.loads(pixseek(data, "search", "a cat", "-k", "1", "--json").stdout)[0]
     assert cat["strong"] is True and Path(cat["path"]).name == "chelsea_cat.png"
@@ -78,7 +78,7 @@ def test_search_options_from_the_shell(indexed):  # noqa: ANN001
     assert all({"strong", "date", "score", "path"} <= r.keys() for r in page)
 
 
-def test_plain_output_marks_where_strong_matches_end(indexed):  # noqa: ANN001
+def test_plain_output_marks_where_strong_matches_end(indexed):
     data, _, _ = indexed
     proc = pixseek(data, "search", "a cat", "-k", "4")
     assert len(proc.stdout.splitlines()) == 4  # one "score  path" line per result
@@ -87,7 +87,7 @@ def test_plain_output_marks_where_strong_matches_end(indexed):  # noqa: ANN001
     assert "nothing matches well" in proc.stderr and len(proc.stdout.splitlines()) == 2
 
 
-def test_classify_is_a_softmax_over_labels(indexed):  # noqa: ANN001
+def test_classify_is_a_softmax_over_labels(indexed):
     data, lib, _ = indexed
     out = pixseek(data, "classify", str(lib / "chelsea_cat.png"), "a dog", "a cat", "a car",
                   "--json").stdout
@@ -96,7 +96,7 @@ def test_classify_is_a_softmax_over_labels(indexed):  # noqa: ANN001
     assert sum(r["probability"] for r in ranked) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_status_json(indexed):  # noqa: ANN001
+def test_status_json(indexed):
     data, _, _ = indexed
     info = json.loads(pixseek(data, "status", "--json").stdout)
     assert (info["files"], info["indexed"], info["failed"]) == (13, 12, 1)
@@ -118,7 +118,7 @@ def test_status_json(indexed):  # noqa: ANN001
         (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an access token"),
     ],
 )
-def test_bad_input_is_one_clear_line(indexed, args, message):  # noqa: ANN001
+def test_bad_input_is_one_clear_line(indexed, args, message):
     data, _, _ = indexed
     proc = pixseek(data, *args, check=False)
     assert proc.returncode != 0
@@ -127,7 +127,7 @@ def test_bad_input_is_one_clear_line(indexed, args, message):  # noqa: ANN001
     assert "Traceback" not in proc.stderr
 
 
-def test_invalid_config_names_the_key(tmp_path):  # noqa: ANN001
+def test_invalid_config_names_the_key(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  batch_size: -1\n")
     proc = pixseek(tmp_path, "--config", str(cfg), "status", check=False)
@@ -135,14 +135,14 @@ def test_invalid_config_names_the_key(tmp_path):  # noqa: ANN001
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_search_exact_matches_the_index(indexed):  # noqa: ANN001
+def test_search_exact_matches_the_index(indexed):
     data, _, _ = indexed
     plain = json.loads(pixseek(data, "search", "a cat", "-k", "5", "--json").stdout)
     exact = json.loads(pixseek(data, "search", "a cat", "-k", "5", "--exact", "--json").stdout)
     assert [r["id"] for r in plain] == [r["id"] for r in exact]
 
 
-def test_gc_removes_photos_whose_files_are_gone(tmp_path, library):  # noqa: ANN001
+def test_gc_removes_photos_whose_files_are_gone(tmp_path, library):
     data = tmp_path / "data"
     pixseek(data, "index", str(library))
     # Files deleted behind pixseek's back, with no index run since (or an older version's
@@ -159,11 +159,11 @@ def test_gc_removes_photos_whose_files_are_gone(tmp_path, library):  # noqa: ANN
     assert "removed 0 photos" in pixseek(data, "gc").stdout
 
 
-def test_db_upgrade(tmp_path):  # noqa: ANN001
+def test_db_upgrade(tmp_path):
     assert "revision 0002" in pixseek(tmp_path / "d", "db", "upgrade").stdout
 
 
-def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):  # noqa: ANN001
+def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):
     data = tmp_path / "data"
     # The child kills itself right after its second batch commits: the patch lives in the
     # test, not in the product.

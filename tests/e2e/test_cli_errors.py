@@ -53,7 +53,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch, capsys):  # noqa: ANN001
+def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch, capsys):
     (tmp_path / "a-file.txt").write_text("not a folder")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     monkeypatch.setattr(sys, "argv", ["pixseek", "--data-dir", str(tmp_path / "data"),

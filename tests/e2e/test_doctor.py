@@ -19,7 +19,7 @@ ALL_CHECKS = [name for name, _ in doctor.CHECKS]
 
 
 @pytest.fixture
-def run_doctor(tmp_path, monkeypatch, capsys):  # noqa: ANN001, ANN201
+def run_doctor(tmp_path, monkeypatch, capsys):
     """pixseek --config empty --data-dir tmp/data --model M doctor ARGS -> (exit code, out)."""
     config = tmp_path / "config.yaml"
     config.write_text("{}\n")
@@ -48,13 +48,13 @@ def _by_name(out: str) -> dict[str, dict]:
     return {r["check"]: r for r in json.loads(out)}
 
 
-def _make_db(data: Path):  # noqa: ANN202
+def _make_db(data: Path):
     from search.store import Store
 
     return Store(f"sqlite:///{data / 'pixseek.db'}")
 
 
-def test_a_fresh_data_dir_is_healthy_and_left_untouched(run_doctor, tmp_path):  # noqa: ANN001
+def test_a_fresh_data_dir_is_healthy_and_left_untouched(run_doctor, tmp_path):
     code, out = run_doctor("--json")
     assert code == 0, out
     results = json.loads(out)
@@ -64,7 +64,7 @@ def test_a_fresh_data_dir_is_healthy_and_left_untouched(run_doctor, tmp_path):  
     assert not (tmp_path / "data").exists()  # the doctor created nothing
 
 
-def test_text_output_is_one_line_per_check(run_doctor, tmp_path):  # noqa: ANN001
+def test_text_output_is_one_line_per_check(run_doctor, tmp_path):
     _make_db(tmp_path / "data").close()
     code, out = run_doctor()
     assert code == 0, out
@@ -76,21 +76,21 @@ def test_text_output_is_one_line_per_check(run_doctor, tmp_path):  # noqa: ANN00
     assert "current" in by_name["index"]
 
 
-def test_a_missing_model_folder_fails(run_doctor, tmp_path):  # noqa: ANN001
+def test_a_missing_model_folder_fails(run_doctor, tmp_path):
     code, out = run_doctor("--json", model=str(tmp_path / "no-such-checkpoint"))
     assert code == 1
     model = _by_name(out)["model"]
     assert model["status"] == "FAIL" and "no such folder" in model["detail"]
 
 
-def test_a_folder_without_a_checkpoint_fails(run_doctor, tmp_path):  # noqa: ANN001
+def test_a_folder_without_a_checkpoint_fails(run_doctor, tmp_path):
     (tmp_path / "empty-model").mkdir()
     code, out = run_doctor("--json", model=str(tmp_path / "empty-model"))
     assert code == 1
     assert "config.json" in _by_name(out)["model"]["detail"]
 
 
-def test_a_schema_behind_head_is_reported_not_upgraded(run_doctor, tmp_path):  # noqa: ANN001
+def test_a_schema_behind_head_is_reported_not_upgraded(run_doctor, tmp_path):
     from alembic import command
 
     from search.migrate import alembic_config, current_revision
@@ -111,7 +111,7 @@ def test_a_schema_behind_head_is_reported_not_upgraded(run_doctor, tmp_path):  #
     store.close()
 
 
-def test_an_unknown_schema_revision_fails(run_doctor, tmp_path):  # noqa: ANN001
+def test_an_unknown_schema_revision_fails(run_doctor, tmp_path):
     from sqlalchemy import text
 
     store = _make_db(tmp_path / "data")
@@ -124,8 +124,8 @@ def test_an_unknown_schema_revision_fails(run_doctor, tmp_path):  # noqa: ANN001
     assert database["status"] == "FAIL" and "9999" in database["detail"]
 
 
-def test_a_check_that_raises_is_a_fail_line(tmp_path):  # noqa: ANN001
-    def broken(facts):  # noqa: ANN001, ANN202
+def test_a_check_that_raises_is_a_fail_line(tmp_path):
+    def broken(facts):
         raise RuntimeError("boom\nsecond line")
 
     facts = doctor.Facts(config=None)  # type: ignore[arg-type]
@@ -137,7 +137,7 @@ def test_a_check_that_raises_is_a_fail_line(tmp_path):  # noqa: ANN001
 @pytest.mark.parametrize(
     ("free_gib", "status"), [(0.5, "FAIL"), (1, "warn"), (4.9, "warn"), (5, "ok"), (500, "ok")]
 )
-def test_disk_thresholds(free_gib, status):  # noqa: ANN001
+def test_disk_thresholds(free_gib, status):
     got, detail = doctor.disk_status(int(free_gib * 2**30))
     assert got == status and "GiB free" in detail
 
@@ -148,7 +148,7 @@ def test_inotify_threshold_names_the_sysctl():
     assert status == "warn" and "fs.inotify.max_user_watches=" in detail
 
 
-def test_inotify_counts_folders_under_the_roots(tmp_path):  # noqa: ANN001
+def test_inotify_counts_folders_under_the_roots(tmp_path):
     from search.config import load_config
 
     for name in ("a/b", "a/c", "d"):
@@ -165,7 +165,7 @@ def test_inotify_counts_folders_under_the_roots(tmp_path):  # noqa: ANN001
 
 @pytest.mark.parametrize(("unit", "command"), [("pixseek-watch", "watch"),
                                                ("pixseek-serve", "serve")])
-def test_unit_files_parse_and_restart_on_failure(unit, command):  # noqa: ANN001
+def test_unit_files_parse_and_restart_on_failure(unit, command):
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # systemd keys are case-sensitive
     parser.read_string((DEPLOY / f"{unit}.service").read_text())

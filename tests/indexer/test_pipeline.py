@@ -15,7 +15,7 @@ from search.store import STATUS_FAILED, Content, Embedding, File, Store
 from search.vectors import index_for
 
 
-def run(config, encoder, *roots):  # noqa: ANN001, ANN002, ANN201
+def run(config, encoder, *roots):
     store = Store(config.db_url)
     try:
         return Indexer(config, store, encoder, progress=False).index([str(r) for r in roots])
@@ -23,7 +23,7 @@ def run(config, encoder, *roots):  # noqa: ANN001, ANN002, ANN201
         store.close()
 
 
-def counts(config) -> dict[str, int]:  # noqa: ANN001
+def counts(config) -> dict[str, int]:
     store = Store(config.db_url)
     with store.session() as s:
         out = {
@@ -35,7 +35,7 @@ def counts(config) -> dict[str, int]:  # noqa: ANN001
     return out
 
 
-def top_paths(config, encoder, query: str, k: int = 3) -> list[str]:  # noqa: ANN001
+def top_paths(config, encoder, query: str, k: int = 3) -> list[str]:
     engine = Engine(config, encoder=encoder)
     try:
         return [r.path for r in engine.search_text(query, k)]
@@ -43,14 +43,14 @@ def top_paths(config, encoder, query: str, k: int = 3) -> list[str]:  # noqa: AN
         engine.close()
 
 
-def test_index_then_search_finds_the_cat(make_config, offline, library):  # noqa: ANN001
+def test_index_then_search_finds_the_cat(make_config, offline, library):
     config = make_config()
     summary = run(config, offline, library)
     assert (summary.seen, summary.encoded, summary.failed) == (12, 12, 0)
     assert Path(top_paths(config, offline, "a cat")[0]).name == "chelsea_cat.png"
 
 
-def test_second_run_reads_nothing_again(make_config, offline, library):  # noqa: ANN001
+def test_second_run_reads_nothing_again(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
     again = run(config, offline, library)
@@ -58,7 +58,7 @@ def test_second_run_reads_nothing_again(make_config, offline, library):  # noqa:
     assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
 
 
-def test_rename_move_and_duplicate_cost_no_encode(make_config, offline, library):  # noqa: ANN001
+def test_rename_move_and_duplicate_cost_no_encode(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
     (library / "sub").mkdir()
@@ -74,7 +74,7 @@ def test_rename_move_and_duplicate_cost_no_encode(make_config, offline, library)
     engine.close()
 
 
-def test_deleted_file_leaves_the_results(make_config, offline, library):  # noqa: ANN001
+def test_deleted_file_leaves_the_results(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
     (library / "chelsea_cat.png").unlink()
@@ -87,7 +87,7 @@ def test_deleted_file_leaves_the_results(make_config, offline, library):  # noqa
 
 
 def test_a_move_between_folders_in_one_run_keeps_the_vector(
-    make_config, offline, library, tmp_path  # noqa: ANN001
+    make_config, offline, library, tmp_path
 ):
     config = make_config()
     other = tmp_path / "other"
@@ -101,7 +101,7 @@ def test_a_move_between_folders_in_one_run_keeps_the_vector(
     assert top_paths(config, offline, "a cat", 1) == [str(other / "cat.png")]
 
 
-def test_an_edited_photo_leaves_no_old_vector(make_config, offline, library):  # noqa: ANN001
+def test_an_edited_photo_leaves_no_old_vector(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
     target = library / "chelsea_cat.png"
@@ -111,7 +111,7 @@ def test_an_edited_photo_leaves_no_old_vector(make_config, offline, library):  #
     assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
 
 
-def test_changed_file_is_encoded_again(make_config, offline, library):  # noqa: ANN001
+def test_changed_file_is_encoded_again(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
     target = library / "chelsea_cat.png"
@@ -133,7 +133,7 @@ def write_bad_corpus(folder: Path, good: Path) -> None:
     (folder / "ünïcode name ✓.jpg").write_bytes(jpeg)
 
 
-def test_bad_files_are_recorded_and_skipped(make_config, offline, tmp_path, samples):  # noqa: ANN001
+def test_bad_files_are_recorded_and_skipped(make_config, offline, tmp_path, samples):
     config = make_config()
     good = next(p.path for p in samples if p.path.suffix == ".jpg")
     folder = tmp_path / "bad"
@@ -160,14 +160,14 @@ def test_bad_files_are_recorded_and_skipped(make_config, offline, tmp_path, samp
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_is_recorded(make_config, offline, library):  # noqa: ANN001
+def test_unreadable_file_is_recorded(make_config, offline, library):
     config = make_config()
     (library / "chelsea_cat.png").chmod(0)
     summary = run(config, offline, library)
     assert summary.failed == 1 and "ermission" in summary.failures[0]["error"]
 
 
-def test_decode_workers_give_the_same_vectors(make_config, offline, library):  # noqa: ANN001
+def test_decode_workers_give_the_same_vectors(make_config, offline, library):
     inproc, workers = make_config(), make_config(data_dir=str(library.parent / "d2"))
     workers.indexer.decode_workers = 2
     run(inproc, offline, library)
@@ -184,7 +184,7 @@ def test_decode_workers_give_the_same_vectors(make_config, offline, library):  #
     np.testing.assert_allclose(vecs[0], vecs[1], atol=1e-6)
 
 
-def test_new_model_re_encodes_into_its_own_index(make_config, offline, tiny_clip, library):  # noqa: ANN001
+def test_new_model_re_encodes_into_its_own_index(make_config, offline, tiny_clip, library):
     config = make_config()
     run(config, offline, library)
     summary = run(config, tiny_clip, library)

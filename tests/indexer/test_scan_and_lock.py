@@ -29,7 +29,7 @@ def found(scanner: Scanner, root: Path) -> list[str]:
     return sorted(os.path.relpath(s.path, root) for s in scanner.walk(root))
 
 
-def test_default_ignores_skip_hidden_and_nas_folders(tmp_path):  # noqa: ANN001
+def test_default_ignores_skip_hidden_and_nas_folders(tmp_path):
     touch(tmp_path, "a.jpg", "B.JPEG", "notes.txt", ".hidden.jpg", ".git/x.jpg",
           "trip/c.png", "trip/@eaDir/c.png", "trip/.thumbs/d.jpg", "#recycle/e.jpg",
           "deep/er/f.webp")
@@ -37,7 +37,7 @@ def test_default_ignores_skip_hidden_and_nas_folders(tmp_path):  # noqa: ANN001
     assert found(scanner, tmp_path) == ["B.JPEG", "a.jpg", "deep/er/f.webp", "trip/c.png"]
 
 
-def test_gitignore_semantics_for_custom_globs(tmp_path):  # noqa: ANN001
+def test_gitignore_semantics_for_custom_globs(tmp_path):
     touch(tmp_path, "raw/a.jpg", "2024/raw/b.jpg", "x.tmp.jpg", "2024/edit.tmp.jpg",
           "keep/c.jpg", "Thumbs/d.jpg", "2024/Thumbs/e.jpg")
     scanner = Scanner([".jpg"], ["/raw/**", "*.tmp.jpg", "Thumbs/"])
@@ -51,7 +51,7 @@ def test_gitignore_semantics_for_custom_globs(tmp_path):  # noqa: ANN001
     assert scanner.wants(str(tmp_path / "2024/raw/b.jpg"), root)
 
 
-def test_symlinks_are_followed_only_when_asked(tmp_path):  # noqa: ANN001
+def test_symlinks_are_followed_only_when_asked(tmp_path):
     outside = tmp_path / "outside"
     touch(outside, "linked.jpg", "sub/inner.jpg")
     lib = tmp_path / "lib"
@@ -65,7 +65,7 @@ def test_symlinks_are_followed_only_when_asked(tmp_path):  # noqa: ANN001
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
-def test_an_unreadable_folder_is_skipped(tmp_path):  # noqa: ANN001
+def test_an_unreadable_folder_is_skipped(tmp_path):
     touch(tmp_path, "ok.jpg", "locked/secret.jpg")
     (tmp_path / "locked").chmod(0)
     try:
@@ -74,13 +74,13 @@ def test_an_unreadable_folder_is_skipped(tmp_path):  # noqa: ANN001
         (tmp_path / "locked").chmod(0o755)
 
 
-def test_a_file_root_is_reported_alone(tmp_path):  # noqa: ANN001
+def test_a_file_root_is_reported_alone(tmp_path):
     touch(tmp_path, "one.jpg")
     seen = list(Scanner([".jpg"], []).walk(tmp_path / "one.jpg"))
     assert [s.path for s in seen] == [str(tmp_path / "one.jpg")] and seen[0].size == 1
 
 
-def test_one_indexer_per_data_dir(tmp_path):  # noqa: ANN001
+def test_one_indexer_per_data_dir(tmp_path):
     with IndexLock(tmp_path):
         with pytest.raises(PixseekError, match="another pixseek indexer is running"):
             IndexLock(tmp_path).__enter__()
@@ -97,7 +97,7 @@ def test_one_indexer_per_data_dir(tmp_path):  # noqa: ANN001
         pass
 
 
-def test_the_lock_dies_with_its_process(tmp_path):  # noqa: ANN001
+def test_the_lock_dies_with_its_process(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\nfrom indexer.lock import IndexLock\n"

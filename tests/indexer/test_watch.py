@@ -23,7 +23,7 @@ def indexed_paths(store: Store) -> set[str]:
         return set(s.execute(select(File.path).where(File.status == STATUS_OK)).scalars())
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
+def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -32,7 +32,7 @@ def wait_for(condition, timeout: float = 60.0) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def watching(make_config, offline, library):  # noqa: ANN001, ANN201
+def watching(make_config, offline, library):
     config = make_config(watch__settle_seconds=0.3)
     store = Store(config.db_url)
     watcher = Watcher(Indexer(config, store, offline, progress=False), [library])
@@ -46,7 +46,7 @@ def watching(make_config, offline, library):  # noqa: ANN001, ANN201
     store.close()
 
 
-def test_watcher_follows_adds_moves_and_deletes(watching):  # noqa: ANN001
+def test_watcher_follows_adds_moves_and_deletes(watching):
     store, lib = watching
     assert len(indexed_paths(store)) == 12  # the catch-up scan at start
 
@@ -65,7 +65,7 @@ def test_watcher_follows_adds_moves_and_deletes(watching):  # noqa: ANN001
     assert len(indexed_paths(store)) == 11
 
 
-def test_watcher_skips_ignored_folders(watching):  # noqa: ANN001
+def test_watcher_skips_ignored_folders(watching):
     store, lib = watching
     hidden = lib / ".thumbnails"
     hidden.mkdir()
@@ -76,7 +76,7 @@ def test_watcher_skips_ignored_folders(watching):  # noqa: ANN001
     assert not any(".thumbnails" in p for p in indexed_paths(store))
 
 
-def test_pixseek_watch_stops_cleanly_on_sigterm(tmp_path, library):  # noqa: ANN001
+def test_pixseek_watch_stops_cleanly_on_sigterm(tmp_path, library):
     data = tmp_path / "data"
     env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "0"}
     proc = subprocess.Popen(
@@ -105,8 +105,8 @@ def indexed_paths_at(db: Path) -> set[str]:
         store.close()
 
 
-def test_periodic_rescan_finds_what_the_os_did_not_report(  # noqa: ANN201
-    make_config, offline, library, monkeypatch  # noqa: ANN001
+def test_periodic_rescan_finds_what_the_os_did_not_report(
+    make_config, offline, library, monkeypatch
 ):
     """A network share sends no events: only the rescan every watch.rescan_minutes sees
     a new photo there (here every 0.6 s, with events switched off)."""

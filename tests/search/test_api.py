@@ -10,7 +10,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_readme_python_api(tmp_path, library):  # noqa: ANN001
+def test_readme_python_api(tmp_path, library):
     from indexer.pipeline import Indexer
     from search import Engine, Store, load_config, load_encoder
 

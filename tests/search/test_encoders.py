@@ -9,14 +9,14 @@ from search.evaluation.metrics import retrieval_metrics
 from search.preprocess import decode
 
 
-def test_tiny_clip_loads_through_the_real_path_with_the_openai_tokenizer(tiny_clip, tiny_clip_dir):  # noqa: ANN001
+def test_tiny_clip_loads_through_the_real_path_with_the_openai_tokenizer(tiny_clip, tiny_clip_dir):
     assert tiny_clip.model_id == str(tiny_clip_dir.resolve())
     ids = tiny_clip.tokenizer("a photo of a cat")["input_ids"]
     assert ids == [49406, 320, 1125, 539, 320, 2368, 49407]
     assert tiny_clip.dim == 32
 
 
-def test_clip_outputs_are_unit_vectors(tiny_clip, samples):  # noqa: ANN001
+def test_clip_outputs_are_unit_vectors(tiny_clip, samples):
     texts = tiny_clip.encode_texts(["a cat", "a very long query " * 100])  # truncated to 77
     images = tiny_clip.encode_images([Image.open(p.path) for p in samples[:3]])
     for vecs in (texts, images):
@@ -45,7 +45,7 @@ def test_folder_without_a_checkpoint_is_one_clear_line(tmp_path):
         load_encoder(str(tmp_path))
 
 
-def test_offline_vectors_share_one_384d_space(offline, samples):  # noqa: ANN001
+def test_offline_vectors_share_one_384d_space(offline, samples):
     img = offline.encode_images([Image.open(samples[0].path)])
     txt = offline.encode_texts(["a cat"])
     assert img.shape == txt.shape == (1, 384)
@@ -74,7 +74,7 @@ CAPTIONS = {
 }
 
 
-def test_offline_backend_finds_the_right_photo_for_most_captions(offline, samples):  # noqa: ANN001
+def test_offline_backend_finds_the_right_photo_for_most_captions(offline, samples):
     gallery = [p for p in samples]
     names = [p.name for p in gallery]
     captions = [(c, names.index(n)) for n, c in CAPTIONS.items() if n in names]
@@ -87,7 +87,7 @@ def test_offline_backend_finds_the_right_photo_for_most_captions(offline, sample
     assert len(hits) / len(captions) > 0.6, f"only {hits} ranked their photo first"
 
 
-def test_offline_backend_on_the_sample_caption_set(offline, samples):  # noqa: ANN001
+def test_offline_backend_on_the_sample_caption_set(offline, samples):
     """All photos, all three captions each (docs/architecture.md: R@1 0.52 on 29 photos)."""
     pixels = np.stack([decode(p.path.read_bytes(), offline.spec).pixels for p in samples])
     captions = [(c, i) for i, p in enumerate(samples) for c in p.captions]
@@ -103,7 +103,7 @@ def test_offline_backend_on_the_sample_caption_set(offline, samples):  # noqa: A
         assert m["R@1"] >= 0.45 and m["R@5"] >= 0.7, (direction, m)
 
 
-def test_offline_label_vectors_cache_matches_a_fresh_computation(offline, tmp_path, monkeypatch):  # noqa: ANN001
+def test_offline_label_vectors_cache_matches_a_fresh_computation(offline, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = offline._label_vectors()  # computed and written
     assert len(list((tmp_path / "pixseek").glob("offline-labels-*.npy"))) == 1

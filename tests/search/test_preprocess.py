@@ -16,7 +16,7 @@ from search.preprocess import BadImage, decode, prepare, to_rgb
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_clip_dir):  # noqa: ANN001, ANN201
+def reference(tiny_clip_dir):
     # transformers' PIL image processor for the checkpoint (the torchvision one needs
     # torchvision, which the CPU torch build here cannot import).
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
@@ -24,11 +24,11 @@ def reference(tiny_clip_dir):  # noqa: ANN001, ANN201
     return CLIPImageProcessorPil.from_pretrained(tiny_clip_dir)
 
 
-def reference_pixels(reference, img: Image.Image) -> np.ndarray:  # noqa: ANN001
+def reference_pixels(reference, img: Image.Image) -> np.ndarray:
     return reference(images=img, return_tensors="np")["pixel_values"][0]
 
 
-def test_spec_reads_the_checkpoint_processor_config(tiny_clip):  # noqa: ANN001
+def test_spec_reads_the_checkpoint_processor_config(tiny_clip):
     spec = tiny_clip.spec
     assert (spec.resize_shortest, spec.crop, spec.resample) == (224, (224, 224), 3)
     assert spec.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
@@ -45,7 +45,7 @@ def test_siglip_style_config_resizes_to_a_square_without_crop():
     assert out[0].mean() == pytest.approx(1.0) and out[1].mean() == pytest.approx(-1.0)
 
 
-def test_fast_path_matches_clip_image_processor_on_real_photos(samples, tiny_clip, reference):  # noqa: ANN001
+def test_fast_path_matches_clip_image_processor_on_real_photos(samples, tiny_clip, reference):
     for photo in samples:
         ours = decode(photo.path.read_bytes(), tiny_clip.spec, draft=False).pixels
         with Image.open(photo.path) as img:
@@ -55,7 +55,7 @@ def test_fast_path_matches_clip_image_processor_on_real_photos(samples, tiny_cli
         assert mad < 0.01, f"{photo.name}: mean abs difference {mad:.4f}"
 
 
-def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, reference):  # noqa: ANN001
+def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, reference):
     from search.samples import make_benchmark_photos
 
     photos = make_benchmark_photos(tmp_path, count=8, long_side=4000)
@@ -73,7 +73,7 @@ def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, 
     assert worst < 0.03, f"draft decoding differs by {worst:.4f}"
 
 
-def encode(img: Image.Image, fmt: str, **kw) -> bytes:  # noqa: ANN003
+def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
     return buf.getvalue()
@@ -95,7 +95,7 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:  # noqa: ANN003
         ("RGB", "GIF", {"save_all": True}),
     ],
 )
-def test_formats_and_modes_decode_to_the_model_tensor(tiny_clip, mode, fmt, extra):  # noqa: ANN001
+def test_formats_and_modes_decode_to_the_model_tensor(tiny_clip, mode, fmt, extra):
     img = Image.new(mode, (300, 200))
     if mode == "I;16":
         img = Image.fromarray((np.arange(300 * 200).reshape(200, 300) % 65536).astype(np.uint16))
@@ -106,7 +106,7 @@ def test_formats_and_modes_decode_to_the_model_tensor(tiny_clip, mode, fmt, extr
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
-def test_heic_and_avif_when_pillow_heif_is_installed(tiny_clip, fmt):  # noqa: ANN001
+def test_heic_and_avif_when_pillow_heif_is_installed(tiny_clip, fmt):
     pytest.importorskip("pillow_heif")
     img = Image.new("RGB", (320, 240), (200, 30, 30))
     out = decode(encode(img, fmt), tiny_clip.spec)
@@ -125,7 +125,7 @@ def test_transparent_pixels_go_onto_white():
     assert to_rgb(img).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_gif_uses_the_first_frame(tiny_clip):  # noqa: ANN001
+def test_gif_uses_the_first_frame(tiny_clip):
     frames = [Image.new("RGB", (64, 64), c) for c in ((255, 0, 0), (0, 0, 255))]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
@@ -133,7 +133,7 @@ def test_gif_uses_the_first_frame(tiny_clip):  # noqa: ANN001
     assert px[0].mean() > 1 and px[2].mean() < 0  # red, not blue
 
 
-def test_exif_orientation_is_applied(tiny_clip):  # noqa: ANN001
+def test_exif_orientation_is_applied(tiny_clip):
     # Stored landscape, left half red; orientation 6 = rotate 90 degrees clockwise to view,
     # so the viewer sees a portrait with the red half on top.
     img = Image.new("RGB", (400, 200), (0, 0, 255))
@@ -149,7 +149,7 @@ def test_exif_orientation_is_applied(tiny_clip):  # noqa: ANN001
     assert red[:50].mean() > red[-50:].mean() + 1
 
 
-def test_exif_capture_time(tiny_clip):  # noqa: ANN001
+def test_exif_capture_time(tiny_clip):
     exif = Image.Exif()
     exif.get_ifd(0x8769)[36867] = "2021:07:04 18:30:00"
     data = encode(Image.new("RGB", (64, 64)), "JPEG", exif=exif.tobytes())
@@ -169,7 +169,7 @@ def bad_corpus(tmp_path: Path, sample: Path) -> dict[str, bytes]:
     }
 
 
-def test_bad_files_raise_badimage_with_a_reason(tmp_path, samples, tiny_clip):  # noqa: ANN001
+def test_bad_files_raise_badimage_with_a_reason(tmp_path, samples, tiny_clip):
     reasons = {}
     for name, data in bad_corpus(tmp_path, samples[0].path).items():
         with pytest.raises(BadImage) as err:
@@ -183,7 +183,7 @@ def test_bad_files_raise_badimage_with_a_reason(tmp_path, samples, tiny_clip):  
     assert reasons["header-only.png"]
 
 
-def test_decode_without_a_spec_checks_the_whole_file(tmp_path):  # noqa: ANN001
+def test_decode_without_a_spec_checks_the_whole_file(tmp_path):
     """Metadata only (no model input): any format decodes, a truncated one is refused."""
     import io
 

@@ -30,7 +30,7 @@ def save_with_exif(source: Path, dest: Path, camera: tuple[str, str] | None,
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory, samples, offline):  # noqa: ANN001, ANN201
+def engine(tmp_path_factory, samples, offline):
     """12 sample photos: 4 under trips/ with EXIF cameras and dates, the rest with file
     times set to known days (no EXIF date)."""
     from indexer.pipeline import Indexer
@@ -74,11 +74,11 @@ def engine(tmp_path_factory, samples, offline):  # noqa: ANN001, ANN201
     eng.close()
 
 
-def names(page) -> list[str]:  # noqa: ANN001
+def names(page) -> list[str]:
     return [Path(r.path).stem for r in page.results]
 
 
-def search(engine, text=None, **options):  # noqa: ANN001, ANN003, ANN201
+def search(engine, text=None, **options):
     return engine.search(query.build(text, **options))
 
 
@@ -100,12 +100,12 @@ def test_text_terms_take_weights_and_signs():
     ("500:cat", "a weight must be above 0 and at most 100"),
     ("2: + dog", "has an empty term"),
 ])
-def test_bad_terms_are_input_errors(text, message):  # noqa: ANN001
+def test_bad_terms_are_input_errors(text, message):
     with pytest.raises(InputError, match=message):
         query.build(text)
 
 
-def test_an_existing_path_wins_over_a_weight_prefix(tmp_path):  # noqa: ANN001
+def test_an_existing_path_wins_over_a_weight_prefix(tmp_path):
     odd = tmp_path / "2:odd.jpg"
     odd.write_bytes(b"x")
     assert query.image_term(str(odd)).weight == 1.0
@@ -123,7 +123,7 @@ def test_an_existing_path_wins_over_a_weight_prefix(tmp_path):  # noqa: ANN001
     ({"after": "2024-02-01", "before": "2024-01-01"}, "must be earlier than before"),
     ({"negatives": [" "]}, "not: give the text to push away"),
 ])
-def test_bad_options_are_input_errors(options, message):  # noqa: ANN001
+def test_bad_options_are_input_errors(options, message):
     options = {"text": "a cat", **options}
     with pytest.raises(InputError, match=message):
         query.build(options.pop("text"), **options)
@@ -139,7 +139,7 @@ def test_dates_are_local_times():
 # -- relevance ----------------------------------------------------------------------------
 
 
-def test_strong_matches_are_cut_from_weak_ones(engine):  # noqa: ANN001
+def test_strong_matches_are_cut_from_weak_ones(engine):
     page = search(engine, "a cat", k=12)
     assert names(page)[0] == "chelsea_cat" and page.results[0].strong
     assert 1 <= page.strong <= 3 and not page.results[-1].strong
@@ -148,12 +148,12 @@ def test_strong_matches_are_cut_from_weak_ones(engine):  # noqa: ANN001
 
 
 @pytest.mark.parametrize("nonsense", ["asdfghjkl qwerty", "xyzzy plugh", "zxcv bnm"])
-def test_a_nonsense_query_has_no_strong_match(engine, nonsense):  # noqa: ANN001
+def test_a_nonsense_query_has_no_strong_match(engine, nonsense):
     page = search(engine, nonsense, k=12)
     assert len(page.results) == 12 and page.strong == 0
 
 
-def test_search_text_keeps_its_ranking(engine):  # noqa: ANN001
+def test_search_text_keeps_its_ranking(engine):
     assert [r.content_id for r in engine.search_text("a red coffee cup", 5)] == [
         r.content_id for r in search(engine, "a red coffee cup", k=5).results]
 
@@ -161,26 +161,26 @@ def test_search_text_keeps_its_ranking(engine):  # noqa: ANN001
 # -- terms ----------------------------------------------------------------------------------
 
 
-def test_weights_decide_between_terms(engine):  # noqa: ANN001
+def test_weights_decide_between_terms(engine):
     assert names(search(engine, "3:a cat + a car", k=1)) == ["chelsea_cat"]
     assert names(search(engine, "a cat + 3:a motorcycle", k=1)) == ["yamaha_motorcycle"]
 
 
-def test_negative_terms_push_matches_away(engine):  # noqa: ANN001
+def test_negative_terms_push_matches_away(engine):
     plain = names(search(engine, "an animal", k=12))
     pushed = names(search(engine, "an animal", negatives=["a cat"], k=12))
     assert pushed.index("chelsea_cat") > plain.index("chelsea_cat")
     assert names(search(engine, "an animal - a cat", k=12)) == pushed
 
 
-def test_text_plus_image(engine):  # noqa: ANN001
+def test_text_plus_image(engine):
     cup = engine.library / "trips" / "espresso_cup.jpg"
     both = names(search(engine, "a cat", images=[str(cup)], k=2))
     assert set(both) == {"chelsea_cat", "espresso_cup"}
     assert names(search(engine, "3:a cat", images=[f"0.2:{cup}"], k=1)) == ["chelsea_cat"]
 
 
-def test_similar_by_id_or_path_leaves_the_photo_out(engine):  # noqa: ANN001
+def test_similar_by_id_or_path_leaves_the_photo_out(engine):
     cat = search(engine, "a cat", k=1).results[0]
     by_id = search(engine, similar=[cat.content_id], k=11)
     by_path = search(engine, similar=[cat.path], k=11)
@@ -189,14 +189,14 @@ def test_similar_by_id_or_path_leaves_the_photo_out(engine):  # noqa: ANN001
     assert len(by_id.results) == 11 and by_id.next_offset is None
 
 
-def test_similar_to_an_unknown_photo_is_an_input_error(engine, tmp_path):  # noqa: ANN001
+def test_similar_to_an_unknown_photo_is_an_input_error(engine, tmp_path):
     with pytest.raises(InputError, match="is not a photo in the library"):
         search(engine, similar=[999_999])
     with pytest.raises(InputError, match="is not a photo in the library"):
         search(engine, similar=[str(tmp_path)])
 
 
-def test_terms_that_cancel_out(engine):  # noqa: ANN001
+def test_terms_that_cancel_out(engine):
     with pytest.raises(InputError, match="cancel each other out"):
         search(engine, "a cat - a cat")
 
@@ -204,7 +204,7 @@ def test_terms_that_cancel_out(engine):  # noqa: ANN001
 # -- filters --------------------------------------------------------------------------------
 
 
-def test_folder_filter(engine):  # noqa: ANN001
+def test_folder_filter(engine):
     page = search(engine, "a photo", folders=[str(engine.library / "trips")], k=10)
     assert sorted(names(page)) == [
         "chelsea_cat", "espresso_cup", "lunar_surface", "yamaha_motorcycle"]
@@ -212,14 +212,14 @@ def test_folder_filter(engine):  # noqa: ANN001
     assert search(engine, "a photo", folders=[str(engine.library / "tri")]).results == []
 
 
-def test_camera_filter_is_a_case_insensitive_part(engine):  # noqa: ANN001
+def test_camera_filter_is_a_case_insensitive_part(engine):
     assert sorted(names(search(engine, "a photo", camera="canon"))) == [
         "chelsea_cat", "espresso_cup"]
     assert names(search(engine, "a photo", camera="D750")) == ["yamaha_motorcycle"]
     assert search(engine, "a photo", camera="Leica").results == []
 
 
-def test_date_filters_use_exif_then_file_time(engine):  # noqa: ANN001
+def test_date_filters_use_exif_then_file_time(engine):
     # EXIF: motorcycle 2019-01-02, cat 2021-07-04, cup 2023-03-03; file time: the moon
     # 2022-05-05, the other 8 in January 2020.
     page = search(engine, "a photo", after="2021-01-01", k=12)
@@ -230,7 +230,7 @@ def test_date_filters_use_exif_then_file_time(engine):  # noqa: ANN001
     assert names(search(engine, "a photo", before="2019-01-02")) == []  # before is exclusive
 
 
-def test_a_filter_still_returns_k_results(engine):  # noqa: ANN001
+def test_a_filter_still_returns_k_results(engine):
     page = search(engine, "a cat", folders=[str(engine.library)], after="2020-01-01", k=5)
     assert len(page.results) == 5 and page.next_offset == 5
 
@@ -238,7 +238,7 @@ def test_a_filter_still_returns_k_results(engine):  # noqa: ANN001
 # -- paging, score floor, order --------------------------------------------------------------
 
 
-def test_pages_add_up_to_the_whole_ranking(engine):  # noqa: ANN001
+def test_pages_add_up_to_the_whole_ranking(engine):
     whole = [r.content_id for r in search(engine, "a building", k=12).results]
     pages, offset = [], 0
     while offset is not None:
@@ -249,14 +249,14 @@ def test_pages_add_up_to_the_whole_ranking(engine):  # noqa: ANN001
     assert search(engine, "a building", k=5, offset=12).results == []
 
 
-def test_min_score(engine):  # noqa: ANN001
+def test_min_score(engine):
     page = search(engine, "a cat", min_score=0.1, k=12)
     assert page.results and all(r.score >= 0.1 for r in page.results)
     assert len(page.results) < 12 and page.next_offset is None
 
 
 @pytest.mark.parametrize("order", ["newest", "oldest"])
-def test_date_order_applies_among_strong_matches(engine, order):  # noqa: ANN001
+def test_date_order_applies_among_strong_matches(engine, order):
     relevance = search(engine, "a building", k=12).results
     page = search(engine, "a building", k=12, sort=order)
     strong = [r for r in page.results if r.strong]
@@ -271,7 +271,7 @@ def test_date_order_applies_among_strong_matches(engine, order):  # noqa: ANN001
 # -- filters over an approximate index ------------------------------------------------------
 
 
-def test_filters_return_k_results_from_an_ivf_index(tmp_path, tiny_clip, tiny_clip_dir):  # noqa: ANN001
+def test_filters_return_k_results_from_an_ivf_index(tmp_path, tiny_clip, tiny_clip_dir):
     """4000 synthetic photos under IVF: a broad filter (checked on the nearest photos) and
     narrow ones (16 and 13 photos: the index searches their ids alone) give k results,
     the same as exact search; an impossible one gives none."""

@@ -79,13 +79,13 @@ def recall(got: np.ndarray, truth: np.ndarray) -> float:
 
 
 @pytest.fixture
-def store(tmp_path):  # noqa: ANN001, ANN201
+def store(tmp_path):
     s = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     yield s
     s.close()
 
 
-def open_index(store: Store, tmp_path, kind: str = "auto") -> FaissIndex:  # noqa: ANN001
+def open_index(store: Store, tmp_path, kind: str = "auto") -> FaissIndex:
     return FaissIndex(store, MODEL, tmp_path / "data", kind=kind).open()
 
 
@@ -93,7 +93,7 @@ def open_index(store: Store, tmp_path, kind: str = "auto") -> FaissIndex:  # noq
 
 
 @pytest.mark.parametrize("kind", ["flat", "fp16", "ivf", "hnsw", "auto"])
-def test_each_kind_finds_what_exact_search_finds(store, tmp_path, kind):  # noqa: ANN001
+def test_each_kind_finds_what_exact_search_finds(store, tmp_path, kind):
     vecs = clustered(4000)
     ids = add_vectors(store, vecs)
     index = open_index(store, tmp_path, kind)
@@ -112,7 +112,7 @@ def test_each_kind_finds_what_exact_search_finds(store, tmp_path, kind):  # noqa
     np.testing.assert_allclose(exact_scores[:, 0], np.max(queries @ vecs.T, axis=1), atol=2e-3)
 
 
-def test_approximate_kinds_tune_their_search_depth(store, tmp_path):  # noqa: ANN001
+def test_approximate_kinds_tune_their_search_depth(store, tmp_path):
     add_vectors(store, clustered(5000))
     for kind, depth in (("ivf", "nprobe"), ("hnsw", "efSearch")):
         info = open_index(store, tmp_path, kind).describe()
@@ -121,7 +121,7 @@ def test_approximate_kinds_tune_their_search_depth(store, tmp_path):  # noqa: AN
 
 
 def test_auto_is_flat_for_a_small_library_and_ivf_past_the_threshold(
-    store, tmp_path, monkeypatch  # noqa: ANN001
+    store, tmp_path, monkeypatch
 ):
     add_vectors(store, clustered(3000))
     assert open_index(store, tmp_path).describe()["kind"] == "flat"
@@ -134,7 +134,7 @@ def test_auto_is_flat_for_a_small_library_and_ivf_past_the_threshold(
     assert kinds.choose("auto", 1000, DIM, current="ivf") == "flat"
 
 
-def test_a_small_library_needs_no_snapshot(store, tmp_path):  # noqa: ANN001
+def test_a_small_library_needs_no_snapshot(store, tmp_path):
     vecs = clustered(50)
     ids = add_vectors(store, vecs)
     index = open_index(store, tmp_path)
@@ -146,7 +146,7 @@ def test_a_small_library_needs_no_snapshot(store, tmp_path):  # noqa: ANN001
 # -- updates cost the change ----------------------------------------------------------------
 
 
-def test_new_vectors_are_found_without_rewriting_the_snapshot(store, tmp_path):  # noqa: ANN001
+def test_new_vectors_are_found_without_rewriting_the_snapshot(store, tmp_path):
     add_vectors(store, clustered(3000))
     index = open_index(store, tmp_path)
     manifest = index.folder / snapshot.MANIFEST
@@ -164,7 +164,7 @@ def test_new_vectors_are_found_without_rewriting_the_snapshot(store, tmp_path): 
 @pytest.mark.parametrize("topics", [0, 1], ids=["same-photos", "new-kind-of-photos"])
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_persist_folds_the_changes_in_once_they_are_worth_it(
-    store, tmp_path, kind, topics  # noqa: ANN001
+    store, tmp_path, kind, topics
 ):
     vecs = clustered(3000)
     ids = add_vectors(store, vecs)
@@ -184,7 +184,7 @@ def test_persist_folds_the_changes_in_once_they_are_worth_it(
     assert recall(index.search(queries, 10)[1], truth) >= 0.95
 
 
-def test_refresh_reads_what_another_process_wrote(store, tmp_path):  # noqa: ANN001
+def test_refresh_reads_what_another_process_wrote(store, tmp_path):
     add_vectors(store, clustered(3000))
     server = open_index(store, tmp_path)
     assert not server.refresh()  # nothing changed
@@ -206,7 +206,7 @@ def test_refresh_reads_what_another_process_wrote(store, tmp_path):  # noqa: ANN
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
-def test_removed_vectors_are_never_returned(store, tmp_path, kind):  # noqa: ANN001
+def test_removed_vectors_are_never_returned(store, tmp_path, kind):
     vecs = clustered(3000)
     ids = add_vectors(store, vecs)
     give_files(store, ids[100:])  # the first 100 photos lost their files
@@ -227,7 +227,7 @@ def test_removed_vectors_are_never_returned(store, tmp_path, kind):  # noqa: ANN
     assert not set(reopened.search(queries, 10)[1].ravel().tolist()) & set(ids[:100])
 
 
-def test_gc_only_collects_contents_without_files(store):  # noqa: ANN001
+def test_gc_only_collects_contents_without_files(store):
     ids = add_vectors(store, clustered(10))
     give_files(store, ids[:6])
     assert store.collect_orphans(candidates=ids[:8]).contents == 2  # 6 and 7
@@ -236,7 +236,7 @@ def test_gc_only_collects_contents_without_files(store):  # noqa: ANN001
     assert store.embedding_count(MODEL) == 6
 
 
-def test_a_reused_content_id_is_not_hidden_by_its_old_removal(store, tmp_path):  # noqa: ANN001
+def test_a_reused_content_id_is_not_hidden_by_its_old_removal(store, tmp_path):
     vecs = clustered(3000)
     ids = add_vectors(store, vecs)
     index = open_index(store, tmp_path)
@@ -257,7 +257,7 @@ def test_a_reused_content_id_is_not_hidden_by_its_old_removal(store, tmp_path): 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 @pytest.mark.parametrize("share", [0.005, 0.3])
-def test_a_filter_returns_k_of_the_allowed_ids(store, tmp_path, kind, share):  # noqa: ANN001
+def test_a_filter_returns_k_of_the_allowed_ids(store, tmp_path, kind, share):
     vecs = clustered(4000)
     ids = add_vectors(store, vecs)
     index = open_index(store, tmp_path, kind)
@@ -271,7 +271,7 @@ def test_a_filter_returns_k_of_the_allowed_ids(store, tmp_path, kind, share):  #
     assert recall(got, truth) >= 0.95
 
 
-def test_a_filter_covers_new_vectors_too(store, tmp_path):  # noqa: ANN001
+def test_a_filter_covers_new_vectors_too(store, tmp_path):
     ids = add_vectors(store, clustered(3000))
     index = open_index(store, tmp_path)
     new = add_vectors(store, clustered(3, seed=4), tag="n")
@@ -283,7 +283,7 @@ def test_a_filter_covers_new_vectors_too(store, tmp_path):  # noqa: ANN001
 # -- recovery -------------------------------------------------------------------------------
 
 
-def test_deleting_the_index_folder_gives_the_same_results(store, tmp_path):  # noqa: ANN001
+def test_deleting_the_index_folder_gives_the_same_results(store, tmp_path):
     add_vectors(store, clustered(3000))
     first = open_index(store, tmp_path, "ivf")
     queries = clustered(20, seed=3)
@@ -297,12 +297,12 @@ def test_deleting_the_index_folder_gives_the_same_results(store, tmp_path):  # n
     np.testing.assert_allclose(before[0], after[0], atol=1e-6)
 
 
-def _snapshot_file(index: FaissIndex):  # noqa: ANN202
+def _snapshot_file(index: FaissIndex):
     return index.folder / snapshot.read_manifest(index.folder).file
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing", "manifest"])
-def test_a_torn_snapshot_is_rebuilt_from_the_store(store, tmp_path, damage):  # noqa: ANN001
+def test_a_torn_snapshot_is_rebuilt_from_the_store(store, tmp_path, damage):
     vecs = clustered(3000)
     ids = add_vectors(store, vecs)
     index = open_index(store, tmp_path, "ivf")
@@ -321,7 +321,7 @@ def test_a_torn_snapshot_is_rebuilt_from_the_store(store, tmp_path, damage):  # 
     assert reopened.search(vecs[5], 1)[1][0][0] == ids[5]
 
 
-def test_a_crash_mid_merge_leaves_the_previous_snapshot(store, tmp_path):  # noqa: ANN001
+def test_a_crash_mid_merge_leaves_the_previous_snapshot(store, tmp_path):
     vecs = clustered(3000)
     add_vectors(store, vecs)
     index = open_index(store, tmp_path, "ivf")
@@ -341,7 +341,7 @@ def test_a_crash_mid_merge_leaves_the_previous_snapshot(store, tmp_path):  # noq
     assert names == ["manifest.json", snapshot.read_manifest(reopened.folder).file, "write.lock"]
 
 
-def test_a_crash_between_the_store_commit_and_the_index_update(store, tmp_path):  # noqa: ANN001
+def test_a_crash_between_the_store_commit_and_the_index_update(store, tmp_path):
     add_vectors(store, clustered(3000))
     open_index(store, tmp_path)
     # The store committed, then the process died before any index work: nothing to lose,
@@ -353,7 +353,7 @@ def test_a_crash_between_the_store_commit_and_the_index_update(store, tmp_path):
     assert index.search(more, 1)[1][:, 0].tolist() == new_ids
 
 
-def test_a_store_that_lost_vectors_behind_our_back_is_noticed(store, tmp_path):  # noqa: ANN001
+def test_a_store_that_lost_vectors_behind_our_back_is_noticed(store, tmp_path):
     ids = add_vectors(store, clustered(3000))
     open_index(store, tmp_path)
     with store.session() as s:  # deleted without the removal log (not through pixseek)
@@ -366,7 +366,7 @@ def test_a_store_that_lost_vectors_behind_our_back_is_noticed(store, tmp_path): 
     assert reopened.rebuilt and reopened.count == 2999
 
 
-def test_a_replaced_database_is_noticed(store, tmp_path):  # noqa: ANN001
+def test_a_replaced_database_is_noticed(store, tmp_path):
     add_vectors(store, clustered(3000))
     open_index(store, tmp_path)
     fresh = Store(f"sqlite:///{tmp_path / 'other.sqlite'}")
@@ -376,7 +376,7 @@ def test_a_replaced_database_is_noticed(store, tmp_path):  # noqa: ANN001
     fresh.close()
 
 
-def test_one_index_per_model_never_mixed(store, tmp_path):  # noqa: ANN001
+def test_one_index_per_model_never_mixed(store, tmp_path):
     add_vectors(store, clustered(1100, d=16), model="a")
     add_vectors(store, clustered(1100, d=8), model="b")
     a = FaissIndex(store, "a", tmp_path).open()
@@ -387,7 +387,7 @@ def test_one_index_per_model_never_mixed(store, tmp_path):  # noqa: ANN001
         a.search(np.ones(8, np.float32), 1)
 
 
-def test_is_current_tracks_the_snapshot(store, tmp_path):  # noqa: ANN001
+def test_is_current_tracks_the_snapshot(store, tmp_path):
     index = FaissIndex(store, MODEL, tmp_path / "data")
     assert index.is_current()  # an empty store needs no index
     add_vectors(store, clustered(3000))
@@ -398,7 +398,7 @@ def test_is_current_tracks_the_snapshot(store, tmp_path):  # noqa: ANN001
     assert not index.is_current()
 
 
-def test_the_format_1_file_goes(store, tmp_path):  # noqa: ANN001
+def test_the_format_1_file_goes(store, tmp_path):
     add_vectors(store, clustered(10))
     legacy = snapshot.folder_for(tmp_path, MODEL)
     legacy = legacy.parent / (legacy.name + ".faiss")
@@ -419,7 +419,7 @@ while True:  # rewrite the snapshot until killed: every moment of a write is a c
 """
 
 
-def test_kill_9_at_any_moment_of_a_snapshot_write_loses_nothing(store, tmp_path):  # noqa: ANN001
+def test_kill_9_at_any_moment_of_a_snapshot_write_loses_nothing(store, tmp_path):
     import signal
     import subprocess
     import sys

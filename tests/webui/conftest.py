@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.fixture
-def indexed(make_config, library: Path, offline):  # noqa: ANN001, ANN201
+def indexed(make_config, library: Path, offline):
     """A Config whose store holds the sample library, indexed with the offline encoder."""
     from indexer.pipeline import Indexer
     from search.store import Store
@@ -24,14 +24,14 @@ def indexed(make_config, library: Path, offline):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def make_app(offline):  # noqa: ANN001, ANN201
+def make_app(offline):
     """``make_app(config, token=None)``: an app over the session's offline encoder."""
     from search.engine import Engine
     from webui import create_app
 
     engines = []
 
-    def make(config, token: str | None = None):  # noqa: ANN001, ANN202
+    def make(config, token: str | None = None):
         engines.append(Engine(config, encoder=offline))
         app = create_app(config, engines[-1], token=token)
         app.testing = True
@@ -43,10 +43,10 @@ def make_app(offline):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def app(indexed, make_app):  # noqa: ANN001, ANN201
+def app(indexed, make_app):
     return make_app(indexed)
 
 
 @pytest.fixture
-def client(app):  # noqa: ANN001, ANN201
+def client(app):
     return app.test_client()

@@ -18,11 +18,11 @@ TOKEN = "correct-horse-battery-staple"
 
 
 @pytest.fixture
-def guarded(indexed, make_app):  # noqa: ANN001, ANN201
+def guarded(indexed, make_app):
     return make_app(indexed, token=TOKEN).test_client()
 
 
-def test_without_the_token_everything_is_401(guarded):  # noqa: ANN001
+def test_without_the_token_everything_is_401(guarded):
     for url in ("/", "/?q=a+cat", "/api/search?q=a+cat", "/api/status", "/status", "/image/1",
                 "/thumb/1", "/thumb/1/00ff-320.jpg", "/static/app.js"):
         r = guarded.get(url)
@@ -32,7 +32,7 @@ def test_without_the_token_everything_is_401(guarded):  # noqa: ANN001
     assert r.mimetype == "application/json" and "access token" in r.get_json()["error"]
 
 
-def test_bearer_header(guarded):  # noqa: ANN001
+def test_bearer_header(guarded):
     ok = guarded.get("/api/status", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200 and ok.get_json()["indexed"] == 12
     assert "Set-Cookie" not in ok.headers  # API clients get no cookie
@@ -41,7 +41,7 @@ def test_bearer_header(guarded):  # noqa: ANN001
         assert r.status_code == 401, wrong
 
 
-def test_token_link_sets_a_strict_httponly_cookie(guarded):  # noqa: ANN001
+def test_token_link_sets_a_strict_httponly_cookie(guarded):
     assert guarded.get("/?token=wrong").status_code == 401
     r = guarded.get(f"/?token={TOKEN}")
     assert r.status_code == 200
@@ -55,13 +55,13 @@ def test_token_link_sets_a_strict_httponly_cookie(guarded):  # noqa: ANN001
     assert guarded.get("/?q=a+cat").status_code == 200
 
 
-def test_forged_cookie_is_401(guarded):  # noqa: ANN001
+def test_forged_cookie_is_401(guarded):
     for value in (TOKEN, "0" * 64, ""):
         guarded.set_cookie("pixseek_token", value)
         assert guarded.get("/api/status").status_code == 401, value
 
 
-def test_without_a_token_only_loopback_host_names_are_served(client):  # noqa: ANN001
+def test_without_a_token_only_loopback_host_names_are_served(client):
     for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "127.3.4.5", "[::1]:8000"):
         assert client.get("/api/status", headers={"Host": host}).status_code == 200, host
     # A page on another site that rebinds its own name to 127.0.0.1 (DNS rebinding).
@@ -70,13 +70,13 @@ def test_without_a_token_only_loopback_host_names_are_served(client):  # noqa: A
         assert r.status_code == 400 and "only to localhost" in r.get_json()["error"], host
 
 
-def test_with_a_token_any_host_name_is_served(guarded):  # noqa: ANN001
+def test_with_a_token_any_host_name_is_served(guarded):
     r = guarded.get("/api/status", headers={"Host": "photos.lan:8000",
                                             "Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200
 
 
-def test_security_headers(client):  # noqa: ANN001
+def test_security_headers(client):
     for url in ("/", "/api/status", "/status", "/api/search?q=", "/static/style.css"):
         r = client.get(url)
         assert r.headers["X-Content-Type-Options"] == "nosniff", url
@@ -94,7 +94,7 @@ def test_security_headers(client):  # noqa: ANN001
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.5", "example.com", "10.0.0.1"])
-def test_run_refuses_a_public_bind_without_a_token(make_config, host):  # noqa: ANN001
+def test_run_refuses_a_public_bind_without_a_token(make_config, host):
     from webui.serve import run
 
     config = make_config()
@@ -107,7 +107,7 @@ def test_run_refuses_a_public_bind_without_a_token(make_config, host):  # noqa: 
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.1.1", "localhost", "::1", "[::1]"])
-def test_loopback_binds_need_no_token(host):  # noqa: ANN001
+def test_loopback_binds_need_no_token(host):
     from webui.auth import is_loopback
     from webui.serve import check_bind
 
@@ -115,13 +115,13 @@ def test_loopback_binds_need_no_token(host):  # noqa: ANN001
     check_bind(host, None)
 
 
-def _serve(server):  # noqa: ANN001, ANN202
+def _serve(server):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return thread
 
 
-def test_real_server_with_token_and_no_token_in_the_log(indexed, offline, caplog):  # noqa: ANN001
+def test_real_server_with_token_and_no_token_in_the_log(indexed, offline, caplog):
     from search.engine import Engine
     from webui.serve import build_server, url_for_server
 
@@ -160,7 +160,7 @@ def test_real_server_with_token_and_no_token_in_the_log(indexed, offline, caplog
         engine.close()
 
 
-def test_server_threads_come_from_the_config(make_config):  # noqa: ANN001
+def test_server_threads_come_from_the_config(make_config):
     from search.engine import Engine
     from webui.serve import build_server
 
@@ -177,7 +177,7 @@ def test_server_threads_come_from_the_config(make_config):  # noqa: ANN001
     [("127.0.0.1", "http://127.0.0.1:8000/"), ("::1", "http://[::1]:8000/"),
      ("[::1]", "http://[::1]:8000/"), ("localhost", "http://localhost:8000/")],
 )
-def test_url_for_server(host, url):  # noqa: ANN001
+def test_url_for_server(host, url):
     from types import SimpleNamespace
 
     from webui.serve import url_for_server
@@ -186,7 +186,7 @@ def test_url_for_server(host, url):  # noqa: ANN001
     assert url_for_server(SimpleNamespace(host=host, port=8000), "a b") == url + "?token=a%20b"
 
 
-def test_shutdown_stops_serving(indexed):  # noqa: ANN001
+def test_shutdown_stops_serving(indexed):
     from webui.serve import build_server
 
     server = build_server(indexed, port=0)
@@ -201,7 +201,7 @@ def test_shutdown_stops_serving(indexed):  # noqa: ANN001
         urllib.request.urlopen(f"http://127.0.0.1:{server.port}/favicon.ico", timeout=5)
 
 
-def test_busy_port_is_one_clear_error(indexed):  # noqa: ANN001
+def test_busy_port_is_one_clear_error(indexed):
     from webui.serve import build_server
 
     with socket.socket() as busy:

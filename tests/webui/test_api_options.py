@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 
-def search(client, **params):  # noqa: ANN001, ANN003, ANN201
+def search(client, **params):
     r = client.get("/api/search", query_string=params)
     assert r.status_code == 200, r.get_json()
     return r.get_json()
@@ -19,7 +19,7 @@ def names(body: dict) -> list[str]:
     return [Path(r["path"]).stem for r in body["results"]]
 
 
-def test_answer_shape_and_paging(client):  # noqa: ANN001
+def test_answer_shape_and_paging(client):
     first = search(client, q="a cat", k=5)
     assert set(first) >= {"query", "results", "offset", "next_offset"}
     assert first["offset"] == 0 and first["next_offset"] == 5
@@ -31,13 +31,13 @@ def test_answer_shape_and_paging(client):  # noqa: ANN001
     assert len(ids) == len(set(ids)) == 12 and first["offset"] == 10
 
 
-def test_strong_flag_and_nonsense(client):  # noqa: ANN001
+def test_strong_flag_and_nonsense(client):
     cat = search(client, q="a cat", k=12)["results"]
     assert cat[0]["strong"] and not cat[-1]["strong"]
     assert not any(r["strong"] for r in search(client, q="asdfghjkl qwerty")["results"])
 
 
-def test_not_similar_and_sort(client):  # noqa: ANN001
+def test_not_similar_and_sort(client):
     cat = search(client, q="a cat", k=1)["results"][0]
     similar = search(client, similar=cat["id"], k=11)
     assert cat["id"] not in {r["id"] for r in similar["results"]} and similar["query"] is None
@@ -49,7 +49,7 @@ def test_not_similar_and_sort(client):  # noqa: ANN001
     assert strong == sorted(strong, reverse=True)
 
 
-def test_filters(client, library):  # noqa: ANN001
+def test_filters(client, library):
     assert search(client, q="a cat", folder=str(library))["results"]
     assert search(client, q="a cat", folder=str(library / "elsewhere"))["results"] == []
     assert search(client, q="a cat", camera="no such camera")["results"] == []
@@ -59,7 +59,7 @@ def test_filters(client, library):  # noqa: ANN001
     assert low and all(r["score"] >= 0.2 for r in low)
 
 
-def test_post_takes_the_same_fields(client, library):  # noqa: ANN001
+def test_post_takes_the_same_fields(client, library):
     data = (library / "espresso_cup.png").read_bytes()
     r = client.post("/api/search?k=2&offset=1", data={
         "image": (io.BytesIO(data), "cup.png"), "q": "a cup", "image_weight": "2"},
@@ -86,13 +86,13 @@ def test_post_takes_the_same_fields(client, library):  # noqa: ANN001
     ({"q": "cat - cat"}, "cancel each other out"),
     ({"not": "people"}, "the query is empty"),
 ])
-def test_bad_values_are_one_clear_400(client, params, message):  # noqa: ANN001
+def test_bad_values_are_one_clear_400(client, params, message):
     r = client.get("/api/search", query_string=params)
     assert r.status_code == 400, r.get_json()
     assert set(r.get_json()) == {"error"} and message in r.get_json()["error"]
 
 
-def test_photo_details(client, library):  # noqa: ANN001
+def test_photo_details(client, library):
     cat = search(client, q="a cat", k=1)["results"][0]
     r = client.get(f"/api/photos/{cat['id']}")
     info = r.get_json()
@@ -104,14 +104,14 @@ def test_photo_details(client, library):  # noqa: ANN001
     assert client.get("/api/photos/999999").status_code == 404
 
 
-def test_facets(client, library):  # noqa: ANN001
+def test_facets(client, library):
     facets = client.get("/api/facets").get_json()
     assert facets["folders"] == [{"path": str(library), "count": 12}]
     assert facets["cameras"] == []
     assert facets["dates"]["oldest"] <= facets["dates"]["newest"]
 
 
-def test_warm_up_loads_the_model_before_the_first_query(indexed):  # noqa: ANN001
+def test_warm_up_loads_the_model_before_the_first_query(indexed):
     from search.engine import Engine
     from webui import create_app, queries
 

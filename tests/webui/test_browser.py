@@ -29,7 +29,7 @@ sync_api = pytest.importorskip(
 expect = sync_api.expect
 
 
-def serve(config, engine):  # noqa: ANN001, ANN201
+def serve(config, engine):
     from webui.serve import build_server
 
     srv = build_server(config, host="127.0.0.1", port=0, token=TOKEN, engine=engine)
@@ -38,7 +38,7 @@ def serve(config, engine):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def server(indexed, offline):  # noqa: ANN001, ANN201
+def server(indexed, offline):
     """The real threaded server on a free port, with a token so the cookie flow is exercised."""
     from search.engine import Engine
 
@@ -51,7 +51,7 @@ def server(indexed, offline):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201
+def browser():
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -63,12 +63,12 @@ def browser():  # noqa: ANN201
 
 
 @pytest.fixture
-def shots(tmp_path) -> Path:  # noqa: ANN001
+def shots(tmp_path) -> Path:
     """WEBUI_SCREENSHOT_DIR keeps the screenshots for a person to look at."""
     return Path(os.environ.get("WEBUI_SCREENSHOT_DIR", tmp_path))
 
 
-def open_page(browser, server: str, path: str = "/", **context):  # noqa: ANN001, ANN003, ANN201
+def open_page(browser, server: str, path: str = "/", **context):
     """A page in a fresh context, signed in with ?token=, collecting console errors."""
     context.setdefault("viewport", {"width": 1280, "height": 800})
     page = browser.new_context(**context).new_page()
@@ -81,7 +81,7 @@ def open_page(browser, server: str, path: str = "/", **context):  # noqa: ANN001
     return page
 
 
-def images_loaded(page, selector: str = "#results img") -> list[int]:  # noqa: ANN001
+def images_loaded(page, selector: str = "#results img") -> list[int]:
     """Natural widths once every image has loaded (polled from here: wait_for_function
     needs eval, which the page's CSP forbids)."""
     images = page.locator(selector)
@@ -92,16 +92,16 @@ def images_loaded(page, selector: str = "#results img") -> list[int]:  # noqa: A
     return images.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
 
 
-def photo_param(page) -> str | None:  # noqa: ANN001
+def photo_param(page) -> str | None:
     found = re.search(r"[?&]photo=(\d+)", page.url)
     return found.group(1) if found else None
 
 
-def tile_ids(page) -> list[str]:  # noqa: ANN001
+def tile_ids(page) -> list[str]:
     return page.locator("#results .result").evaluate_all("ts => ts.map(t => t.dataset.id)")
 
 
-def test_a_session_with_the_mouse(browser, server, library, shots):  # noqa: ANN001
+def test_a_session_with_the_mouse(browser, server, library, shots):
     page = open_page(browser, server)
     box = page.locator(".search input[name=q]")
     assert box.evaluate("el => el === document.activeElement")  # autofocus
@@ -203,7 +203,7 @@ def test_a_session_with_the_mouse(browser, server, library, shots):  # noqa: ANN
     assert page.errors == []
 
 
-def test_keyboard_only(browser, server):  # noqa: ANN001
+def test_keyboard_only(browser, server):
     page = open_page(browser, server, "/?q=a+cat")
     ids = tile_ids(page)
     for _ in range(12):  # from the search box, Tab along to the first photo
@@ -239,7 +239,7 @@ def test_keyboard_only(browser, server):  # noqa: ANN001
     assert page.errors == []
 
 
-def test_without_javascript(browser, server):  # noqa: ANN001
+def test_without_javascript(browser, server):
     """Every state is a server-rendered URL: the page works with scripts off."""
     page = open_page(browser, server, "/?q=a+cat&k=5", java_script_enabled=False)
     ids = tile_ids(page)
@@ -264,12 +264,12 @@ def test_without_javascript(browser, server):  # noqa: ANN001
     expect(page.locator("h1.summary img.source")).to_be_visible()
 
 
-def no_horizontal_scroll(page) -> bool:  # noqa: ANN001
+def no_horizontal_scroll(page) -> bool:
     return page.evaluate(
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
-def test_phone(browser, server, shots):  # noqa: ANN001
+def test_phone(browser, server, shots):
     phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
              "device_scale_factor": 3}
     for scheme in ("light", "dark"):
@@ -310,7 +310,7 @@ def axe_path() -> Path:
     return AXE
 
 
-def axe_violations(page) -> list[str]:  # noqa: ANN001
+def axe_violations(page) -> list[str]:
     page.add_script_tag(path=str(axe_path()))
     found = page.evaluate("axe.run().then(r => r.violations.map(v => "
                           "v.id + ': ' + v.help + ' at ' + v.nodes.map(n => n.target).join(' ')))")
@@ -318,7 +318,7 @@ def axe_violations(page) -> list[str]:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_accessibility(browser, server, shots, scheme):  # noqa: ANN001
+def test_accessibility(browser, server, shots, scheme):
     # bypass_csp: only so that axe's script can be injected into the page.
     page = open_page(browser, server, color_scheme=scheme, bypass_csp=True)
     assert axe_violations(page) == [], "home"
@@ -339,7 +339,7 @@ def test_accessibility(browser, server, shots, scheme):  # noqa: ANN001
     assert page.errors == []
 
 
-def test_first_search_loads_the_model(browser, indexed, capsys):  # noqa: ANN001
+def test_first_search_loads_the_model(browser, indexed, capsys):
     """A server that has not loaded its model yet says so on the first search. The timings
     are printed for people (tests assert behaviour, never timing)."""
     from search.engine import Engine

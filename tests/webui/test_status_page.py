@@ -9,7 +9,7 @@ from PIL import Image
 BAD = "<img src=x onerror=alert(1)>.jpg"  # a file name is text, never markup
 
 
-def test_status_page_shows_the_counts(client, indexed):  # noqa: ANN001
+def test_status_page_shows_the_counts(client, indexed):
     r = client.get("/status")
     assert r.status_code == 200 and r.mimetype == "text/html"
     html = r.get_data(as_text=True)
@@ -22,7 +22,7 @@ def test_status_page_shows_the_counts(client, indexed):  # noqa: ANN001
     assert not re.search(r"<script(?![^>]*\ssrc=)", html) and " style=" not in html
 
 
-def test_status_page_lists_failures_escaped(make_config, make_app, offline, tmp_path):  # noqa: ANN001
+def test_status_page_lists_failures_escaped(make_config, make_app, offline, tmp_path):
     from sqlalchemy import update
 
     from indexer.pipeline import Indexer
