@@ -49,7 +49,9 @@ class Reference:
     def z_scores(self, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         """z of ``query . v`` for each row v of ``vectors`` against ``reference . v``."""
         v = np.asarray(vectors, dtype=np.float64)
-        spread = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", v, self.cov, v), 1e-12))
+        # (v @ cov) * v summed per row is v·cov·v for each v, through BLAS (a plain
+        # einsum over the three operands ran 100x slower).
+        spread = np.sqrt(np.maximum(((v @ self.cov) * v).sum(axis=1), 1e-12))
         return (v @ query - v @ self.mean) / spread
 
 
