@@ -295,15 +295,10 @@ class Engine:
         return self.search_vector(query, k, exact=exact)
 
     def search_image(
-        self, path: str | Path, k: int | None = None, exact: bool = False
+        self, image: str | Path | bytes, k: int | None = None, exact: bool = False
     ) -> list[Result]:
-        return self.search_vector(self.encode_query_image(path), k, exact=exact)
-
-    def search_image_bytes(
-        self, data: bytes, k: int | None = None, exact: bool = False
-    ) -> list[Result]:
-        """Search by example with an image's bytes (the web UI's upload); no file needed."""
-        return self.search_vector(self.encode_query_image(data), k, exact=exact)
+        """Search by example: an image file's path, or its bytes (an upload)."""
+        return self.search_vector(self.encode_query_image(image), k, exact=exact)
 
     def search_vector(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, request
 from flask_compress import Compress
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +19,7 @@ from search.config import Config
 from search.engine import Engine
 from search.errors import InputError, ModelLoadError, PixseekError
 from webui import auth, queries
+from webui.errors import error_response
 
 MAX_UPLOAD_MB = 20
 log = logging.getLogger(__name__)
@@ -80,43 +81,29 @@ def create_app(config: Config, engine: Engine | None = None, token: str | None =
     return app
 
 
-def _wants_json() -> bool:
-    return request.path.startswith("/api/")
-
-
-def _error(status: int, message: str) -> tuple[Response | str, int]:
-    """JSON for the API (never an HTML page or a traceback), the search page otherwise."""
-    if _wants_json():
-        return jsonify(error=message), status
-    return render_template(
-        "index.html", query=request.args.get("q", ""), error=message, status=status,
-        indexed=None,
-    ), status
-
-
 def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(InputError)
     def _input(exc: InputError):
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
 
     @app.errorhandler(ModelLoadError)
     def _model(exc: ModelLoadError):
-        return _error(503, str(exc))
+        return error_response(503, str(exc))
 
     @app.errorhandler(PixseekError)
     def _pixseek(exc: PixseekError):
         log.error("%s", exc)
-        return _error(500, str(exc))
+        return error_response(500, str(exc))
 
     @app.errorhandler(413)
     def _too_large(_exc: HTTPException):
-        return _error(413, f"the upload is too large: the limit is {MAX_UPLOAD_MB} MB")
+        return error_response(413, f"the upload is too large: the limit is {MAX_UPLOAD_MB} MB")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        return _error(exc.code or 500, exc.description or exc.name)
+        return error_response(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return _error(500, "internal error; the server log has the details")
+        return error_response(500, "internal error; the server log has the details")

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 
 COOKIE = "pixseek_token"
 QUERY_PARAM = "token"
@@ -43,15 +43,9 @@ def _same(given: str, expected: bytes) -> bool:
 
 
 def _refuse(status: int, message: str) -> Response:
-    if request.path.startswith("/api/"):
-        resp = jsonify(error=message)
-    else:
-        resp = Response(
-            "<!doctype html><meta charset=utf-8><title>pixseek</title>"
-            f"<p>{message}</p>",
-            mimetype="text/html",
-        )
-    resp.status_code = status
+    from webui.errors import error_response
+
+    resp = error_response(status, message)
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="pixseek"'
     return resp

@@ -206,18 +206,18 @@ def test_model_that_cannot_load_is_503(indexed, monkeypatch):
     assert client.get("/?q=a+cat").status_code == 503
 
 
-def test_engine_search_image_bytes_and_messages(indexed, offline, library):
+def test_engine_search_image_by_bytes_or_path_and_messages(indexed, offline, library):
     from search.engine import Engine
     from search.errors import InputError
 
     engine = Engine(indexed, encoder=offline)
     data = (library / "chelsea_cat.png").read_bytes()
-    by_bytes = engine.search_image_bytes(data, k=3)
+    by_bytes = engine.search_image(data, k=3)
     by_path = engine.search_image(library / "chelsea_cat.png", k=3)
     assert [r.content_id for r in by_bytes] == [r.content_id for r in by_path]
     assert by_bytes[0].score == pytest.approx(by_path[0].score)
     with pytest.raises(InputError, match="^the uploaded image is not usable: not an image"):
-        engine.search_image_bytes(b"GIF89a nonsense")
+        engine.search_image(b"GIF89a nonsense")
     bad = library / "notes.txt"
     bad.write_text("hello")
     with pytest.raises(InputError, match=f"^the query image {bad} is not usable: not an image"):
