@@ -198,22 +198,36 @@ class Indexer:
         summary: IndexSummary,
         hashers: Executor,
     ) -> None:
+        """One chunk of scanned files: skip the unchanged, hash the rest, reuse stored
+        vectors for known contents, encode the new ones, record the bad files."""
         summary.seen += len(chunk)
-        paths = [s.path for s in chunk]
+        to_hash, stored_content, failures = self._triage(chunk, summary)
+        by_hash = self._hash(to_hash, hashers, failures)
+        reuse, pending = self._match_contents(by_hash, stored_content)
+        if reuse:
+            with self.store.session() as s:
+                self._upsert_files(s, [(f, cid, STATUS_OK, None) for f, cid in reuse])
+            summary.reused += len(reuse)
+        self._record_failures(failures, summary)
+        self._encode_pending(pending, summary)
+
+    def _triage(
+        self, chunk: list[Seen], summary: IndexSummary
+    ) -> tuple[list[Seen], list[tuple[Seen, int]], list[tuple[Seen, str]]]:
+        """(files to hash, unchanged files whose stored content lacks this model's vector,
+        failures); unchanged files that need nothing are only counted."""
         with self.store.session() as s:
             rows = {
                 r.path: r
                 for r in s.execute(
                     select(File.path, File.size, File.mtime_ns, File.status, File.content_id)
-                    .where(File.path.in_(paths))
+                    .where(File.path.in_([seen.path for seen in chunk]))
                 ).all()
             }
             known_ids = [r.content_id for r in rows.values() if r.content_id is not None]
             with_vector = self._contents_with_vector(s, known_ids)
-
         to_hash: list[Seen] = []
         stored_content: list[tuple[Seen, int]] = []
-        pending: dict[str, _Pending] = {}  # by content hash
         failures: list[tuple[Seen, str]] = []
         for seen in chunk:
             row = rows.get(seen.path)
@@ -228,16 +242,26 @@ class Indexer:
                 failures.append((seen, str(BadImage.empty())))
             else:
                 to_hash.append(seen)
+        return to_hash, stored_content, failures
 
-        hashes = list(hashers.map(_safe_hash, (s.path for s in to_hash)))
+    @staticmethod
+    def _hash(
+        files: list[Seen], hashers: Executor, failures: list[tuple[Seen, str]]
+    ) -> dict[str, list[Seen]]:
+        """Files by content hash, read in threads; unreadable ones join ``failures``."""
         by_hash: dict[str, list[Seen]] = {}
-        for seen, digest in zip(to_hash, hashes, strict=True):
+        for seen, digest in zip(files, hashers.map(_safe_hash, (f.path for f in files)),
+                                strict=True):
             if isinstance(digest, BadImage):
                 failures.append((seen, str(digest)))
             else:
                 by_hash.setdefault(digest, []).append(seen)
+        return by_hash
 
-        reuse: list[tuple[Seen, int]] = []
+    def _match_contents(
+        self, by_hash: dict[str, list[Seen]], stored_content: list[tuple[Seen, int]]
+    ) -> tuple[list[tuple[Seen, int]], list[_Pending]]:
+        """(files that reuse a content's stored vector, contents still to encode)."""
         with self.store.session() as s:
             if stored_content:  # unchanged files: their stored hash spares a re-read
                 hash_of = dict(
@@ -254,19 +278,15 @@ class Indexer:
                 .all()
             )
             have = self._contents_with_vector(s, list(known.values()))
+        reuse: list[tuple[Seen, int]] = []
+        pending: list[_Pending] = []
         for digest, files in by_hash.items():
             cid = known.get(digest)
             if cid is not None and cid in have:
                 reuse.extend((f, cid) for f in files)
             else:
-                pending[digest] = _Pending(files, digest, cid)
-
-        if reuse:
-            with self.store.session() as s:
-                self._upsert_files(s, [(f, cid, STATUS_OK, None) for f, cid in reuse])
-            summary.reused += len(reuse)
-        self._record_failures(failures, summary)
-        self._encode_pending(list(pending.values()), summary)
+                pending.append(_Pending(files, digest, cid))
+        return reuse, pending
 
     def _decode_pool(self, jobs: int) -> Executor | None:
         """Worker processes, started on first need: a run that decodes a handful of files
