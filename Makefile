@@ -12,11 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	# setuptools warns about every flat-layout editable install (a box of asterisks that
-	# reads like a failure); the layout is deliberate, so that one warning is silenced.
+	@# setuptools warns about every flat-layout editable install (a box of asterisks that
+	@# reads like a failure); the layout is deliberate, so that one warning is silenced.
 	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[offline,test]'
-	# OpenAI's BPE vocabulary (tests build a real CLIP tokenizer), taken from the
-	# open-clip-torch wheel without installing it.
+	@# OpenAI's BPE vocabulary (tests build a real CLIP tokenizer), taken from the
+	@# open-clip-torch wheel without installing it.
 	$(PY) -m search.encoders.random_clip fetch >/dev/null
 	touch $@
 
