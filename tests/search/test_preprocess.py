@@ -79,6 +79,18 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
+# A solid image in each mode, and the RGB colour a viewer shows for it.
+SOLID = {
+    "RGB": ((200, 30, 30), (200, 30, 30)),
+    "CMYK": ((0, 255, 255, 0), (255, 0, 0)),  # no cyan, full magenta and yellow: red
+    "L": (128, (128, 128, 128)),
+    "P": (None, (30, 60, 200)),  # a palette image of one blue entry
+    "RGBA": ((200, 30, 30, 255), (200, 30, 30)),
+    "LA": ((128, 0), (255, 255, 255)),  # fully transparent: onto white
+    "1": (1, (255, 255, 255)),
+}
+
+
 @pytest.mark.parametrize(
     ("mode", "fmt", "extra"),
     [
@@ -96,13 +108,26 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
     ],
 )
 def test_formats_and_modes_decode_to_the_model_tensor(tiny_clip, mode, fmt, extra):
-    img = Image.new(mode, (300, 200))
+    """Every mode and format becomes the colour a viewer shows, normalised for the model."""
+    spec = tiny_clip.spec
     if mode == "I;16":
-        img = Image.fromarray((np.arange(300 * 200).reshape(200, 300) % 65536).astype(np.uint16))
-    data = encode(img, fmt, **extra)
-    out = decode(data, tiny_clip.spec)
+        # A 16-bit ramp over the full range: scaled to 8 bits, its mean is mid-grey.
+        img = Image.fromarray(
+            np.linspace(0, 65535, 300 * 200).reshape(200, 300).astype(np.uint16))
+        rgb = (127.5, 127.5, 127.5)
+    elif mode == "P":
+        img = Image.new("P", (300, 200), 0)
+        img.putpalette([30, 60, 200] + [0, 0, 0] * 255)
+        rgb = SOLID["P"][1]
+    else:
+        colour, rgb = SOLID[mode]
+        img = Image.new(mode, (300, 200), colour)
+    out = decode(encode(img, fmt, **extra), spec)
     assert out.pixels.shape == (3, 224, 224) and out.pixels.dtype == np.float32
     assert (out.width, out.height, out.format) == (300, 200, fmt)
+    expected = (np.array(rgb) / 255 - np.array(spec.mean)) / np.array(spec.std)
+    # JPEG and GIF are lossy: a few levels of 255 (0.06 in normalised units).
+    assert out.pixels.mean(axis=(1, 2)) == pytest.approx(expected, abs=0.06), mode
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
