@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from search.config import Config
 from search.engine import Engine
 from search.errors import InputError, ModelLoadError, PixseekError
-from webui import auth, queries
+from webui import auth, service
 from webui.errors import error_response
 
 MAX_UPLOAD_MB = 20
@@ -50,7 +50,7 @@ def create_app(config: Config, engine: Engine | None = None, token: str | None =
     app.json.sort_keys = False  # keep "query" before "results"
     app.config.from_mapping(COMPRESSION)
     # One Engine per app; its model loads on the first query, not here.
-    queries.install(app, engine or Engine(config))
+    service.install(app, engine or Engine(config))
     auth.install(app, token)
 
     from webui import api, photos, status_page, views

@@ -1,19 +1,19 @@
 """The JSON API. Errors are ``{"error": message}`` with a 4xx/5xx status (see create_app).
 
 A search answers ``{"query", "results", "offset", "next_offset"}``; ``next_offset`` is
-null on the last page. The fields it takes are ``queries.FIELDS``.
+null on the last page. The fields it takes are ``service.FIELDS``.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify, request
 
-from webui import openapi, queries
+from webui import openapi, service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-def _answer(query: str | None, outcome: queries.Outcome, **extra) -> Response:
+def _answer(query: str | None, outcome: service.Outcome, **extra) -> Response:
     body = {"query": query, **extra, "results": outcome.results, "offset": outcome.offset,
             "next_offset": outcome.next_offset}
     if outcome.notice:
@@ -26,7 +26,7 @@ def search_text() -> Response:
     """``?q=TEXT&k=N&offset=N&not=TEXT&after=DATE&before=DATE&folder=PATH&camera=TEXT&
     min_score=X&similar=ID&sort=relevance|newest|oldest&exact=1``, all optional but one of
     q and similar: the matching photos, best first (or by date among the strong ones)."""
-    outcome = queries.search(queries.parse_request(request.args))
+    outcome = service.search(service.parse_request(request.args))
     return _answer((request.args.get("q") or "").strip() or None, outcome)
 
 
@@ -34,8 +34,8 @@ def search_text() -> Response:
 def search_image() -> Response:
     """Multipart field ``image`` (the photos most like it), plus any field of GET, from
     the query string or the form; ``image_weight`` weighs the image against ``q``."""
-    data, name = queries.read_upload(request.files.get("image"))
-    outcome = queries.search(queries.parse_request(request.values, upload=data))
+    data, name = service.read_upload(request.files.get("image"))
+    outcome = service.search(service.parse_request(request.values, upload=data))
     return _answer((request.values.get("q") or "").strip() or None, outcome, example=name)
 
 
@@ -43,7 +43,7 @@ def search_image() -> Response:
 def photo(cid: int) -> Response:
     """Everything the store knows of one photo: its paths, size, dimensions, format,
     capture time and camera."""
-    info = queries.photo_details(cid)
+    info = service.photo_details(cid)
     if info is None:
         abort(404, description=f"no indexed photo with id {cid}")
     return jsonify(info)
@@ -52,7 +52,7 @@ def photo(cid: int) -> Response:
 @bp.get("/facets")
 def facets() -> Response:
     """The folders, cameras and date range there are to filter by."""
-    return jsonify(queries.facets())
+    return jsonify(service.facets())
 
 
 @bp.get("/openapi.json")
@@ -63,4 +63,4 @@ def openapi_document() -> Response:
 
 @bp.get("/status")
 def status() -> Response:
-    return jsonify(queries.engine().status())
+    return jsonify(service.engine().status())

@@ -17,7 +17,7 @@ from pathlib import Path
 from search.errors import InputError
 from search.files import atomic_write
 from search.preprocess import BadImage, open_image
-from webui import queries
+from webui import service
 
 KEEP = 200
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -27,7 +27,7 @@ EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "
 
 
 def folder() -> Path:
-    return queries.engine().config.data_path / "examples"
+    return service.engine().config.data_path / "examples"
 
 
 def save(data: bytes) -> str:
@@ -35,7 +35,7 @@ def save(data: bytes) -> str:
     and answer its digest."""
     try:
         # Decoded as the engine would, without the model: the redirect's search encodes it.
-        with open_image(data, queries.engine().config.indexer.max_image_pixels) as img:
+        with open_image(data, service.engine().config.indexer.max_image_pixels) as img:
             img.load()
             fmt = img.format
     except BadImage as exc:

@@ -7,7 +7,7 @@ schemathesis, so it cannot drift from what the routes do.
 from __future__ import annotations
 
 from search.query import SORTS
-from webui.queries import MAX_K, MAX_OFFSET
+from webui.service import MAX_K, MAX_OFFSET
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 NULLABLE_INT = {"type": "integer", "nullable": True}

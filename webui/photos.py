@@ -20,7 +20,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, send_file, url_for
 
 from search.store import Content
-from webui import queries, thumbs
+from webui import service, thumbs
 
 bp = Blueprint("photos", __name__)
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ def thumb_urls(cid: int, content_hash: str) -> dict:
 
 
 def _located(cid: int) -> tuple[Path, Content]:
-    found = queries.photo_file(cid)
+    found = service.photo_file(cid)
     if found is None:
         abort(404, description=f"no indexed photo with id {cid} is on disk")
     return found
 
 
 def _thumbnail(cid: int, path: Path, content: Content, size: int) -> Path:
-    config = queries.engine().config
+    config = service.engine().config
     try:
         thumb_path = thumbs.thumbnail(
             path, config.data_path / "thumbs", content.hash, config.indexer.max_image_pixels,

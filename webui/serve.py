@@ -23,7 +23,7 @@ from werkzeug.serving import get_sockaddr, select_address_family
 from search.config import Config
 from search.engine import Engine
 from search.errors import InputError, PixseekError
-from webui import create_app, queries
+from webui import create_app, service
 from webui.auth import QUERY_PARAM, is_loopback
 
 
@@ -136,7 +136,7 @@ def run(
         print(f"pixseek: serving {url_for_server(server, token)} with {server.threads} threads "
               "(Ctrl+C to stop)", file=sys.stderr)
         # Load the model while the first person is still typing, not after they press Enter.
-        threading.Thread(target=queries.warm_up, args=(server.app,), daemon=True,
+        threading.Thread(target=service.warm_up, args=(server.app,), daemon=True,
                          name="pixseek-warm-up").start()
         try:
             server.serve_forever()

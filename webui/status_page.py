@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from webui import queries
+from webui import service
 
 bp = Blueprint("status_page", __name__)
 
@@ -26,7 +26,7 @@ def index_summary(index: dict, current: bool) -> str:
 
 @bp.get("/status")
 def status() -> str:
-    info = queries.engine().status()
+    info = service.engine().status()
     return render_template(
         "status.html", info=info, index_state=index_summary(info["index"], info["index_current"])
     )

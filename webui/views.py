@@ -28,7 +28,7 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 
 from search.errors import InputError
-from webui import examples, queries
+from webui import examples, service
 from webui.auth import QUERY_PARAM
 from webui.photos import EXTRA_TYPES, YEAR
 
@@ -41,7 +41,7 @@ FACETS_TTL = 60.0  # seconds: listing the folders reads every path in the store
 
 def model_loaded() -> bool:
     """Whether the first search will have to load the model first (seconds, not ms)."""
-    return queries.engine()._encoder is not None
+    return service.engine()._encoder is not None
 
 
 @bp.app_template_global()
@@ -58,10 +58,10 @@ def page_url(**changes) -> str:
 
 
 def facets() -> dict:
-    """``queries.facets()``, reused for a minute: it costs a read of every path."""
+    """``service.facets()``, reused for a minute: it costs a read of every path."""
     cached = current_app.extensions.get(FACETS_KEY)
     if cached is None or time.monotonic() - cached[0] > FACETS_TTL:
-        cached = (time.monotonic(), queries.facets())
+        cached = (time.monotonic(), service.facets())
         current_app.extensions[FACETS_KEY] = cached
     return cached[1]
 
@@ -91,11 +91,11 @@ def filesize(size: int | None) -> str:
 
 
 def _page(**context) -> str:
-    eng = queries.engine()
+    eng = service.engine()
     context.setdefault("query", "")
     return render_template(
         "index.html",
-        indexed=queries.indexed_count(),
+        indexed=service.indexed_count(),
         model=eng.model_id,
         model_loaded=model_loaded(),
         **context,
@@ -108,7 +108,7 @@ def _photo(raw: str | None, results: list[dict]) -> dict | None:
         return None
     if not raw.isdigit() or int(raw) > 2**63 - 1:
         raise InputError(f"photo must be a photo id (a whole number), not {raw!r}")
-    info = queries.photo_details(int(raw))
+    info = service.photo_details(int(raw))
     if info is None:
         abort(404, description=f"no indexed photo with id {raw}")
     ids = [r["id"] for r in results]
@@ -123,7 +123,7 @@ def _photo(raw: str | None, results: list[dict]) -> dict | None:
 def _source(similar: str | None) -> dict | None:
     """The photo a "similar" search starts from, to show it ("Photos like <img>")."""
     if similar and similar.strip().isdigit():
-        return queries.photo_details(int(similar))
+        return service.photo_details(int(similar))
     return None
 
 
@@ -131,10 +131,10 @@ def _source(similar: str | None) -> dict | None:
 def index() -> str:
     args = request.args
     digest = args.get("example")
-    if not (queries.is_search(args) or digest):
+    if not (service.is_search(args) or digest):
         return _page(photo=_photo(args.get("photo"), []))
     upload = examples.load(digest) if digest else None
-    outcome = queries.search(queries.parse_request(args, upload=upload))
+    outcome = service.search(service.parse_request(args, upload=upload))
     return _page(
         query=args.get("q", ""), outcome=outcome, similar=args.get("similar"),
         source=_source(args.get("similar")), photo=_photo(args.get("photo"), outcome.results),
@@ -150,11 +150,11 @@ def index() -> str:
 @bp.post("/")
 def search_by_example() -> Response:
     """Store the upload, then answer with the URL of its search (303: the browser GETs it)."""
-    data, name = queries.read_upload(request.files.get("image"))
-    queries.parse_request(request.form, upload=data)  # a bad field is a 400 here, not later
+    data, name = service.read_upload(request.files.get("image"))
+    service.parse_request(request.form, upload=data)  # a bad field is a 400 here, not later
     digest = examples.save(data)
     fields = [(k, v) for k, v in request.form.items(multi=True)
-              if (k in queries.FIELDS or k == "image_weight") and v != ""]
+              if (k in service.FIELDS or k == "image_weight") and v != ""]
     return redirect(url_for("views.index") + "?" + urlencode(
         [("example", digest), ("name", name), *fields]), 303)
 

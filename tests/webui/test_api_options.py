@@ -113,13 +113,13 @@ def test_facets(client, library):
 
 def test_warm_up_loads_the_model_before_the_first_query(indexed):
     from search.engine import Engine
-    from webui import create_app, queries
+    from webui import create_app, service
 
     engine = Engine(indexed)  # no encoder yet: serve's engine loads it on demand
     try:
         app = create_app(indexed, engine)
         assert engine._encoder is None
-        queries.warm_up(app)
+        service.warm_up(app)
         assert engine._encoder is not None and engine._text_reference is not None
         body = app.test_client().get("/api/search?q=a+cat&k=1").get_json()
         assert Path(body["results"][0]["path"]).name == "chelsea_cat.png"

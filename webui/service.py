@@ -1,7 +1,8 @@
-"""What the page and the API ask of the app's one Engine: searches, counts, photo files.
+"""The app's service layer: what the pages and the API ask of its one Engine (searches,
+counts, photo files, facets).
 
-Both blueprints go through here so they validate, lock and report the same way. The lock
-serialises model calls and index refreshes: Flask's dev server runs requests in threads and
+Every blueprint goes through here so they validate, lock and report the same way. The lock
+serialises model calls and index refreshes: the server runs requests in threads and
 neither a torch model nor a FAISS index being caught up is safe to share mid-update.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from flask import Flask, current_app, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from search import query as queries
+from search import query
 from search.engine import Engine, Result
 from search.errors import InputError
 from search.query import SearchRequest
@@ -114,7 +115,7 @@ def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest
     if upload is not None:
         weight = _number(args.get("image_weight"), "image_weight", float, 0.01, 100) or 1
         images.append(upload if weight == 1 else (weight, upload))
-    return queries.build(
+    return query.build(
         args.get("q"),
         images=images,
         similar=[s for s in args.getlist("similar") if s.strip()],
