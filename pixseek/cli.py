@@ -274,6 +274,7 @@ def classify(ctx: click.Context, image, labels, as_json) -> None:
 def status(ctx: click.Context, as_json) -> None:
     """What is indexed, what failed and why, per model."""
     from search.engine import Engine
+    from search.vectors import describe_line
 
     engine = Engine(_config(ctx))
     try:
@@ -289,15 +290,7 @@ def status(ctx: click.Context, as_json) -> None:
         f"files:      {info['files']} seen, {info['indexed']} indexed, {info['failed']} failed, "
         f"{info['pending']} waiting for this model"
     )
-    index = info["index"]
-    shape = f"{index['kind']} ({index['requested']})"
-    if index.get("snapshot_vectors"):
-        shape += f", {index['snapshot_vectors']} vectors in {index['bytes'] / 2**20:.1f} MiB"
-    for depth in ("nprobe", "efSearch"):
-        if depth in index:
-            shape += f", {depth} {index[depth]} (recall@10 {index['tuned_recall']} when tuned)"
-    state = "current" if info["index_current"] else "rebuilt on next open"
-    click.echo(f"index:      {shape}; {state}")
+    click.echo(f"index:      {describe_line(info['index'], info['index_current'])}")
     for model, m in info["models"].items():
         click.echo(f"  {model}: {m['vectors']} vectors, {m['files_indexed']} files")
     for f in info["failures"]:
