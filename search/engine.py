@@ -194,9 +194,9 @@ class Engine:
             if term.kind == "image":
                 parts.append((term.weight, self.encode_query_image(term.value)))
             elif term.kind == "similar":
-                cid = self._library_photo(term.value)
+                cid, vector = self._library_photo(term.value)
                 sources.add(cid)
-                parts.append((term.weight, self.store.vectors(self.model_id, [cid])[cid]))
+                parts.append((term.weight, vector))
         total = sum(w * v.astype(np.float64) for w, v in parts)
         norm = float(np.linalg.norm(total))
         # Relative: the same text encoded twice in one batch differs by float noise.
@@ -204,8 +204,8 @@ class Engine:
             raise InputError("the query's terms cancel each other out: change a weight")
         return (total / norm).astype(np.float32), sources
 
-    def _library_photo(self, ref: str | int | bytes) -> int:
-        """A content id from an id or the path of an indexed file, with a vector."""
+    def _library_photo(self, ref: str | int | bytes) -> tuple[int, np.ndarray]:
+        """A content id from an id or the path of an indexed file, and its vector."""
         cid: int | None = None
         if isinstance(ref, int):
             cid = ref if 0 <= ref < 2**63 else None  # SQLite's integer range
@@ -214,13 +214,14 @@ class Engine:
                 cid = self.store.content_for_path(str(Path(str(ref)).expanduser().resolve()))
             except (OSError, ValueError, RuntimeError):  # a NUL byte, too long, "~nobody"
                 cid = None
-        if cid is None or not self.store.vectors(self.model_id, [cid]):
+        vector = self.store.vectors(self.model_id, [cid]).get(cid) if cid is not None else None
+        if vector is None:
             raise InputError(
                 f"similar: {ref} is not a photo in the library indexed with {self.model_id} "
                 "(give an id from a search result, or the path of an indexed photo; "
                 "for any other image use --image)"
             )
-        return cid
+        return cid, vector
 
     def _strong(self, query: np.ndarray, cids: list[int], text_led: bool) -> np.ndarray:
         if not cids:
