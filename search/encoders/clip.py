@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,7 +70,7 @@ def _load_error(name: str, exc: Exception) -> ModelLoadError:
     if Path(name).expanduser().exists():
         hint = (
             "the folder must hold a transformers CLIP checkpoint "
-            "(config.json, weights, tokenizer, preprocessor_config.json)"
+            "(config.json, weights, tokenizer, image processor settings)"
         )
     else:
         hint = (
@@ -85,7 +84,7 @@ def _load_error(name: str, exc: Exception) -> ModelLoadError:
 class ClipEncoder(Encoder):
     def __init__(self, name: str, device: str = "auto", fp16: bool = True) -> None:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.utils import cached_file
+        from transformers.image_processing_utils import ImageProcessingMixin
 
         from search.encoders import canonical_model_id
 
@@ -106,7 +105,9 @@ class ClipEncoder(Encoder):
                 local_only = False
             kw = {"local_files_only": local_only}
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-            proc_file = cached_file(source, "preprocessor_config.json", **kw)
+            # transformers' own resolver: preprocessor_config.json, or the image processor
+            # section of the processor_config.json that CLIPProcessor.save_pretrained writes.
+            proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
             self.model = AutoModel.from_pretrained(source, dtype=self.dtype, **kw)
         except (OSError, ValueError, KeyError) as exc:
             raise _load_error(name, exc) from None
@@ -116,7 +117,8 @@ class ClipEncoder(Encoder):
                 "image-text model (it has no image and text towers)"
             )
         self.model.to(self.device).eval()
-        self.spec = spec_from_processor_config(json.loads(Path(proc_file).read_text()))
+        self.processor_config = proc_cfg  # kept so a fine-tuned copy can save it as is
+        self.spec = spec_from_processor_config(proc_cfg)
         self.model_type = config.model_type
         # Vectors are tagged with the hub id, or the absolute folder of a local checkpoint.
         self.model_id = source

@@ -109,3 +109,22 @@ def test_offline_label_vectors_cache_matches_a_fresh_computation(offline, tmp_pa
     assert len(list((tmp_path / "pixseek").glob("offline-labels-*.npy"))) == 1
     np.testing.assert_array_equal(offline._label_vectors(), first)  # read back
     np.testing.assert_allclose(first, offline.label_vectors.cpu().numpy(), atol=1e-5)
+
+
+def test_folder_saved_the_way_transformers_saves_a_clip_processor_loads(tiny_clip_dir, tmp_path,
+                                                                         tiny_clip, samples):
+    """CLIPProcessor.save_pretrained writes processor_config.json and no
+    preprocessor_config.json; transformers resolves either, so pixseek must too."""
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder = tmp_path / "saved"
+    CLIPModel.from_pretrained(tiny_clip_dir).save_pretrained(folder)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor.from_pretrained(tiny_clip_dir),
+                              tokenizer=CLIPTokenizer.from_pretrained(tiny_clip_dir))
+    processor.save_pretrained(folder)
+    assert not (folder / "preprocessor_config.json").exists()
+
+    encoder = load_encoder(str(folder), device="cpu")
+    assert encoder.spec == tiny_clip.spec
+    image = [Image.open(samples[0].path)]
+    assert np.allclose(encoder.encode_images(image), tiny_clip.encode_images(image), atol=1e-5)
