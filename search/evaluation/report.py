@@ -8,7 +8,9 @@ where each direction dict is what ``retrieval_metrics`` returns ("R@k" fractions
 ``{"source": str, "text_to_image": {"R@1": {"ours", "published", "diff"}, ...},
 "image_to_text": {...}}``. When given, a "Pub R@k" column per recall shows the published
 value and our difference in points, e.g. ``58.8 (+0.3)``; models without an entry show
-"-". Recalls are printed as percentages with one decimal.
+"-". Recalls are printed as percentages with one decimal. With several models, every model
+after the first shows its gain over the first in points, e.g. ``52.9 (+42.2)``, so
+``--model BASE --model TUNED`` reads as what fine-tuning bought.
 """
 
 from __future__ import annotations
@@ -73,13 +75,15 @@ def _rows(
     if comparisons:
         header += [f"Pub {k}" for k in recalls]
     rows = []
-    for model, metrics in models.items():
+    first = next(iter(models.values()))
+    for i, (model, metrics) in enumerate(models.items()):
         for key, plain, fancy in _DIRECTIONS:
             ours = metrics.get(key)
             if ours is None:
                 continue
             row = [str(model), fancy if markdown else plain]
-            row += [_pct(ours.get(k)) for k in recalls]
+            base = (first.get(key) or {}) if i else {}
+            row += [_pct(ours.get(k)) + _gain(ours.get(k), base.get(k)) for k in recalls]
             row.append(_rank(ours.get("median_rank")))
             if comparisons:
                 theirs = (comparisons.get(model) or {}).get(key) or {}
@@ -102,6 +106,10 @@ def _recall_keys(models: dict) -> list[str]:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _gain(value: float | None, base: float | None) -> str:
+    return "" if value is None or base is None else f" ({100 * (value - base):+.1f})"
 
 
 def _rank(value: float | None) -> str:

@@ -39,7 +39,9 @@ def test_table_has_models_and_percentages():
     row = lines[2].split()
     assert row == ["openai/clip-vit-base-patch32", "text->image", "59.1", "83.4", "90.0", "1"]
     assert lines[3].split()[1:] == ["image->text", "78.1", "95.0", "98.2", "1"]
-    assert lines[4].split() == ["my-small-model", "text->image", "12.3", "34.6", "50.0", "10.5"]
+    # A later model shows its gain over the first in points: the base-vs-tuned comparison.
+    assert lines[4].split() == ["my-small-model", "text->image", "12.3", "(-46.8)", "34.6",
+                                "(-48.9)", "50.0", "(-40.0)", "10.5"]
     # Numbers are right-aligned: every row has the same length.
     assert len({len(line) for line in lines[2:]}) == 1
 
@@ -50,7 +52,8 @@ def test_markdown_table():
     assert lines[0] == "| Model | Direction | R@1 | R@5 | R@10 | medR |"
     assert lines[1] == "| --- | --- | ---: | ---: | ---: | ---: |"
     assert lines[2] == "| openai/clip-vit-base-patch32 | text → image | 59.1 | 83.4 | 90.0 | 1 |"
-    assert "| my-small-model | image → text | 20.0 | 40.0 | 60.0 | 7 |" in lines
+    gains = "| 20.0 (-58.1) | 40.0 (-55.0) | 60.0 (-38.2) | 7 |"
+    assert f"| my-small-model | image → text {gains}" in lines
 
 
 def test_comparison_columns():
