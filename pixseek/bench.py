@@ -27,23 +27,6 @@ from search.files import atomic_write
 from search.store import Store
 
 TEXT_BATCH = 256
-MAX_MISSING_SHOWN = 5
-
-
-def image_paths(captions: CaptionSet, images_dir: Path) -> list[Path]:
-    """Absolute image paths in caption-set order; every one must exist."""
-    if not images_dir.is_dir():
-        raise InputError(f"the images folder {images_dir} does not exist")
-    paths = [images_dir / rel for rel in captions.images]
-    missing = [str(rel) for rel, p in zip(captions.images, paths, strict=True) if not p.is_file()]
-    if missing:
-        more = " ..." if len(missing) > MAX_MISSING_SHOWN else ""
-        listed = ", ".join(missing[:MAX_MISSING_SHOWN]) + more
-        raise InputError(
-            f"{len(missing)} of {len(paths)} images named in {captions.name} are missing "
-            f"from {images_dir}: {listed}"
-        )
-    return paths
 
 
 def stored_image_vectors(store: Store, model: str, paths: list[Path]) -> np.ndarray:
@@ -86,7 +69,7 @@ def run_retrieval(
 ) -> tuple[dict, dict]:
     """Returns (results, comparisons) ready for search.evaluation.report."""
     captions = load_caption_set(captions_file, split=split)
-    paths = image_paths(captions, images_dir)
+    paths = captions.paths(images_dir)
     dataset = dataset or infer_dataset(captions)
     bench_config = config.model_copy(update={"data_dir": config.data_path / "bench"})
     if config.database_url:

@@ -22,6 +22,7 @@ __all__ = ["CaptionSet", "load_caption_set", "IMAGE_COLUMNS", "CAPTION_COLUMNS"]
 IMAGE_COLUMNS = ("image", "filename", "file", "path", "image_path", "file_name", "image_name")
 CAPTION_COLUMNS = ("caption", "text", "sentence", "description", "comment")
 
+MAX_MISSING_SHOWN = 5
 _FORMATS_HINT = (
     "expected a Karpathy split JSON (dataset_flickr30k.json), a COCO captions JSON "
     "(captions_val2017.json) or a CSV/TSV with image and caption columns"
@@ -44,6 +45,22 @@ class CaptionSet:
     @property
     def n_captions(self) -> int:
         return len(self.captions)
+
+    def paths(self, images_dir: str | Path) -> list[Path]:
+        """Absolute image paths in this set's order; every one must exist."""
+        images_dir = Path(images_dir)
+        if not images_dir.is_dir():
+            raise InputError(f"the images folder {images_dir} does not exist")
+        paths = [images_dir / rel for rel in self.images]
+        missing = [rel for rel, p in zip(self.images, paths, strict=True) if not p.is_file()]
+        if missing:
+            more = " ..." if len(missing) > MAX_MISSING_SHOWN else ""
+            listed = ", ".join(missing[:MAX_MISSING_SHOWN]) + more
+            raise InputError(
+                f"{len(missing)} of {len(paths)} images named in {self.name} are missing "
+                f"from {images_dir}: {listed}"
+            )
+        return paths
 
 
 class _Builder:
