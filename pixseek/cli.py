@@ -249,15 +249,20 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
 @cli.command()
 @click.argument("image", type=click.Path())
 @click.argument("labels", nargs=-1, required=True)
+@click.option("--templates", metavar="imagenet|FILE",
+              help="Average each label over prompt templates: CLIP's 80 ImageNet ones, or a "
+                   "file with one template per line, {} where the label goes.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def classify(ctx: click.Context, image, labels, as_json) -> None:
+def classify(ctx: click.Context, image, labels, templates, as_json) -> None:
     """Zero-shot classification of IMAGE among LABELS (softmax of 100 x cosine)."""
     from search.engine import Engine
+    from search.prompts import load_templates
 
+    prompts = load_templates(templates)  # a bad file fails before the model loads
     engine = Engine(_config(ctx))
     try:
-        ranked = engine.classify(image, list(labels))
+        ranked = engine.classify(image, list(labels), prompts)
     finally:
         engine.close()
     if as_json:

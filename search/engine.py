@@ -318,13 +318,18 @@ class Engine:
         return [Result.of(cid, s, photo)
                 for cid, s, photo in self._nearest(query, k, exact, ids=ids)]
 
-    def classify(self, image: str | Path, labels: list[str]) -> list[tuple[str, float]]:
-        """Zero-shot: softmax over logit_scale x cosine(image, label), as in the CLIP paper."""
+    def classify(
+        self, image: str | Path, labels: list[str], templates: list[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Zero-shot: softmax over logit_scale x cosine(image, label), as in the CLIP paper.
+        With ``templates`` (see ``search.prompts``), each label is its prompt ensemble."""
+        from search.prompts import label_embeddings
+
         labels = [self.check_query(label) for label in labels]
         if not labels:
             raise InputError("give at least one label to classify against")
         image_vec = self.encode_query_image(image)
-        text_vecs = self.encoder.encode_texts(labels)
+        text_vecs = label_embeddings(self.encoder, labels, templates)
         logits = self.encoder.logit_scale * (text_vecs @ image_vec)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
