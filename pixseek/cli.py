@@ -430,6 +430,26 @@ def samples(dest) -> None:
     click.echo(f"{len(copied)} photos and {csv}")
 
 
+@bench.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--pairs", default=1000, show_default=True, type=int,
+              help="How many captioned images to draw.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same set.")
+@click.option("--test-fraction", default=0.2, show_default=True, type=float,
+              help="Share of images held out as the test split.")
+def synth(dest, pairs, seed, test_fraction) -> None:
+    """Draw a synthetic captioned set (coloured shapes) into DEST, to train or test offline."""
+    import shlex
+
+    from training.synth import render_synth
+
+    captions = render_synth(Path(dest), pairs, seed=seed, test_fraction=test_fraction)
+    images = captions.parent / "images"
+    click.echo(f"wrote {pairs} images and {captions}; try: pixseek bench retrieval "
+               f"--captions {shlex.quote(str(captions))} --images {shlex.quote(str(images))} "
+               "--split test")
+
+
 @cli.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:

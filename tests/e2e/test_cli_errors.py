@@ -38,6 +38,8 @@ CASES = [
     # classify
     (["classify", "{tmp}/missing.jpg", "a cat"], "cannot read the query image"),
     (["classify", "{tmp}/a-file.txt"], "Missing argument"),
+    (["classify", "--templates", "{tmp}/none.txt", "{tmp}/a-file.txt", "a cat"], "none.txt"),
+    (["classify", "--templates", "{tmp}/a-file.txt", "{tmp}/a-file.txt", "a cat"], "has no {}"),
     # serve
     (["serve", "--port", "70000"], "--port"),
     (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0"),
@@ -49,6 +51,9 @@ CASES = [
     (["bench", "retrieval", "--images", "{tmp}"], "Missing option '--captions'"),
     (["bench", "retrieval", "--captions", "{tmp}/none.csv", "--images", "{tmp}"], "none.csv"),
     (["bench", "samples", "{tmp}/a-file.txt"], "a-file.txt"),
+    (["bench", "synth", "{tmp}/set", "--pairs", "1"], "pairs must be"),
+    (["bench", "synth", "{tmp}/set", "--test-fraction", "1.5"], "test fraction"),
+    (["bench", "synth", "{tmp}"], "not a synthetic set"),
 ]
 
 
