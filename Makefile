@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 DATA ?= ./library-data
 
-.PHONY: setup system-deps demo test bench bench-index bench-scale clean
+.PHONY: setup system-deps demo test bench bench-index bench-scale bench-train finetune-demo clean
 
 # torch is pinned to the CPU build that these machines install from local disk; on a CUDA
 # machine install the CUDA build of torch into the venv first and it is kept.
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install torch==2.13.0
 	@# setuptools warns about every flat-layout editable install (a box of asterisks that
 	@# reads like a failure); the layout is deliberate, so that one warning is silenced.
-	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[offline,test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[offline,train,test]'
 	@# OpenAI's BPE vocabulary (tests build a real CLIP tokenizer), taken from the
 	@# open-clip-torch wheel without installing it.
 	$(PY) -m training.scratch fetch >/dev/null
@@ -61,6 +61,24 @@ bench-index: setup
 # builds the libraries: about 15 minutes on two cores; later runs reuse them).
 bench-scale: setup
 	$(PY) benchmarks/library_scale.py run
+
+# Pre-train a small CLIP from random weights on a synthetic captioned set for about ten
+# minutes, then score the held-out test split against the untrained start.
+SYNTH := $(DATA)/synth
+FINETUNE_EPOCHS ?= 6
+finetune-demo: setup
+	$(VENV)/bin/pixseek bench synth $(SYNTH) --pairs 2000
+	rm -rf $(DATA)/synth-clip
+	$(VENV)/bin/pixseek --data-dir $(DATA) finetune --model small \
+	  --captions $(SYNTH)/captions.json --images $(SYNTH)/images --out $(DATA)/synth-clip \
+	  --epochs $(FINETUNE_EPOCHS) --max-minutes 10 --json bench-out/finetune-demo.json
+	$(VENV)/bin/pixseek --data-dir $(DATA) bench retrieval --split test \
+	  --captions $(SYNTH)/captions.json --images $(SYNTH)/images \
+	  --model $(DATA)/synth-clip/checkpoint/initial --model $(DATA)/synth-clip
+
+# Training pairs/s and peak memory, small and ViT-B/32-shaped CLIP, batch 64.
+bench-train: setup
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(DATA) .pytest_cache

@@ -355,6 +355,53 @@ def gc(ctx: click.Context, as_json) -> None:
         click.echo(f"rewrote the vector index: {index.count} vectors, none pending")
 
 
+@cli.command()
+@click.option("--captions", "captions_file", required=True, type=click.Path(),
+              help="Captions, in any format bench retrieval reads.")
+@click.option("--images", "images_dir", required=True, type=click.Path(),
+              help="Folder the caption file's image paths are relative to.")
+@click.option("--model", "model", required=True,
+              help="Checkpoint to start from (folder, hub id, alias), or a size name for "
+                   "random weights: tiny, small or vit-b-32.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for the trained model (a normal transformers checkpoint).")
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Pairs per step; more gives the loss more negatives.")
+@click.option("--lr", type=float, help="Peak learning rate (default: by --train).")
+@click.option("--train", "mode", type=click.Choice(["all", "text", "image", "proj", "lora"]),
+              default="all", show_default=True, help="What learns.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of images held out for validation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--split", default="train", show_default=True,
+              help="Karpathy split to train on ('all' for every image).")
+@click.option("--resume", is_flag=True, help="Go on with the run in --out after a stop.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Stop after the epoch that passes this much time.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False),
+              help="Also write training.json here.")
+@click.pass_context
+def finetune(ctx: click.Context, captions_file, images_dir, model, out_dir, epochs, batch_size,
+             lr, mode, val_fraction, seed, split, resume, max_minutes, json_file) -> None:
+    """Train a CLIP model contrastively on captioned images; keep the best epoch."""
+    from pixseek.bench import write_atomic
+    from training.finetune import SUMMARY, FinetuneArgs
+    from training.finetune import finetune as train
+
+    args = FinetuneArgs(
+        captions=Path(captions_file), images=Path(images_dir), model=model, out=Path(out_dir),
+        epochs=epochs, batch_size=batch_size, lr=lr, train=mode, val_fraction=val_fraction,
+        seed=seed, split=None if split == "all" else split, resume=resume,
+        max_minutes=max_minutes,
+    )
+    run = train(args, _config(ctx), say=click.echo)
+    best = "the starting model" if run.best_epoch == 0 else f"epoch {run.best_epoch}"
+    click.echo(f"Kept {best} in {out_dir}; use it with --model {out_dir}")
+    if json_file:
+        write_atomic(Path(json_file), (Path(out_dir) / SUMMARY).read_text())
+
+
 @cli.group()
 def db() -> None:
     """Database maintenance."""

@@ -47,8 +47,9 @@ SIZES = {
         text=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
                   num_attention_heads=4),
         vision=dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4,
-                    num_attention_heads=4, patch_size=32),
+                    num_attention_heads=4, patch_size=16),
         projection_dim=128,
+        image_size=112,  # 7x7 patches as at 224 px, a quarter of the pixels to read
     ),
     # The shape of openai/clip-vit-base-patch32: the benchmark's stand-in for its cost.
     "vit-b-32": dict(
@@ -143,7 +144,7 @@ def build_random_clip(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
     dims = SIZES[size]
     config = CLIPConfig(
         text_config=dict(vocab_size=49408, max_position_embeddings=77, **dims["text"]),
-        vision_config=dict(image_size=224, **dims["vision"]),
+        vision_config=dict(image_size=dims.get("image_size", 224), **dims["vision"]),
         projection_dim=dims["projection_dim"],
     )
     torch.manual_seed(seed)
@@ -152,7 +153,10 @@ def build_random_clip(folder: str | Path, size: str = "tiny", seed: int = 0) -> 
     # from_pretrained reads vocab.json + merges.txt in every transformers version and
     # writes tokenizer.json and the special-token settings beside them.
     CLIPTokenizer.from_pretrained(folder).save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(OPENAI_PROCESSOR_CONFIG, indent=2))
+    side = dims.get("image_size", 224)
+    processor = OPENAI_PROCESSOR_CONFIG | {"size": {"shortest_edge": side},
+                                           "crop_size": {"height": side, "width": side}}
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
     return folder
 
 

@@ -1,0 +1,158 @@
+"""Image-caption pairs for training: decoded once, split by image, batched per epoch.
+
+Images go through the indexer's own decode job (the same hash check, decode and model
+preprocessing), so training sees exactly the pixels that search will see. The pixels are
+decoded once into a float16 memory-mapped file beside the checkpoint, so later epochs and a
+resumed run read them back instead of decoding again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job, worker_init
+from search.errors import InputError
+from search.evaluation.captions import CaptionSet
+from search.preprocess import BadImage, PreprocessSpec
+
+MAX_BAD_SHOWN = 3
+
+
+@dataclass
+class Pairs:
+    """Captions, the image each one describes, and every image's pixels."""
+
+    pixels: np.ndarray | _Rows  # float16 [images, 3, H, W]: a memory map, or rows of one
+    captions: list[str]
+    caption_image: np.ndarray  # int64 [captions]: the image row of each caption
+
+    @property
+    def n_images(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def subset(self, images: np.ndarray) -> Pairs:
+        """These images and their captions, renumbered 0..len(images)-1."""
+        row = np.full(self.n_images, -1, dtype=np.int64)
+        row[images] = np.arange(len(images))
+        keep = np.flatnonzero(row[self.caption_image] >= 0)
+        return Pairs(
+            _Rows(self.pixels, images),
+            [self.captions[i] for i in keep],
+            row[self.caption_image[keep]],
+        )
+
+
+class _Rows:
+    """A lazy row selection of a memory map (fancy indexing would copy it all)."""
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
+        self.base, self.rows = base, np.asarray(rows)
+        self.shape = (len(self.rows), *base.shape[1:])
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        picked = self.rows[index]
+        order = np.argsort(picked)  # read the map in file order, then put back
+        out = np.empty((len(picked), *self.base.shape[1:]), dtype=self.base.dtype)
+        out[order] = self.base[picked[order]]
+        return out
+
+
+def data_hash(paths: list[Path], captions: CaptionSet) -> tuple[str, list[str]]:
+    """One digest of every image's bytes and every caption: what a run was trained on.
+
+    Also returns the per-image content hashes, which the decode job checks the bytes by.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    hashes = []
+    for rel, path in zip(captions.images, paths, strict=True):
+        h = content_hash(str(path))
+        hashes.append(h)
+        digest.update(f"{rel}\0{h}\n".encode())
+    for owner, text in zip(captions.caption_image, captions.captions, strict=True):
+        digest.update(f"{owner}\0{text}\n".encode())
+    return digest.hexdigest(), hashes
+
+
+def decode_pixels(
+    paths: list[Path],
+    hashes: list[str],
+    spec: PreprocessSpec,
+    cache: Path,
+    *,
+    max_pixels: int,
+    workers: int,
+) -> np.ndarray:
+    """Every image's model-ready pixels, from ``cache`` when an earlier run decoded them."""
+    if cache.is_file():
+        return np.load(cache, mmap_mode="r")
+    h, w = spec.crop or spec.resize_to or (spec.target_short_side, spec.target_short_side)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial.npy")
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16,
+                                    shape=(len(paths), 3, h, w))
+    jobs = [DecodeJob(str(p), ph, spec, max_pixels, True) for p, ph in zip(paths, hashes,
+                                                                          strict=True)]
+    bad: list[tuple[Path, BadImage]] = []
+    pool = None
+    if workers > 0 and len(jobs) > 64:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=worker_init)
+    try:
+        for i, result in enumerate(ordered_map(pool, run_decode_job, jobs, window=4 * workers
+                                               + 8)):
+            if isinstance(result, BadImage):
+                bad.append((paths[i], result))
+            elif result.pixels is None or result.pixels.shape != (3, h, w):
+                bad.append((paths[i], BadImage("preprocessing gave an unexpected shape")))
+            else:
+                out[i] = result.pixels
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if bad:
+        listed = "; ".join(f"{p}: {reason}" for p, reason in bad[:MAX_BAD_SHOWN])
+        more = " ..." if len(bad) > MAX_BAD_SHOWN else ""
+        raise InputError(f"{len(bad)} training images cannot be used: {listed}{more}")
+    out.flush()
+    del out
+    os.replace(partial, cache)
+    return np.load(cache, mmap_mode="r")
+
+
+def split_by_image(n_images: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                           np.ndarray]:
+    """Train and validation image rows: every caption of an image falls on one side."""
+    if not 0 <= val_fraction < 1:
+        raise InputError(f"--val-fraction must be in [0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(n_images)
+    n_val = int(round(n_images * val_fraction))
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    if n_images - n_val < 1:
+        raise InputError(f"{n_images} images leave none to train on with --val-fraction "
+                         f"{val_fraction}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def epoch_batches(n_captions: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Caption rows in shuffled batches of ``batch_size``; a short last batch is dropped,
+    as CLIP does, since a small batch is an easier contrastive task than the others."""
+    order = rng.permutation(n_captions)
+    return [order[i:i + batch_size] for i in range(0, n_captions - batch_size + 1, batch_size)]
+
+
+def describe(pairs: Pairs) -> str:
+    return f"{pairs.n_images} images, {len(pairs.captions)} captions"
+
+
+def spec_key(spec: PreprocessSpec) -> str:
+    return hashlib.blake2b(json.dumps(spec.__dict__, sort_keys=True, default=str).encode(),
+                           digest_size=6).hexdigest()
