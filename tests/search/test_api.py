@@ -39,7 +39,18 @@ def test_search_imports_neither_indexer_nor_webui():
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                assert top not in {"indexer", "webui", "pixseek"}, f"{path} imports {name}"
+                assert top not in {"indexer", "webui", "pixseek", "training"}, (
+                    f"{path} imports {name}")
+
+
+def test_training_imports_neither_webui_nor_the_cli():
+    for path in (ROOT / "training").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] not in {"webui", "pixseek"}, path
+            if isinstance(node, ast.Import):
+                assert all(a.name.split(".")[0] not in {"webui", "pixseek"}
+                           for a in node.names), path
 
 
 def test_decode_workers_do_not_load_torch():
