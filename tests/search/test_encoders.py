@@ -30,6 +30,13 @@ def test_openai_aliases_name_hub_ids():
     assert ALIASES["ViT-L/14@336px"] == "openai/clip-vit-large-patch14-336"
     assert canonical_model_id("ViT-B/16") == "openai/clip-vit-base-patch16"
     assert canonical_model_id("offline") == OFFLINE_ID
+    # What the aliases are for: vectors tagged with the hub id, and `bench --compare`
+    # finding OpenAI's published numbers for a model named the way OpenAI names it.
+    from search.evaluation.published import published
+
+    for alias in ALIASES:
+        assert published(canonical_model_id(alias), "flickr30k"), alias
+        assert published(canonical_model_id(alias), "coco"), alias
 
 
 def test_unreachable_hub_model_is_one_clear_line():
