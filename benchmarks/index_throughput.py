@@ -20,7 +20,7 @@ what ``openai/clip-vit-base-patch32`` costs) one run measures, in images per sec
   pipeline can do when decoding and the model share the same cores perfectly.
 
 The photos are camera-size JPEGs made from real photographs shipped in installed packages
-(``search.samples.make_benchmark_photos``), cached in ``bench-out/photos/<long side>px``.
+(``benchmarks/photos.py``), cached in ``bench-out/photos/<long side>px``.
 Results go to stdout (a markdown table) and to ``bench-out/index_throughput.{json,md}``.
 With ``--repeats N`` the measurements are interleaved (every figure once per round) and the
 median is reported. Each sample records the CPU share other processes took meanwhile; a
@@ -100,7 +100,8 @@ class CpuWatch:
 
 def prepare_photos(photos_dir: Path, count: int, long_side: int, staging: Path) -> Path:
     """A folder that holds exactly the ``count`` benchmark photos (hard links to the cache)."""
-    from search.samples import make_benchmark_photos
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.photos import make_benchmark_photos
 
     started = time.perf_counter()
     paths = make_benchmark_photos(photos_dir, count=count, long_side=long_side)

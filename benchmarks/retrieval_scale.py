@@ -1,7 +1,7 @@
 """Run time and peak memory of ``pixseek bench retrieval`` at 1k images x 5k captions.
 
 Builds a captioned set from the real sample photos (varied crops and flips, see
-``search.samples.make_benchmark_photos``; each image gets its source photo's three captions
+``benchmarks/photos.py``; each image gets its source photo's three captions
 plus two rephrasings), then runs the real command twice in a fresh data directory: cold
 (every image decoded and encoded) and warm (vectors reused from the bench store). Peak memory
 is the largest sum of RSS over the command's process tree (main process + decode workers),
@@ -28,7 +28,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from search.samples import make_benchmark_photos, sample_photos  # noqa: E402
+from benchmarks.photos import make_benchmark_photos  # noqa: E402
+from search.samples import sample_photos  # noqa: E402
 
 REPHRASE = ("a picture of {}", "{}, seen in a photo")
 

@@ -56,7 +56,7 @@ def test_fast_path_matches_clip_image_processor_on_real_photos(samples, tiny_cli
 
 
 def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, reference):
-    from search.samples import make_benchmark_photos
+    from benchmarks.photos import make_benchmark_photos
 
     photos = make_benchmark_photos(tmp_path, count=8, long_side=4000)
     worst = 0.0

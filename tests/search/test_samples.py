@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
+from benchmarks.photos import make_benchmark_photos
 from search.samples import (
     OPENCV_DOC_DATA,
     SOURCES,
     TSV_PATH,
     SamplePhoto,
     copy_sample_photos,
-    make_benchmark_photos,
     sample_photos,
     write_captions_csv,
 )
