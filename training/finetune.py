@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -32,8 +34,13 @@ from training.scratch import SIZES, build_random_clip
 CHECKPOINT = "checkpoint"
 STATE = "state.pt"
 SUMMARY = "training.json"
+ARGUMENTS = "arguments.json"
 EVAL_BATCH = 128
 KS = (1, 5, 10)
+# What a resumed run must share with the stopped one: the schedule, the optimizer state and
+# the batches all follow from these.
+RESUME_SAME = ("model", "train", "epochs", "batch_size", "lr", "val_fraction", "seed",
+               "split")
 
 
 @dataclass
@@ -114,9 +121,13 @@ def finetune(args: FinetuneArgs, config: Config,
         raise InputError(f"--out {out} is not empty; choose a new folder (training writes a "
                          "model folder there)")
 
+    from_scratch = is_size_name(args.model)
+    lr = args.lr or contrastive.DEFAULT_LR["scratch" if from_scratch else args.train]
+    arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()
+                 if k != "resume"} | {"lr": lr}
+    _same_settings(out, arguments, args.resume)
     captions = load_caption_set(args.captions, split=args.split)
     paths = captions.paths(args.images)
-    from_scratch = is_size_name(args.model)
     encoder = _load(args, out, from_scratch, config)
     model, tokenizer, spec = encoder.model, encoder.tokenizer, encoder.spec
     device = encoder.device
@@ -138,7 +149,6 @@ def finetune(args: FinetuneArgs, config: Config,
     say(f"Training on {data.describe(train_set)}; validating on {data.describe(val_set)}.")
 
     trained = contrastive.prepare_trainable(model, args.train)
-    lr = args.lr or contrastive.DEFAULT_LR["scratch" if from_scratch else args.train]
     optimizer = contrastive.optimizer_for(trained, lr)
     steps_per_epoch = len(train_set.captions) // args.batch_size
     scheduler = contrastive.warmup_cosine(optimizer, steps_per_epoch * args.epochs)
@@ -146,8 +156,7 @@ def finetune(args: FinetuneArgs, config: Config,
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     run = Run(
-        arguments={k: (str(v) if isinstance(v, Path) else v) for k, v in
-                   asdict(args).items() if k != "resume"} | {"lr": lr},
+        arguments=arguments,
         model_id=encoder.model_id if not from_scratch else f"scratch:{args.model}",
         from_scratch=from_scratch, data_hash=digest,
         train={"images": train_set.n_images, "captions": len(train_set.captions)},
@@ -194,6 +203,24 @@ def finetune(args: FinetuneArgs, config: Config,
             break
     _write_summary(out, run)
     return run
+
+
+def _same_settings(out: Path, arguments: dict, resume: bool) -> None:
+    """A resumed run must be the run that stopped; a new one records what it is."""
+    recorded = out / CHECKPOINT / ARGUMENTS
+    if not resume:
+        recorded.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(recorded) as fh:
+            fh.write(json.dumps(arguments, indent=2).encode())
+        return
+    before = json.loads(recorded.read_text())
+    for key in RESUME_SAME:
+        if before.get(key) != arguments.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise InputError(
+                f"{flag} {arguments.get(key)} differs from the stopped run's "
+                f"{before.get(key)}; --resume goes on with the same settings (to train "
+                f"further, start a new --out with --model {out})")
 
 
 def _load(args: FinetuneArgs, out: Path, from_scratch: bool, config: Config) -> ClipEncoder:
@@ -300,11 +327,17 @@ def _epoch_line(record: dict) -> str:
 
 def _save_model(model, encoder: ClipEncoder, out: Path) -> None:
     """A folder every pixseek command loads: weights, tokenizer, image processor settings."""
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    encoder.tokenizer.save_pretrained(out)
-    with atomic_write(out / "preprocessor_config.json") as fh:
-        fh.write(json.dumps(encoder.processor_config, indent=2).encode())
+    # Written beside, then moved in file by file (each move atomic), so a run killed while
+    # saving leaves the previous best epoch's weights whole.
+    staging = out / CHECKPOINT / "saving"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    encoder.tokenizer.save_pretrained(staging)
+    (staging / "preprocessor_config.json").write_text(
+        json.dumps(encoder.processor_config, indent=2))
+    for path in staging.iterdir():
+        os.replace(path, out / path.name)
+    staging.rmdir()
 
 
 def _checkpoint(state_file: Path, trained, optimizer, scheduler, scaler, run: Run,
@@ -329,8 +362,8 @@ def _restore(state_file: Path, trained, optimizer, scheduler, scaler, run: Run,
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    run.curve, run.best_epoch, run.final = (state["run"]["curve"], state["run"]["best_epoch"],
-                                            state["run"]["final"])
+    for key in ("curve", "best_epoch", "final", "pairs_per_second"):
+        setattr(run, key, state["run"][key])
     return state["epoch"] + 1, state["best_score"]
 
 
