@@ -65,7 +65,7 @@ bench-scale: setup
 # Pre-train a small CLIP from random weights on a synthetic captioned set for about ten
 # minutes, then score the held-out test split against the untrained start.
 SYNTH := $(DATA)/synth
-FINETUNE_EPOCHS ?= 6
+FINETUNE_EPOCHS ?= 10
 finetune-demo: setup
 	$(VENV)/bin/pixseek bench synth $(SYNTH) --pairs 2000
 	rm -rf $(DATA)/synth-clip
