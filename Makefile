@@ -3,18 +3,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 DATA ?= ./library-data
+# The FAISS build: cpu (faiss-cpu) or gpu (faiss-gpu; Linux x86-64, CUDA 12), never both:
+# `make setup FAISS=gpu` (after the CUDA build of torch, see the README's GPU section).
+FAISS ?= cpu
+ifeq ($(filter cpu gpu,$(FAISS)),)
+$(error FAISS must be cpu or gpu, not '$(FAISS)')
+endif
+OTHER_FAISS := faiss-$(if $(filter cpu,$(FAISS)),gpu,cpu)
 
 .PHONY: setup system-deps demo test bench bench-index bench-scale bench-train finetune-demo clean
 
 # torch is pinned to the CPU build that these machines install from local disk; on a CUDA
 # machine install the CUDA build of torch into the venv first and it is kept.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-$(FAISS): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
 	@# setuptools warns about every flat-layout editable install (a box of asterisks that
 	@# reads like a failure); the layout is deliberate, so that one warning is silenced.
-	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[offline,train,test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[$(FAISS),offline,train,test]'
+	@# Switching builds: the two share their files, so removing the other one deletes this
+	@# one's too, and this one is installed again.
+	@if $(PY) -m pip show -q $(OTHER_FAISS) 2>/dev/null; then \
+	  $(PIP) uninstall -y $(OTHER_FAISS) && $(PIP) install --force-reinstall --no-deps faiss-$(FAISS); \
+	  rm -f $(VENV)/.installed-$(patsubst faiss-%,%,$(OTHER_FAISS)); fi
 	@# OpenAI's BPE vocabulary (tests build a real CLIP tokenizer), taken from the
 	@# open-clip-torch wheel without installing it.
 	$(PY) -m training.scratch fetch >/dev/null
@@ -29,7 +41,7 @@ $(AXE):
 	  || echo "warning: npm could not install axe-core: the accessibility test will fail"; \
 	else echo "warning: no npm: the accessibility test (axe-core) will skip"; fi
 
-setup: $(VENV)/.installed $(AXE)
+setup: $(VENV)/.installed-$(FAISS) $(AXE)
 
 # Debian packages: more real sample photos (opencv-doc) and the browser the web UI test
 # drives (chromium). Without them the sample set is smaller and the browser test skips.

@@ -68,13 +68,48 @@ def check_torch(facts: Facts) -> Result:
     return OK, f"{torch.__version__}, model.device {asked} -> {device} ({cuda}, {mps_state})"
 
 
-def check_faiss(facts: Facts) -> Result:
-    import faiss
+def faiss_conflict(found: list[tuple[str, str]]) -> str | None:
+    """What to do when more than one FAISS distribution is installed, else None. They
+    overwrite each other's files, so uninstalling one deletes the other's too: the one kept
+    must be reinstalled. A GPU build is kept (it was installed on purpose), faiss-gpu first."""
+    if len(found) < 2:
+        return None
+    names = [name for name, _ in found]
+    gpu = [name for name in names if name.startswith("faiss-gpu")]
+    keep = "faiss-gpu" if "faiss-gpu" in gpu else (gpu or names)[0]
+    version = dict(found)[keep]
+    others = " ".join(name for name in names if name != keep)
+    listed = ", ".join(f"{name} {v}" for name, v in found)
+    return (f"{len(found)} FAISS builds installed ({listed}) that share the faiss package's "
+            f"files; keep one: pip uninstall -y {others} && pip install --force-reinstall "
+            f"--no-deps {keep}=={version} (uninstalling deletes the shared files, so the one "
+            "kept must be reinstalled)")
 
+
+def faiss_status(found: list[tuple[str, str]]) -> Result:
+    """The verdict on the FAISS build in use, given the FAISS distributions installed."""
+    from search.errors import DependencyError
+    from search.faiss_lib import load
+
+    conflict = faiss_conflict(found)
+    try:
+        faiss = load()
+    except DependencyError as exc:
+        return FAIL, conflict or str(exc)
     # A CPU-only build has no get_num_gpus at all.
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     gpu = f"GPU support, {gpus} GPU" if gpus else "CPU only"
-    return OK, f"{faiss.__version__}, {gpu}"
+    source = ", ".join(f"{name} {version}" for name, version in found) or "no pip metadata"
+    detail = f"{faiss.__version__} ({source}), {gpu}"
+    if conflict:
+        return FAIL, f"{detail}: {conflict}"
+    return OK, detail
+
+
+def check_faiss(facts: Facts) -> Result:
+    from search.faiss_lib import distributions
+
+    return faiss_status(distributions())
 
 
 def check_model(facts: Facts) -> Result:

@@ -19,3 +19,8 @@ class ModelLoadError(PixseekError):
 
 class InputError(PixseekError):
     """Bad input from a person: an empty query, a missing file, an unreadable captions file."""
+
+
+class DependencyError(PixseekError):
+    """A required package that is missing or broken: an install problem, not bad input; the
+    message names the pip command that fixes it."""

@@ -21,10 +21,10 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from search.errors import InputError
+from search.faiss_lib import faiss
 from search.store import Removal, Store
 from search.vectors import kinds, snapshot
 from search.vectors.interface import Marks, VectorIndex

@@ -23,10 +23,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-import faiss
 import numpy as np
 
 from search.errors import ConfigError
+from search.faiss_lib import faiss
 
 KINDS = ("auto", "flat", "fp16", "ivf", "hnsw")
 APPROXIMATE = ("ivf", "hnsw")

@@ -25,8 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import faiss
-
+from search.faiss_lib import faiss
 from search.files import atomic_write
 
 log = logging.getLogger(__name__)
