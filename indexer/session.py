@@ -32,4 +32,5 @@ def open_indexer(
     from indexer.pipeline import Indexer  # the pipeline pulls in numpy, faiss and workers
 
     with locked_store(config) as store:
-        yield Indexer(config, store, encoder or load_encoder(config.model), progress=progress)
+        encoder = encoder or load_encoder(config.model, cache_dir=config.data_path)
+        yield Indexer(config, store, encoder, progress=progress)

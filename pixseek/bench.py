@@ -104,7 +104,9 @@ def _evaluate(
 ) -> dict:
     """Index the images with one model, encode the captions, compute the metrics."""
     started = time.perf_counter()
-    encoder = load_encoder(config.model.model_copy(update={"name": name}))
+    encoder = load_encoder(
+        config.model.model_copy(update={"name": name}), cache_dir=config.data_path
+    )
     summary = Indexer(bench_config, store, encoder, progress=progress).index_files(paths)
     image_vecs = stored_image_vectors(store, encoder.model_id, paths)
     text_vecs = encode_captions(encoder, captions.captions)

@@ -15,8 +15,8 @@ import numpy as np
 
 from search import relevance
 from search.config import Config
-from search.encoders import Encoder, canonical_model_id, load_encoder
-from search.errors import InputError
+from search.encoders import Encoder, canonical_model_id, load_encoder, pick_device
+from search.errors import ConfigError, InputError
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
 from search.store import Filter, Photo, Store
@@ -99,7 +99,7 @@ class Engine:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.config.model)
+            self._encoder = load_encoder(self.config.model, cache_dir=self.config.data_path)
             self.model_id = self._encoder.model_id
         return self._encoder
 
@@ -356,7 +356,36 @@ class Engine:
             "models": per_model,
             "database": self.store.engine.url.render_as_string(hide_password=True),
             "data_dir": str(self.config.data_path),
+            "precision": self.precision(),
         }
+
+    def precision(self) -> dict:
+        """The precision the model runs at, without loading it: the loaded encoder's, else
+        the setting, else (``auto``) the choice cached for this model, device and CPU."""
+        from search.encoders.offline import MODEL_ID
+        from search.encoders.precision import cached_choice
+
+        setting = self.config.model.precision
+        if self._encoder is not None:
+            enc = self._encoder
+            return {"setting": setting, "in_use": enc.precision, "reason": enc.precision_reason}
+        if self.model_id == MODEL_ID:
+            return {"setting": setting, "in_use": "fp32", "reason": "the offline model: fp32"}
+        if setting != "auto":
+            return {"setting": setting, "in_use": setting, "reason": "asked for"}
+        try:
+            device = pick_device(self.config.model.device)
+        except ConfigError as exc:
+            return {"setting": setting, "in_use": None, "reason": str(exc)}
+        hit = cached_choice(self.config.data_path, self.model_id, device)
+        if hit is None:
+            return {
+                "setting": setting,
+                "in_use": None,
+                "reason": f"not measured yet on this machine ({device}): measured the first "
+                "time the model is used",
+            }
+        return {"setting": setting, "in_use": hit["precision"], "reason": hit.get("reason", "")}
 
     def __enter__(self) -> Engine:
         return self

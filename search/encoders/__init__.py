@@ -23,14 +23,26 @@ def canonical_model_id(name: str) -> str:
     return str(local.resolve()) if local.is_dir() else name
 
 
-def load_encoder(name, device: str = "auto", fp16: bool = True) -> Encoder:
+def load_encoder(
+    name,
+    device: str = "auto",
+    fp16: bool = True,
+    precision: str | None = None,
+    cache_dir=None,
+) -> Encoder:
     """Load a model by name: ``offline``, an OpenAI alias (``ViT-B/32``), a hub id or a
     folder; or by the configuration's ``model`` section (``load_encoder(config.model)``),
-    which brings its device and precision."""
+    which brings its device and precision.
+
+    ``precision`` (``auto | fp32 | bf16 | fp16 | int8``, see ``search.encoders.precision``)
+    None means fp16 on CUDA when ``fp16``, else fp32. ``auto`` caches its measured choice in
+    ``cache_dir/precision.json`` (pass the data dir; default: the user cache dir)."""
     from search.config import ModelConfig
     from search.encoders.offline import MODEL_ID
 
     if isinstance(name, ModelConfig):
+        if precision is None:
+            precision = name.precision
         name, device, fp16 = name.name, name.device, name.fp16
 
     if name in OFFLINE_NAMES or name == MODEL_ID:
@@ -39,4 +51,4 @@ def load_encoder(name, device: str = "auto", fp16: bool = True) -> Encoder:
         return OfflineEncoder(device=device)
     from search.encoders.clip import ClipEncoder
 
-    return ClipEncoder(name, device=device, fp16=fp16)
+    return ClipEncoder(name, device=device, fp16=fp16, precision=precision, cache_dir=cache_dir)

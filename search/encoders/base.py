@@ -40,6 +40,9 @@ class Encoder(ABC):
     device: str
     # CLIP's learned temperature is ~100; zero-shot classification uses softmax(scale * cos).
     logit_scale: float = 100.0
+    # The numeric precision the model runs at (search.encoders.precision), and why.
+    precision: str = "fp32"
+    precision_reason: str = "this model runs in fp32"
 
     @abstractmethod
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:

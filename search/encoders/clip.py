@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.encoders.precision import apply as apply_precision
+from search.encoders.precision import check_supported, input_dtype
 from search.errors import ModelLoadError
 from search.preprocess import PreprocessSpec
 
@@ -82,7 +85,18 @@ def _load_error(name: str, exc: Exception) -> ModelLoadError:
 
 
 class ClipEncoder(Encoder):
-    def __init__(self, name: str, device: str = "auto", fp16: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        device: str = "auto",
+        fp16: bool = True,
+        precision: str | None = None,
+        cache_dir: str | Path | None = None,
+        min_cosine: float | None = None,
+    ) -> None:
+        """``precision`` None keeps the old rule (fp16 on CUDA when ``fp16``, else fp32);
+        ``auto`` measures once and caches the choice in ``cache_dir/precision.json``
+        (``search.encoders.precision``); ``fp16`` false keeps auto away from fp16."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.image_processing_utils import ImageProcessingMixin
 
@@ -92,7 +106,13 @@ class ClipEncoder(Encoder):
         local = Path(name).expanduser()
         source = canonical_model_id(name)  # a folder resolved, an alias expanded
         self.device = pick_device(device)
-        self.dtype = torch.float16 if (self.device == "cuda" and fp16) else torch.float32
+        reason = "asked for"
+        if precision is None:
+            precision = "fp16" if (self.device == "cuda" and fp16) else "fp32"
+            reason = "not set: fp16 on CUDA when fp16 is allowed, else fp32"
+        if precision != "auto":
+            check_supported(precision, self.device)
+        self.dtype = torch.float32
         try:
             # Local cache first: an offline machine must not wait on network retries.
             try:
@@ -108,7 +128,7 @@ class ClipEncoder(Encoder):
             # transformers' own resolver: preprocessor_config.json, or the image processor
             # section of the processor_config.json that CLIPProcessor.save_pretrained writes.
             proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
-            self.model = AutoModel.from_pretrained(source, dtype=self.dtype, **kw)
+            self.model = AutoModel.from_pretrained(source, dtype=torch.float32, **kw)
         except (OSError, ValueError, KeyError) as exc:
             raise _load_error(name, exc) from None
         if not hasattr(self.model, "get_image_features"):
@@ -125,6 +145,55 @@ class ClipEncoder(Encoder):
         self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
         text_cfg = getattr(config, "text_config", config)
         self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
+        if precision == "auto":
+            precision, reason = self._choose_precision(fp16, cache_dir, min_cosine)
+        self._set_precision(precision, reason)
+
+    def _set_precision(self, precision: str, reason: str) -> None:
+        self.model = apply_precision(self.model, precision)
+        self.dtype = input_dtype(precision)
+        self.precision, self.precision_reason = precision, reason
+
+    def _choose_precision(
+        self, fp16: bool, cache_dir: str | Path | None, min_cosine: float | None
+    ) -> tuple[str, str]:
+        """``auto``: the cached choice for this model, device, CPU and torch, or measure."""
+        from search.encoders import precision as prec
+
+        hit = prec.cached_choice(cache_dir, self.model_id, self.device)
+        if hit is not None:
+            return hit["precision"], f"auto, cached: {hit.get('reason', '')}"
+        batch = prec.sample_batch(self.spec)
+        if batch is None:
+            reason = "auto: no sample photos are installed to check fidelity, so fp32"
+            log.warning("precision %s", reason)
+            return "fp32", reason
+        pixels, captions = batch
+        candidates = [p for p in prec.supported(self.device) if fp16 or p != "fp16"]
+        variant: dict[str, torch.nn.Module] = {}
+
+        def encode(p: str, px: np.ndarray | None, texts: Sequence[str] | None) -> np.ndarray:
+            if p == "fp32":
+                model = self.model
+            else:
+                if p not in variant:
+                    variant.clear()  # one copy at a time
+                    variant[p] = prec.apply(self.model, p, inplace=False)
+                model = variant[p]
+            if px is not None:
+                return self._image_features(model, prec.input_dtype(p), px)
+            return self._text_features(model, texts or [])
+
+        choice = prec.measure(
+            encode, pixels, captions, candidates,
+            min_cosine=prec.MIN_COSINE if min_cosine is None else min_cosine,
+        )
+        variant.clear()
+        prec.write_choice(cache_dir, self.model_id, self.device, choice.as_entry())
+        message = f"precision auto: {choice.reason}"
+        log.info("%s", message)
+        print(message, file=sys.stderr)
+        return choice.precision, f"auto: {choice.reason}"
 
     def _probe_dim(self) -> int:
         h, w = self.spec.crop or self.spec.resize_to or (224, 224)
@@ -136,13 +205,19 @@ class ClipEncoder(Encoder):
         # 4.x returns the tensor itself.
         return out if isinstance(out, torch.Tensor) else out.pooler_output  # type: ignore
 
-    @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, self.dtype)
-        return l2_normalise(self._features(self.model.get_image_features(pixel_values=x)))
+        return self._image_features(self.model, self.dtype, pixels)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self._text_features(self.model, texts)
 
     @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def _image_features(self, model, dtype: torch.dtype, pixels: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, dtype)
+        return l2_normalise(self._features(model.get_image_features(pixel_values=x)))
+
+    @torch.inference_mode()
+    def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:
         # SigLIP was trained on max-length padding; CLIP takes the end-of-text token.
         padding = "max_length" if self.model_type.startswith("siglip") else True
         tokens = self.tokenizer(
@@ -155,4 +230,4 @@ class ClipEncoder(Encoder):
         kwargs = {"input_ids": tokens["input_ids"]}
         if "attention_mask" in tokens and not self.model_type.startswith("siglip"):
             kwargs["attention_mask"] = tokens["attention_mask"]
-        return l2_normalise(self._features(self.model.get_text_features(**kwargs)))
+        return l2_normalise(self._features(model.get_text_features(**kwargs)))

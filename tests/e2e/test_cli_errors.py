@@ -13,6 +13,7 @@ from pixseek.cli import main
 CASES = [
     # global options
     (["--device", "tpu", "status"], "model.device"),
+    (["--precision", "fp8", "status"], "model.precision"),
     (["--config", "{tmp}/missing.yaml", "status"], "missing.yaml"),
     (["--bogus", "status"], "No such option"),
     # index

@@ -1,0 +1,142 @@
+"""``model.precision: auto`` against ``fp32``: what ``pixseek index`` gains on this machine.
+
+Indexes the same folder of sub-megapixel JPEGs (``--count`` photos, ``--long-side`` px, made
+from the real sample photos by ``benchmarks/photos.py``) with a randomly initialised CLIP of
+ViT-B/32 shape, once per precision per round, the precisions interleaved in one run. Each
+index goes through ``indexer.session.open_indexer``, what ``pixseek index`` runs, into a fresh
+data dir (nothing reused). Images/s is ``encoded / seconds`` of the index run; the model load
+is outside the clock. ``auto`` measures its choice the first time (its cost is reported
+apart: a one-time cost per model and machine); later rounds find it cached, as a user does.
+
+    python benchmarks/precision.py                    # 96 photos, 800 px, 2 rounds
+    python benchmarks/precision.py --rounds 3 --precisions fp32 int8 auto
+
+Prints a markdown table and writes ``bench-out/precision.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(f"[precision] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=96)
+    ap.add_argument("--long-side", type=int, default=800)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "auto"])
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from benchmarks.photos import make_benchmark_photos
+    from indexer.session import open_indexer
+    from search.config import load_config
+    from training.scratch import build_random_clip
+
+    out = args.out
+    photos = make_benchmark_photos(
+        out / "photos" / f"{args.long_side}px", count=args.count, long_side=args.long_side
+    )
+    model_dir = out / "models" / "clip-vit-b-32-random"
+    if not (model_dir / "preprocessor_config.json").is_file():
+        log(f"building a random-weight ViT-B/32 CLIP in {model_dir}")
+        build_random_clip(model_dir, size="vit-b-32")
+
+    results: dict[str, list[float]] = {p: [] for p in args.precisions}
+    chosen: dict[str, str] = {}
+    auto_cost: float | None = None
+    with tempfile.TemporaryDirectory(prefix="pixseek-precision-") as tmp:
+        tmp_root = Path(tmp)
+        folder = tmp_root / "photos"
+        folder.mkdir()
+        for p in photos:
+            try:
+                os.link(p, folder / p.name)
+            except OSError:
+                shutil.copy2(p, folder / p.name)
+        empty = tmp_root / "empty.yaml"
+        empty.write_text("{}\n")
+        cache = None  # auto's precision.json from the first round, reused after
+        for rnd in range(args.rounds):
+            for precision in args.precisions:
+                data_dir = tmp_root / f"data-{rnd}-{precision}"
+                data_dir.mkdir()
+                if precision == "auto" and cache is not None:
+                    shutil.copy2(cache, data_dir / "precision.json")
+                config = load_config(
+                    empty,
+                    overrides={
+                        "data_dir": str(data_dir),
+                        "model.name": str(model_dir),
+                        "model.device": "cpu",
+                        "model.precision": precision,
+                        "model.batch_size": args.batch_size,
+                    },
+                    environ={},
+                )
+                t0 = time.perf_counter()
+                with open_indexer(config, progress=False) as indexer:
+                    loaded = time.perf_counter() - t0
+                    summary = indexer.index([str(folder)])
+                    enc = indexer.encoder
+                if summary.encoded != len(photos) or summary.failed:
+                    raise SystemExit(f"did not encode every photo: {summary.as_dict()}")
+                rate = summary.encoded / summary.seconds
+                results[precision].append(rate)
+                chosen[precision] = enc.precision
+                if precision == "auto" and cache is None:
+                    cache = tmp_root / "precision.json"
+                    shutil.copy2(data_dir / "precision.json", cache)
+                    auto_cost = loaded
+                    chosen["auto_reason"] = enc.precision_reason
+                log(f"round {rnd + 1} {precision} ({enc.precision}): {rate:.1f} img/s "
+                    f"(model load {loaded:.1f} s)")
+
+    medians = {p: statistics.median(v) for p, v in results.items()}
+    base = medians.get("fp32")
+    lines = [
+        f"{args.count} photos, {args.long_side} px long side, random ViT-B/32 CLIP, cpu, "
+        f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.rounds} rounds "
+        "interleaved (median)",
+        "",
+        "| precision | runs as | images/s | vs fp32 |",
+        "|---|---|---:|---:|",
+    ]
+    for p, m in medians.items():
+        ratio = f"{m / base:.2f}x" if base else "-"
+        lines.append(f"| {p} | {chosen[p]} | {m:.1f} | {ratio} |")
+    if auto_cost is not None:
+        lines += ["", f"auto, first use: load + measure {auto_cost:.1f} s once; "
+                  f"{chosen.get('auto_reason', '')}"]
+    print("\n".join(lines))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "precision.json").write_text(json.dumps({
+        "runs": results, "medians": medians, "runs_as": chosen, "auto_first_load_s": auto_cost,
+        "count": args.count, "long_side": args.long_side, "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(), "cpu": platform.processor(),
+        "load_average": os.getloadavg(), "torch": torch.__version__,
+    }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""Numeric precision of a loaded CLIP: ``model.precision: auto | fp32 | bf16 | fp16 | int8``.
+
+- ``fp32`` runs the model as loaded; ``bf16`` / ``fp16`` cast its weights (inputs are cast to
+  match); ``int8`` is dynamic quantisation of its ``Linear`` layers (weights int8,
+  activations quantised per batch), CPU only.
+- ``auto`` chooses once per model, device, CPU and torch version, and caches the choice in
+  ``<data_dir>/precision.json``. It encodes real sample photos and their captions at every
+  precision the device supports; a precision is *faithful* when every image and text
+  embedding stays within cosine ``MIN_COSINE`` of fp32's and the top-1 caption -> photo
+  match is the same for every caption (or a photo fp32 scores within ``TOP1_TIE`` of its
+  own top-1: a tie). It then times a batch of those photos at each
+  faithful precision and takes the fastest. fp32 is the fallback, with the reason.
+
+Vectors made at any faithful precision share the fp32 index (one model id): the check that
+admits a precision bounds how far its vectors are from fp32's (docs/architecture.md, Models).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from search.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+SUPPORTED = {
+    "cpu": ("fp32", "bf16", "int8"),
+    "cuda": ("fp32", "fp16", "bf16"),
+    "mps": ("fp32", "fp16"),
+}
+MIN_COSINE = 0.995
+# Two photos whose fp32 scores for a caption differ by less than this are a tie: either is
+# the same top-1. 0.01 cosine is one logit at CLIP's temperature (100). Without it, a model
+# whose retrieval is noise (random weights: top-1 margins of 0.0001-0.004) fails on ties
+# that fp32 itself barely decides; a model that separates its top-1 by more fails on a flip.
+TOP1_TIE = 0.01
+CACHE_NAME = "precision.json"
+SAMPLE_IMAGES = 32  # the timed batch, and the photos the fidelity check encodes
+TIMED_RUNS = 3
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def supported(device: str) -> tuple[str, ...]:
+    return SUPPORTED.get(device, ("fp32",))
+
+
+def check_supported(precision: str, device: str) -> None:
+    """An explicit precision this device cannot run is one ConfigError line."""
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"model.precision: '{precision}' is not one of auto, {', '.join(PRECISIONS)}"
+        )
+    if precision not in supported(device):
+        raise ConfigError(
+            f"model.precision: {precision} is not available on {device} "
+            f"(it supports {', '.join(supported(device))}); use auto or one of those"
+        )
+
+
+def input_dtype(precision: str) -> torch.dtype:
+    """The dtype the model's inputs are cast to (int8 takes float32 activations)."""
+    return DTYPES.get(precision, torch.float32)
+
+
+def apply(model: torch.nn.Module, precision: str, *, inplace: bool = True) -> torch.nn.Module:
+    """``model`` (float32) at ``precision``. ``inplace=False`` leaves ``model`` untouched."""
+    if precision == "fp32":
+        return model if inplace else copy.deepcopy(model)
+    if precision in ("bf16", "fp16"):
+        target = model if inplace else copy.deepcopy(model)
+        return target.to(DTYPES[precision])
+    if precision == "int8":
+        with warnings.catch_warnings():
+            # torch.ao.quantization warns it is deprecated in favour of torchao, which is
+            # not a dependency; quantize_dynamic still works.
+            warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization is deprecated")
+            warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions")
+            return torch.ao.quantization.quantize_dynamic(
+                model, {torch.nn.Linear}, dtype=torch.qint8, inplace=inplace
+            )
+    raise ConfigError(f"model.precision: '{precision}' is not one of {', '.join(PRECISIONS)}")
+
+
+# --- the cache ------------------------------------------------------------------------
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def device_name(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda {torch.cuda.get_device_name()}"
+    return device
+
+
+def cache_key(model_id: str, device: str) -> str:
+    return f"{model_id} | {device_name(device)} | {cpu_name()} | torch {torch.__version__}"
+
+
+def cache_path(cache_dir: str | Path | None) -> Path:
+    if cache_dir is None:
+        from search.encoders.offline import cache_dir as user_cache_dir
+
+        cache_dir = user_cache_dir()
+    return Path(cache_dir).expanduser() / CACHE_NAME
+
+
+def read_cache(cache_dir: str | Path | None) -> dict:
+    try:
+        data = json.loads(cache_path(cache_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cached_choice(cache_dir: str | Path | None, model_id: str, device: str) -> dict | None:
+    entry = read_cache(cache_dir).get(cache_key(model_id, device))
+    if isinstance(entry, dict) and entry.get("precision") in PRECISIONS:
+        return entry
+    return None
+
+
+def write_choice(cache_dir: str | Path | None, model_id: str, device: str, entry: dict) -> None:
+    from search.files import atomic_write
+
+    data = read_cache(cache_dir)
+    data[cache_key(model_id, device)] = entry
+    try:
+        with atomic_write(cache_path(cache_dir), "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+    except OSError as exc:  # a read-only data dir measures again next time
+        log.warning("precision: cannot cache the choice in %s: %s", cache_path(cache_dir), exc)
+
+
+# --- measuring ------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    precision: str
+    min_image_cosine: float = 0.0
+    min_text_cosine: float = 0.0
+    top1_same: bool = False
+    top1_ties: int = 0  # captions whose top-1 changed to a photo fp32 scores within TOP1_TIE
+    faithful: bool = False
+    images_per_s: float | None = None
+    error: str | None = None
+
+    def why_not(self, min_cosine: float) -> str:
+        if self.error:
+            return f"{self.precision} failed to run ({self.error})"
+        parts = []
+        if self.min_image_cosine < min_cosine:
+            parts.append(f"image cosine {self.min_image_cosine:.4f}")
+        if self.min_text_cosine < min_cosine:
+            parts.append(f"text cosine {self.min_text_cosine:.4f}")
+        if not self.top1_same:
+            parts.append("top-1 retrieval differs beyond a tie")
+        return f"{self.precision} unfaithful ({', '.join(parts)} against fp32, min {min_cosine})"
+
+
+@dataclass
+class Choice:
+    precision: str
+    reason: str
+    trials: list[Trial] = field(default_factory=list)
+
+    def as_entry(self) -> dict:
+        return {
+            "precision": self.precision,
+            "reason": self.reason,
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "trials": [t.__dict__ for t in self.trials],
+        }
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def _top1(images: np.ndarray, texts: np.ndarray) -> np.ndarray:
+    return np.argmax(texts @ images.T, axis=1)
+
+
+def _top1_check(ref_scores: np.ndarray, picks: np.ndarray, tie: float) -> tuple[bool, int]:
+    """(every caption's top-1 is fp32's or ties with it in fp32's scores, how many ties)."""
+    rows = np.arange(len(picks))
+    best = ref_scores.argmax(axis=1)
+    changed = picks != best
+    gap = ref_scores[rows, best] - ref_scores[rows, picks]
+    return bool(np.all(~changed | (gap <= tie))), int(changed.sum())
+
+
+def _median_seconds(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(
+    encode: Callable[[str, np.ndarray | None, Sequence[str] | None], np.ndarray],
+    pixels: np.ndarray,
+    captions: Sequence[str],
+    candidates: Sequence[str],
+    *,
+    min_cosine: float = MIN_COSINE,
+    top1_tie: float = TOP1_TIE,
+    runs: int = TIMED_RUNS,
+) -> Choice:
+    """Choose among ``candidates`` (fp32 included or not: it is always the reference).
+
+    ``encode(precision, pixels, None)`` -> image vectors, ``encode(precision, None, texts)``
+    -> text vectors, with the model at that precision."""
+    ref_img = encode("fp32", pixels, None)
+    ref_txt = encode("fp32", None, captions)
+    ref_scores = ref_txt @ ref_img.T
+    fp32 = Trial("fp32", min_image_cosine=1.0, min_text_cosine=1.0, top1_same=True, faithful=True)
+    fp32.images_per_s = len(pixels) / _median_seconds(lambda: encode("fp32", pixels, None), runs)
+    trials = [fp32]
+    for p in candidates:
+        if p == "fp32":
+            continue
+        t = Trial(p)
+        trials.append(t)
+        try:
+            img = encode(p, pixels, None)  # also the warm-up of the timing
+            txt = encode(p, None, captions)
+        except (RuntimeError, NotImplementedError, TypeError) as exc:
+            t.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            continue
+        t.min_image_cosine = float(_cosines(img, ref_img).min())
+        t.min_text_cosine = float(_cosines(txt, ref_txt).min())
+        t.top1_same, t.top1_ties = _top1_check(ref_scores, _top1(img, txt), top1_tie)
+        t.faithful = (
+            bool(np.isfinite(img).all() and np.isfinite(txt).all())
+            and t.min_image_cosine >= min_cosine
+            and t.min_text_cosine >= min_cosine
+            and t.top1_same
+        )
+        if t.faithful:
+            seconds = _median_seconds(lambda p=p: encode(p, pixels, None), runs)
+            t.images_per_s = len(pixels) / seconds
+    best = max((t for t in trials if t.faithful), key=lambda t: t.images_per_s or 0.0)
+    refused = [t.why_not(min_cosine) for t in trials if not t.faithful]
+    if best.precision == "fp32":
+        faster = [t.precision for t in trials if t.faithful and t.precision != "fp32"]
+        why = f"fp32 ({fp32.images_per_s:.1f} img/s)"
+        if faster:
+            why += f"; {', '.join(faster)} faithful but not faster"
+        if refused:
+            why += "; refused: " + "; ".join(refused)
+        return Choice("fp32", why, trials)
+    worst = min(best.min_image_cosine, best.min_text_cosine)
+    why = (
+        f"{best.precision} ({best.images_per_s:.1f} img/s against {fp32.images_per_s:.1f} for "
+        f"fp32; min cosine {worst:.4f}, same top-1"
+        + (f" up to {best.top1_ties} ties" if best.top1_ties else "")
+        + ")"
+    )
+    if refused:
+        why += "; refused: " + "; ".join(refused)
+    return Choice(best.precision, why, trials)
+
+
+def sample_batch(spec, count: int = SAMPLE_IMAGES) -> tuple[np.ndarray, list[str]] | None:
+    """Real photos at the model's resolution and one caption each, or None if none are
+    installed."""
+    from search.preprocess import decode
+    from search.samples import sample_photos
+
+    photos = [p for p in sample_photos() if p.captions][:count]
+    if len(photos) < 2:
+        return None
+    pixels = np.stack([decode(p.path, spec).pixels for p in photos]).astype(np.float32)
+    return pixels, [p.captions[0] for p in photos]
