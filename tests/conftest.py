@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,27 @@ def make_config(tmp_path: Path):
         return load_config(empty, overrides=values, environ={})
 
     return make
+
+
+@pytest.fixture
+def cli_error(monkeypatch, capsys, tmp_path):
+    """``cli_error(argv) -> line``: run ``pixseek ARGV`` through the console script's own
+    ``main``, in process (no ./config.yaml, no PIXSEEK_CONFIG), and check the one error
+    path: exit 2 and one ``Error:`` line on stderr, no traceback. Returns that line."""
+    from pixseek.cli import main
+
+    def run(argv: list[str]) -> str:
+        monkeypatch.setattr(sys, "argv", ["pixseek", *argv])
+        monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main()
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert exited.value.code == 2, err
+        assert len(lines) == 1 and lines[0].startswith("Error: "), err
+        assert "Traceback" not in err
+        return lines[0]
+
+    return run

@@ -4,11 +4,7 @@ console script's own ``main`` (a subprocess each would take minutes)."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-
-from pixseek.cli import main
 
 CASES = [
     # global options
@@ -59,17 +55,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, monkeypatch, capsys):
+def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, cli_error):
     (tmp_path / "a-file.txt").write_text("not a folder")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    monkeypatch.setattr(sys, "argv", ["pixseek", "--data-dir", str(tmp_path / "data"),
-                                      "--model", "offline", *argv])
-    monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)  # no ./config.yaml
-    with pytest.raises(SystemExit) as exited:
-        main()
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert exited.value.code == 2, err
-    assert len(lines) == 1 and message in lines[0], err
-    assert lines[0].startswith("Error: ") and "Traceback" not in err
+    line = cli_error(["--data-dir", str(tmp_path / "data"), "--model", "offline", *argv])
+    assert message in line

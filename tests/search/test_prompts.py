@@ -108,21 +108,11 @@ def test_cli_classify_with_imagenet_templates(tmp_path, samples):
      ("a photo\n", "line 1 has no {}")],
 )
 def test_cli_bad_templates_exit_2_with_one_line(tmp_path, samples, content, message,
-                                                monkeypatch, capsys):
-    # In-process, as in tests/e2e/test_cli_errors.py: the templates fail before any model loads.
-    from pixseek.cli import main
-
+                                                cli_error):
+    # The templates fail before any model loads.
     path = tmp_path / "templates.txt"
     if content is not None:
         path.write_text(content)
-    monkeypatch.setattr(sys, "argv", ["pixseek", "--data-dir", str(tmp_path / "data"),
-                                      "--model", "offline", "classify", str(samples[0].path),
-                                      "a cat", "--templates", str(path)])
-    monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
-    monkeypatch.chdir(tmp_path)  # no ./config.yaml
-    with pytest.raises(SystemExit) as exited:
-        main()
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert exited.value.code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], err
+    line = cli_error(["--data-dir", str(tmp_path / "data"), "--model", "offline", "classify",
+                      str(samples[0].path), "a cat", "--templates", str(path)])
+    assert message in line

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from pixseek.cli import cli, main
+from pixseek.cli import cli
 from search.evaluation.captions import load_caption_set
 from training.contrastive import clip_loss
 from training.synth import render_synth
@@ -226,22 +225,16 @@ def test_resume_after_a_stop_gives_the_uninterrupted_run(synth, tiny_clip_dir, u
             torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-6, msg=key)
 
 
-def run_main(argv: list[str], monkeypatch, capsys) -> tuple[int, str]:
-    """``pixseek ARGV`` through the console script's own main: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["pixseek", "--device", "cpu", *argv])
-    monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
+@pytest.fixture
+def cli_fails(cli_error, monkeypatch):
+    """``cli_fails(argv, message)``: ``pixseek --device cpu ARGV`` is one error line (exit 2)
+    holding ``message``."""
     monkeypatch.setenv("PIXSEEK_INDEXER_DECODE_WORKERS", "0")
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main()
-    return exited.value.code, capsys.readouterr().err
 
+    def check(argv: list[str], message: str) -> None:
+        assert message in cli_error(["--device", "cpu", *argv])
 
-def assert_one_error_line(code: int, err: str, message: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], err
-    assert "Traceback" not in err
+    return check
 
 
 def finetune_argv(synth: dict, *args: str) -> list[str]:
@@ -250,17 +243,15 @@ def finetune_argv(synth: dict, *args: str) -> list[str]:
 
 
 def test_an_existing_run_needs_resume_and_resume_needs_a_run(
-        synth, uninterrupted, tiny_clip_dir, tmp_path, monkeypatch, capsys):
+        synth, uninterrupted, tiny_clip_dir, tmp_path, cli_fails):
     before = (uninterrupted / "training.json").read_text()
-    code, err = run_main(finetune_argv(synth, "--split", "test", "--model", str(tiny_clip_dir),
-                                       "--out", str(uninterrupted)), monkeypatch, capsys)
-    assert_one_error_line(code, err, "--resume")
+    cli_fails(finetune_argv(synth, "--split", "test", "--model", str(tiny_clip_dir),
+                            "--out", str(uninterrupted)), "--resume")
     assert (uninterrupted / "training.json").read_text() == before
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, err = run_main(finetune_argv(synth, "--split", "test", "--model", str(tiny_clip_dir),
-                                       "--out", str(empty), "--resume"), monkeypatch, capsys)
-    assert_one_error_line(code, err, "nothing to resume")
+    cli_fails(finetune_argv(synth, "--split", "test", "--model", str(tiny_clip_dir),
+                            "--out", str(empty), "--resume"), "nothing to resume")
     assert not any(empty.iterdir())
 
 
@@ -272,16 +263,15 @@ def test_an_existing_run_needs_resume_and_resume_needs_a_run(
     ("--model", "tiny"),
 ])
 def test_resume_with_other_settings_is_one_error_line(
-        synth, uninterrupted, tiny_clip_dir, tmp_path, monkeypatch, capsys, changed):
+        synth, uninterrupted, tiny_clip_dir, tmp_path, cli_fails, changed):
     out = tmp_path / "run"
     shutil.copytree(uninterrupted, out)
     before = (out / "training.json").read_text()
     args = {"--model": str(tiny_clip_dir), "--batch-size": "16", "--epochs": "2",
             "--lr": str(LR), "--seed": "0"} | dict([changed])
     argv = [x for pair in args.items() for x in pair]
-    code, err = run_main(finetune_argv(synth, "--split", "test", *argv, "--out", str(out),
-                                       "--resume"), monkeypatch, capsys)
-    assert_one_error_line(code, err, f"{changed[0]} {changed[1]} differs from the stopped run")
+    cli_fails(finetune_argv(synth, "--split", "test", *argv, "--out", str(out), "--resume"),
+              f"{changed[0]} {changed[1]} differs from the stopped run")
     assert (out / "training.json").read_text() == before
     assert not (out / "checkpoint" / "initial").exists()
 
@@ -377,14 +367,12 @@ def test_clip_loss_masks_captions_of_the_same_image():
 # 7. Bad input
 
 
-def test_bad_input_is_one_error_line(synth, tiny_clip_dir, tmp_path, monkeypatch, capsys):
+def test_bad_input_is_one_error_line(synth, tiny_clip_dir, tmp_path, cli_fails):
     model = ["--model", str(tiny_clip_dir)]
 
     def fails(message: str, *args: str, out: Path | None = None, argv=None) -> None:
         target = out or tmp_path / "out"
-        code, err = run_main((argv or finetune_argv(synth, *args)) + ["--out", str(target)],
-                             monkeypatch, capsys)
-        assert_one_error_line(code, err, message)
+        cli_fails((argv or finetune_argv(synth, *args)) + ["--out", str(target)], message)
 
     # One image of the train split missing, in a copy of the set.
     copy = tmp_path / "copy"
