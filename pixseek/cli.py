@@ -69,6 +69,17 @@ def _config(ctx: click.Context, **flags: object) -> Config:
     return load_config(ctx.obj["config_path"], overrides={**ctx.obj["overrides"], **flags})
 
 
+def _caption_set_options(command):
+    """``--captions`` and ``--images``: a captioned image set, as bench retrieval and
+    finetune both read one."""
+    command = click.option(
+        "--images", "images_dir", required=True, type=click.Path(),
+        help="Folder the caption file's image paths are relative to.")(command)
+    return click.option(
+        "--captions", "captions_file", required=True, type=click.Path(),
+        help="Karpathy split JSON, COCO captions JSON, or CSV/TSV of image,caption.")(command)
+
+
 def _echo_json(obj: object) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
@@ -369,10 +380,7 @@ def gc(ctx: click.Context, as_json) -> None:
 
 
 @cli.command()
-@click.option("--captions", "captions_file", required=True, type=click.Path(),
-              help="Captions, in any format bench retrieval reads.")
-@click.option("--images", "images_dir", required=True, type=click.Path(),
-              help="Folder the caption file's image paths are relative to.")
+@_caption_set_options
 @click.option("--model", "model", required=True,
               help="Checkpoint to start from (folder, hub id, alias), or a size name for "
                    "random weights: tiny, small or vit-b-32.")
@@ -438,10 +446,7 @@ def bench() -> None:
 
 
 @bench.command()
-@click.option("--captions", "captions_file", required=True, type=click.Path(),
-              help="Karpathy split JSON, COCO captions JSON, or CSV/TSV of image,caption.")
-@click.option("--images", "images_dir", required=True, type=click.Path(),
-              help="Folder the caption file's image paths are relative to.")
+@_caption_set_options
 @click.option("--model", "models", multiple=True,
               help="Model to evaluate; repeat for several (default: the configured model).")
 @click.option("--split", default="test", show_default=True,
