@@ -6,12 +6,13 @@ Only Pillow and numpy are imported here, so spawned workers start fast and carry
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -78,6 +79,14 @@ def worker_init() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def decode_pool(workers: int) -> ProcessPoolExecutor:
+    """Decode worker processes that exit with their parent (``worker_init``)."""
+    # spawn, not fork: forking a process that holds torch's threads can deadlock.
+    return ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
+    )
 
 
 def ordered_map(

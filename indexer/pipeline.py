@@ -19,13 +19,12 @@ it reads only what changed, and folds it into a new snapshot once enough has.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, select
 
-from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job, worker_init
+from indexer.decode import DecodeJob, content_hash, decode_pool, ordered_map, run_decode_job
 from indexer.scan import Scanner, Seen
 from search.config import Config
 from search.encoders import Encoder
@@ -295,10 +294,7 @@ class Indexer:
         if workers == 0 or jobs < SMALL_RUN:
             return self._pool
         if self._pool is None:
-            # spawn, not fork: forking a process that holds torch's threads can deadlock.
-            self._pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
-            )
+            self._pool = decode_pool(workers)
         return self._pool
 
     def _encode_pending(self, pending: list[_Pending], summary: IndexSummary) -> None:

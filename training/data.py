@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from indexer.decode import DecodeJob, content_hash, ordered_map, run_decode_job, worker_init
+from indexer.decode import DecodeJob, content_hash, decode_pool, ordered_map, run_decode_job
 from search.errors import InputError
 from search.evaluation.captions import CaptionSet
 from search.preprocess import BadImage, PreprocessSpec
@@ -88,6 +86,7 @@ def decode_pixels(
     cache: Path,
     *,
     max_pixels: int,
+    draft: bool,
     workers: int,
 ) -> np.ndarray:
     """Every image's model-ready pixels, from ``cache`` when an earlier run decoded them."""
@@ -98,13 +97,10 @@ def decode_pixels(
     partial = cache.with_suffix(".partial.npy")
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16,
                                     shape=(len(paths), 3, h, w))
-    jobs = [DecodeJob(str(p), ph, spec, max_pixels, True) for p, ph in zip(paths, hashes,
-                                                                          strict=True)]
+    jobs = [DecodeJob(str(p), ph, spec, max_pixels, draft)
+            for p, ph in zip(paths, hashes, strict=True)]
     bad: list[tuple[Path, BadImage]] = []
-    pool = None
-    if workers > 0 and len(jobs) > 64:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=worker_init)
+    pool = decode_pool(workers) if workers > 0 and len(jobs) > 64 else None
     try:
         for i, result in enumerate(ordered_map(pool, run_decode_job, jobs, window=4 * workers
                                                + 8)):

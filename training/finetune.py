@@ -137,6 +137,7 @@ def finetune(args: FinetuneArgs, config: Config,
     cache = out / CHECKPOINT / f"pixels-{digest[:12]}-{data.spec_key(spec)}.npy"
     pixels = data.decode_pixels(paths, hashes, spec, cache,
                                 max_pixels=config.indexer.max_image_pixels,
+                                draft=config.indexer.jpeg_draft,
                                 workers=config.indexer.worker_count())
     pairs = data.Pairs(pixels, captions.captions,
                        np.asarray(captions.caption_image, dtype=np.int64))
