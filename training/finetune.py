@@ -170,7 +170,7 @@ def finetune(args: FinetuneArgs, config: Config,
                                            run, digest)
         say(f"Resuming after epoch {start_epoch - 1}.")
     else:
-        validation = _validate(model, tokenizer, val_set, device)
+        validation = _validate(encoder, val_set)
         run.curve.append(asdict(Epoch(0, None, 0.0, float(model.logit_scale.detach().exp()),
                                       validation)))
         say(_epoch_line(run.curve[-1]))
@@ -188,7 +188,7 @@ def finetune(args: FinetuneArgs, config: Config,
                             data.epoch_batches(len(train_set.captions), args.batch_size, rng),
                             device, f"epoch {epoch}/{args.epochs}")
         seconds = time.perf_counter() - t0
-        validation = _validate(model, tokenizer, val_set, device)
+        validation = _validate(encoder, val_set)
         record = Epoch(epoch, loss, round(seconds, 2), float(model.logit_scale.detach().exp()),
                        validation, lr=float(scheduler.get_last_lr()[0]))
         run.curve.append(asdict(record))
@@ -250,10 +250,6 @@ def _tokens(tokenizer, texts: list[str], device: str) -> dict:
             "attention_mask": tok["attention_mask"].to(device)}
 
 
-def _features(out: object) -> torch.Tensor:
-    return out if isinstance(out, torch.Tensor) else out.pooler_output  # type: ignore
-
-
 def train_epoch(trained, model, tokenizer, pairs: data.Pairs, optimizer, scheduler, scaler,
                  batches: list[np.ndarray], device: str, label: str) -> float:
     from tqdm import tqdm
@@ -266,8 +262,8 @@ def train_epoch(trained, model, tokenizer, pairs: data.Pairs, optimizer, schedul
         images = torch.from_numpy(pairs.pixels[owners].astype(np.float32)).to(device)
         tokens = _tokens(tokenizer, [pairs.captions[i] for i in batch], device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=device == "cuda"):
-            image_emb = _features(model.get_image_features(pixel_values=images))
-            text_emb = _features(model.get_text_features(**tokens))
+            image_emb = ClipEncoder._features(model.get_image_features(pixel_values=images))
+            text_emb = ClipEncoder._features(model.get_text_features(**tokens))
             loss = contrastive.clip_loss(image_emb, text_emb, model.logit_scale,
                                          torch.from_numpy(owners).to(device))
         optimizer.zero_grad(set_to_none=True)
@@ -285,22 +281,19 @@ def train_epoch(trained, model, tokenizer, pairs: data.Pairs, optimizer, schedul
 
 
 @torch.inference_mode()
-def _validate(model, tokenizer, pairs: data.Pairs, device: str) -> dict | None:
-    """Validation Recall@K both ways, by the bench's metric code; None without a split."""
+def _validate(encoder: ClipEncoder, pairs: data.Pairs) -> dict | None:
+    """Validation Recall@K both ways, by the bench's metric code, from the vectors search
+    itself would make (``encode_pixels`` / ``encode_texts``); None without a split."""
     if pairs.n_images == 0:
         return None
-    model.eval()
-    images, texts = [], []
-    for i in range(0, pairs.n_images, EVAL_BATCH):
-        rows = np.arange(i, min(i + EVAL_BATCH, pairs.n_images))
-        x = torch.from_numpy(pairs.pixels[rows].astype(np.float32)).to(device)
-        images.append(torch.nn.functional.normalize(
-            _features(model.get_image_features(pixel_values=x)).float(), dim=-1).cpu())
-    for i in range(0, len(pairs.captions), EVAL_BATCH):
-        tokens = _tokens(tokenizer, pairs.captions[i:i + EVAL_BATCH], device)
-        texts.append(torch.nn.functional.normalize(
-            _features(model.get_text_features(**tokens)).float(), dim=-1).cpu())
-    return retrieval_metrics(torch.cat(texts).numpy(), torch.cat(images).numpy(),
+    encoder.model.eval()
+    images = [encoder.encode_pixels(pairs.pixels[np.arange(i, min(i + EVAL_BATCH,
+                                                                   pairs.n_images))]
+                                    .astype(np.float32))
+              for i in range(0, pairs.n_images, EVAL_BATCH)]
+    texts = [encoder.encode_texts(pairs.captions[i:i + EVAL_BATCH])
+             for i in range(0, len(pairs.captions), EVAL_BATCH)]
+    return retrieval_metrics(np.concatenate(texts), np.concatenate(images),
                              pairs.caption_image, ks=KS)
 
 
