@@ -274,14 +274,9 @@ def machine_facts(device_of: dict[str, str]) -> dict:
     import PIL
     import torch
 
-    cpu_model = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from search.encoders.precision import cpu_name
+
+    cpu_model = cpu_name()
     facts = {
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
