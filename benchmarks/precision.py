@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -50,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.photos import make_benchmark_photos
     from indexer.session import open_indexer
     from search.config import load_config
+    from search.encoders.precision import cpu_name
     from training.scratch import build_random_clip
 
     out = args.out
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "precision.json").write_text(json.dumps({
         "runs": results, "medians": medians, "runs_as": chosen, "auto_first_load_s": auto_cost,
         "count": args.count, "long_side": args.long_side, "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(), "cpu": platform.processor(),
+        "threads": torch.get_num_threads(), "cpu": cpu_name(),
         "load_average": os.getloadavg(), "torch": torch.__version__,
     }, indent=2))
     return 0
