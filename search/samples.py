@@ -2,14 +2,20 @@
 
 The project ships no image files of its own. Instead, ``data/sample_photos.tsv`` lists real
 photographs that come inside installed packages (scikit-image, scikit-learn, matplotlib)
-and Debian's ``opencv-doc``, each with three captions a person might type into a search box.
+and OpenCV's sample data, each with three captions a person might type into a search box.
 Photos whose package is not installed on this machine are silently left out.
+
+OpenCV's sample photos are found the way OpenCV's own ``cv::samples::findFile`` finds them:
+through the folders listed in ``OPENCV_SAMPLES_DATA_PATH``. Without that variable, the
+folders where Linux distributions' documentation packages put them (Debian's and Ubuntu's
+``opencv-doc``) are looked at.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +26,10 @@ from search.errors import PixseekError
 from search.files import atomic_write
 
 TSV_PATH = Path(__file__).resolve().parent / "data" / "sample_photos.tsv"
-OPENCV_DOC_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+# OpenCV's variable for its sample data: folders separated by os.pathsep.
+OPENCV_SAMPLES_ENV = "OPENCV_SAMPLES_DATA_PATH"
+# Where packaged OpenCV docs keep the sample data when the variable is not set.
+OPENCV_PACKAGED_DATA = (Path("/usr/share/doc/opencv-doc/examples/data"),)
 SOURCES = ("skimage", "sklearn", "matplotlib", "opencv-doc")
 CAPTIONS_CSV_NAME = "captions.csv"
 
@@ -39,11 +48,23 @@ class SamplePhoto:
         return self.name + self.path.suffix.lower()
 
 
-@cache
+def opencv_data_dir() -> Path | None:
+    """The first folder of OpenCV sample data on this machine, or None."""
+    listed = os.environ.get(OPENCV_SAMPLES_ENV, "")
+    folders = [Path(p) for p in listed.split(os.pathsep) if p] or OPENCV_PACKAGED_DATA
+    return next((f for f in folders if f.is_dir()), None)
+
+
 def _source_dir(source: str) -> Path | None:
     """Where ``source``'s files live on this machine, or None when it is not installed."""
     if source == "opencv-doc":
-        return OPENCV_DOC_DATA if OPENCV_DOC_DATA.is_dir() else None
+        return opencv_data_dir()
+    return _package_dir(source)
+
+
+@cache
+def _package_dir(source: str) -> Path | None:
+    """The folder of the installed Python package ``source``, or None."""
     if source not in SOURCES:
         raise PixseekError(f"{TSV_PATH}: unknown sample photo source {source!r}; "
                            f"expected one of {SOURCES}")
@@ -86,7 +107,8 @@ def require_photos(photos: Sequence[SamplePhoto] | None) -> list[SamplePhoto]:
     if not found:
         raise PixseekError(
             "no sample photos found on this machine: install scikit-image, scikit-learn or "
-            "matplotlib (pip install -e '.[test]'), or the Debian package opencv-doc"
+            "matplotlib (pip install -e '.[test]'), or the Debian package opencv-doc (or point "
+            f"{OPENCV_SAMPLES_ENV} at OpenCV's samples/data folder)"
         )
     return found
 

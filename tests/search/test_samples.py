@@ -11,11 +11,12 @@ from PIL import Image, ImageOps
 
 from benchmarks.photos import make_benchmark_photos
 from search.samples import (
-    OPENCV_DOC_DATA,
+    OPENCV_SAMPLES_ENV,
     SOURCES,
     TSV_PATH,
     SamplePhoto,
     copy_sample_photos,
+    opencv_data_dir,
     sample_photos,
     write_captions_csv,
 )
@@ -46,7 +47,7 @@ def test_table_is_well_formed() -> None:
 
 def test_enough_photos_found(photos: list[SamplePhoto]) -> None:
     # A machine without Debian's opencv-doc gets only the photos from Python packages.
-    minimum = 25 if OPENCV_DOC_DATA.is_dir() else 10
+    minimum = 25 if opencv_data_dir() else 10
     assert len(photos) >= minimum, [p.name for p in photos]
     assert len({p.name for p in photos}) == len(photos)
     for photo in photos:
@@ -132,3 +133,25 @@ def test_benchmark_photos_are_deterministic(tmp_path: Path) -> None:
     # A longer run starts with the same files.
     c = make_benchmark_photos(tmp_path / "c", count=5, long_side=64)
     assert [p.read_bytes() for p in c[:3]] == [p.read_bytes() for p in a]
+
+
+def test_opencv_photos_come_from_opencvs_own_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OPENCV_SAMPLES_DATA_PATH (a path list, as OpenCV reads it) decides where OpenCV's
+    # sample photos are; its first existing folder wins.
+    with TSV_PATH.open(encoding="utf-8", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if r["source"] == "opencv-doc"]
+    first = rows[0]
+    data = tmp_path / "opencv-data"
+    data.mkdir()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(data / first["relpath"])
+    monkeypatch.setenv(OPENCV_SAMPLES_ENV, f"{tmp_path / 'missing'}:{data}")
+    found = {p.name: p for p in sample_photos()}
+    assert found[first["name"]].path == data / first["relpath"]
+    assert not any(r["name"] in found for r in rows[1:])  # not in that folder
+
+    monkeypatch.setenv(OPENCV_SAMPLES_ENV, str(tmp_path / "missing"))
+    assert opencv_data_dir() is None
+    assert not any(r["name"] in {p.name for p in sample_photos()} for r in rows)
