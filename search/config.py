@@ -19,8 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from search.errors import ConfigError
 
 ENV_PREFIX = "PIXSEEK_"
-# Variables read elsewhere, not settings: the config file path, the web UI's access token,
-# and a fault-injection hook the crash-recovery tests use to kill an indexing run.
+# Variables read elsewhere, not settings: the config file path and the web UI's access token.
 NON_SETTING_VARS = {"PIXSEEK_CONFIG", "PIXSEEK_TOKEN"}
 DEFAULT_CONFIG_NAME = "config.yaml"
 
