@@ -21,7 +21,7 @@ $(VENV)/.installed-$(FAISS): pyproject.toml
 	$(PIP) install torch==2.13.0
 	@# setuptools warns about every flat-layout editable install (a box of asterisks that
 	@# reads like a failure); the layout is deliberate, so that one warning is silenced.
-	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[$(FAISS),offline,train,test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[$(FAISS),offline,train,postgres,test]'
 	@# Switching builds: the two share their files, so removing the other one deletes this
 	@# one's too, and this one is installed again.
 	@if $(PY) -m pip show -q $(OTHER_FAISS) 2>/dev/null; then \
@@ -43,12 +43,13 @@ $(AXE):
 
 setup: $(VENV)/.installed-$(FAISS) $(AXE)
 
-# Debian packages: more real sample photos (opencv-doc) and the browser the web UI test
-# drives (chromium). Without them the sample set is smaller and the browser test skips.
+# Debian packages: more real sample photos (opencv-doc), the browser the web UI test
+# drives (chromium) and the PostgreSQL server the store tests start a throwaway cluster of
+# (postgresql). Without them the sample set is smaller and those tests skip.
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get update -qq && apt-get install -y -qq opencv-doc chromium >/dev/null) \
-	  || echo "warning: could not install opencv-doc and chromium"; \
+	  (apt-get update -qq && apt-get install -y -qq opencv-doc chromium postgresql >/dev/null) \
+	  || echo "warning: could not install opencv-doc, chromium and postgresql"; \
 	fi
 
 demo: setup

@@ -36,12 +36,13 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from search.errors import PixseekError
+from search.errors import ConfigError, DependencyError, PixseekError
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -201,19 +202,74 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cur.close()
 
 
+# PostgreSQL: the key of the transaction-level advisory lock that a transaction takes
+# before it allocates embedding or removal ids (``order_ids``).
+ID_ORDER_LOCK = 0x70697873  # "pixs"
+
+
+def _create_engine(url: str) -> Engine:
+    """An engine for ``url``; ``postgresql://`` means psycopg 3 (the ``postgres`` extra)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database_url: {url!r} is not a database URL "
+                          "(e.g. sqlite:///path/pixseek.db or postgresql://user@host/db)") from None
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # pre_ping: a server restarted under a long-running watcher or web UI costs one
+        # reconnect, not an error.
+        return create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+    except ImportError as exc:
+        extra = "postgres" if parsed.get_backend_name() == "postgresql" else None
+        hint = f"pip install 'pixseek[{extra}]'" if extra else f"install the driver ({exc.name})"
+        raise DependencyError(
+            f"database_url {parsed.render_as_string()!r} needs a driver that is not "
+            f"installed: {hint}"
+        ) from None
+
+
+def order_ids(s: Session) -> None:
+    """Make this transaction's new embedding and removal ids commit in id order.
+
+    A vector index follows the store by "the highest id I hold" (search.vectors), which is
+    exact only if no smaller id can commit after a larger one is seen. SQLite has one writer
+    at a time, so that holds. PostgreSQL hands out sequence values to concurrent
+    transactions that may commit in any order, so there every transaction that allocates
+    such ids first takes one advisory lock, held until it commits or rolls back: the id
+    ranges of writers on any number of hosts then follow their commit order.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ID_ORDER_LOCK})
+
+
+def _insert_new(s: Session, model: type[Base]):
+    """INSERT that skips rows whose unique key another writer committed meanwhile
+    (PostgreSQL, where several indexers may write at once; SQLite has one writer)."""
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model).on_conflict_do_nothing()
+    return insert(model)
+
+
 class Store:
     """A database handle: ``with store.session() as s: ...`` commits or rolls back."""
 
     def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.url = url
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
+        self.engine = _create_engine(url)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if upgrade:
             self.upgrade()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     def upgrade(self) -> None:
         from search.migrate import upgrade_to_head
@@ -221,9 +277,12 @@ class Store:
         try:
             upgrade_to_head(self.engine)
         except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            where = ("that the server is running and reachable"
+                     if self.dialect != "sqlite" else "that the data directory is writable")
             raise PixseekError(
-                f"cannot open the database {self.engine.url!r}: {exc.orig}. "
-                "Check database_url and that the data directory is writable."
+                f"cannot open the database {self.engine.url!r}: {reason}. "
+                f"Check database_url and {where}."
             ) from None
 
     @contextmanager
@@ -250,7 +309,7 @@ class Store:
         if not rows:
             return []
         now = utcnow()
-        s.execute(insert(Content), [{"created_at": now, **row} for row in rows])
+        s.execute(_insert_new(s, Content), [{"created_at": now, **row} for row in rows])
         hashes = [row["hash"] for row in rows]
         ids: dict[str, int] = {}
         for start in range(0, len(hashes), 500):
@@ -270,9 +329,10 @@ class Store:
         """One vector of ``model`` per content, in one statement."""
         if not content_ids:
             return
+        order_ids(s)
         now = utcnow()
         s.execute(
-            insert(Embedding),
+            _insert_new(s, Embedding),
             [
                 {"content_id": cid, "model": model, "dim": len(vec),
                  "vector": vector_to_blob(vec), "created_at": now}
@@ -390,6 +450,7 @@ class Store:
             .where(Embedding.content_id.in_(content_ids))
         ).all()
         if vectors:
+            order_ids(s)
             now = utcnow()
             s.execute(
                 insert(EmbeddingRemoval),
@@ -442,9 +503,11 @@ class Store:
                                   and_(~dated, File.mtime_ns < _local_ns(where.before))))
         if where.folders:
             # A range on the path's unique index ("/a/b/" <= path < "/a/b0"; "0" follows
-            # "/"), where LIKE 'prefix%' would read every row.
+            # "/"), where LIKE 'prefix%' would read every row. The range needs byte order:
+            # PostgreSQL compares by the database's locale unless told "C".
+            path = File.path if self.dialect == "sqlite" else File.path.collate("C")
             conditions.append(or_(*(
-                and_(File.path >= folder.rstrip("/") + "/", File.path < folder.rstrip("/") + "0")
+                and_(path >= folder.rstrip("/") + "/", path < folder.rstrip("/") + "0")
                 for folder in where.folders
             )))
         if where.camera:

@@ -67,16 +67,49 @@ def library(tmp_path: Path, samples) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL server (tests/postgres.py); skips where there is none."""
+    from tests.postgres import Cluster
+
+    pytest.importorskip("psycopg", reason="pip install -e '.[postgres]'")
+    cluster = Cluster()
+    if not cluster.available:
+        pytest.skip("no PostgreSQL server binaries (Debian: apt-get install postgresql)")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def make_config(tmp_path: Path):
-    """A Config with its own data dir; keyword overrides use dotted keys via __."""
+def pg_url(pg_cluster) -> str:
+    """A fresh, empty PostgreSQL database."""
+    return pg_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> str | None:
+    """Runs a test on both databases: None (the default SQLite file in the data dir) or a
+    fresh PostgreSQL database. ``make_config`` picks it up."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, request):
+    """A Config with its own data dir; keyword overrides use dotted keys via __. In a test
+    that uses the ``database`` fixture, the config points at that database."""
     from search.config import load_config
 
     empty = tmp_path / "empty-config.yaml"
     empty.write_text("{}\n")
+    url = request.getfixturevalue("database") if "database" in request.fixturenames else None
 
     def make(**overrides):
         values = {"data_dir": str(tmp_path / "data"), "indexer.decode_workers": 0}
+        if url:
+            values["database_url"] = url
         values.update({k.replace("__", "."): v for k, v in overrides.items()})
         return load_config(empty, overrides=values, environ={})
 

@@ -163,8 +163,10 @@ def test_db_upgrade(tmp_path):
     assert "revision 0002" in pixseek(tmp_path / "d", "db", "upgrade").stdout
 
 
-def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):
+def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library, database):
     data = tmp_path / "data"
+    url = database or f"sqlite:///{data / 'pixseek.db'}"
+    db_env = {"PIXSEEK_DATABASE_URL": database} if database else {}
     # The child kills itself right after its second batch commits: the patch lives in the
     # test, not in the product.
     child = (
@@ -180,21 +182,22 @@ def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library):
         "sys.argv = ['pixseek', *sys.argv[1:]]\n"
         "main()\n"
     )
-    env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "1", "PIXSEEK_MODEL_BATCH_SIZE": "3"}
+    env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "1", "PIXSEEK_MODEL_BATCH_SIZE": "3",
+           **db_env}
     proc = subprocess.run(
         [sys.executable, "-c", child, "--data-dir", str(data), "--model", "offline", "index",
          str(library), "--json"], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    store = Store(f"sqlite:///{data / 'pixseek.db'}")
+    store = Store(url)
     with store.session() as s:
         committed = s.scalar(select(func.count(Embedding.id)))
     assert committed == 6  # two batches of three made it, the rest was lost mid-flight
 
-    summary = json.loads(pixseek(data, "index", str(library), "--json").stdout)
+    summary = json.loads(pixseek(data, "index", str(library), "--json", env=db_env).stdout)
     assert summary["encoded"] == 12 - committed and summary["unchanged"] == committed
     with store.session() as s:
         assert s.scalar(select(func.count(Embedding.id))) == 12
         assert s.scalar(select(func.count(File.id))) == 12
     store.close()
-    info = json.loads(pixseek(data, "status", "--json").stdout)
+    info = json.loads(pixseek(data, "status", "--json", env=db_env).stdout)
     assert (info["indexed"], info["index_current"]) == (12, True)

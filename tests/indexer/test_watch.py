@@ -32,7 +32,8 @@ def wait_for(condition, timeout: float = 60.0) -> None:
 
 
 @pytest.fixture
-def watching(make_config, offline, library):
+def watching(make_config, offline, library, database):
+    """A watcher thread on ``library``, on each database (``database``)."""
     config = make_config(watch__settle_seconds=0.3)
     store = Store(config.db_url)
     watcher = Watcher(Indexer(config, store, offline, progress=False), [library])
