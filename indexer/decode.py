@@ -48,7 +48,11 @@ class DecodeJob:
 
 def run_decode_job(job: DecodeJob) -> Decoded | BadImage:
     """Decoded pixels, or why the file is bad (returned, not raised: it crosses from a
-    worker process, and one bad file must not end the map)."""
+    worker process, and one bad file must not end the map).
+
+    The pixels are uint8 [3, H, W], resized and cropped; the encoder normalises them on its
+    device (``Encoder.encode_pixels``). Pickled, that is 150 KB at 224 px, not 602 KB.
+    """
     try:
         with open(job.path, "rb") as fh:
             data = fh.read()
@@ -60,7 +64,7 @@ def run_decode_job(job: DecodeJob) -> Decoded | BadImage:
         # Half-written or edited meanwhile: its mtime changes again, so it is retried.
         return BadImage("file changed while it was being read (still being written?)")
     try:
-        return decode(data, job.spec, max_pixels=job.max_pixels, draft=job.draft)
+        return decode(data, job.spec, max_pixels=job.max_pixels, draft=job.draft, uint8=True)
     except BadImage as exc:
         return exc
 

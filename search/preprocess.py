@@ -6,9 +6,15 @@ which must start fast and must not carry torch's threads.
 ``prepare`` reproduces the checkpoint's own image processor (transformers'
 ``CLIPImageProcessor``): resize the shortest side with the given filter, centre-crop,
 rescale to [0, 1], normalise by mean and std. The output of ``prepare`` on a decoded image is
-the same computation, so its tensors match to float rounding. The one approximation is JPEG
-draft decoding (``draft=True``): the JPEG decoder scales a large photo down by 1/2, 1/4 or 1/8
-while decoding, keeping at least twice the target size, and the exact resize follows.
+the same computation, so its tensors match to float rounding. Decode workers stop before the
+rescale (``prepare_uint8``: uint8, a quarter of the bytes) and the encoder runs ``normalise``.
+
+The one approximation is JPEG draft decoding (``draft=True``): libjpeg-turbo scales a large
+photo down by 1/2, 1/4 or 1/8 while decoding, keeping at least ``DRAFT_FACTOR`` times the
+target size, and the resize follows, over exactly the part of the small image that the full
+photo covers (its last row and column are partial). On 12 MP camera photos that is 1/8:
+0.007 mean absolute difference from the checkpoint's processor on the full decode, 0.021 on
+the worst of 96 photos (the bound is 0.03; benchmarks/decode.py).
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ TAG_DATETIME_ORIGINAL = 36867
 TAG_DATETIME = 306
 TAG_MAKE = 271
 TAG_MODEL = 272
+TAG_ORIENTATION = 0x0112
 # Draft decoding keeps at least this many times the target resolution, so the final
-# bicubic resize still averages over several source pixels.
-DRAFT_FACTOR = 2
+# bicubic resize still averages over more than one source pixel. 2 decoded a 12 MP photo
+# at 1/4, 1.5 decodes it at 1/8: 1.45x the images per second (benchmarks/README.md).
+DRAFT_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,10 @@ class Decoded:
     format: str | None
     taken_at: dt.datetime | None
     camera: str | None
-    pixels: np.ndarray | None = None  # float32 [3, H, W]
+    # float32 [3, H, W] normalised (``prepare``), or with ``decode(uint8=True)``, as decode
+    # workers ship it, uint8 [3, H, W] resized and cropped (``prepare_uint8``): the encoder
+    # normalises it (``normalise``) on its device.
+    pixels: np.ndarray | None = None
 
 
 class BadImage(Exception):
@@ -114,34 +125,76 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def prepare(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """An RGB image to the float32 [3, H, W] tensor the model's processor would make."""
-    w, h = img.size
+def output_size(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
+    """(width, height) after the processor's resize, before its crop."""
     if spec.resize_to is not None:
         out_h, out_w = spec.resize_to
-    elif spec.resize_shortest is not None:
+        return out_w, out_h
+    if spec.resize_shortest is not None:
         # Same arithmetic as transformers' get_resize_output_image_size(default_to_square=False).
-        short, long = (w, h) if w <= h else (h, w)
+        short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = spec.resize_shortest, int(spec.resize_shortest * long / short)
-        out_w, out_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    else:
-        out_h, out_w = h, w
-    if (out_w, out_h) != (w, h):
-        img = img.resize((out_w, out_h), resample=spec.resample)
-    arr = np.asarray(img, dtype=np.float32)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+    return width, height
+
+
+def resize(
+    img: Image.Image,
+    spec: PreprocessSpec,
+    box: tuple[float, float, float, float] | None = None,
+    full_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """The processor's resize (Pillow's filter on 8-bit pixels, as transformers does).
+
+    A draft-decoded image passes the region of it that the photo covers (``box``) and the
+    photo's full size, which sets the output size as the processor's would on the photo.
+    """
+    size = output_size(*(full_size or img.size), spec)
+    if size == img.size and box is None:
+        return img
+    return img.resize(size, resample=spec.resample, box=box)
+
+
+def centre_crop(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 [H, W, 3] -> the centre crop as uint8 [3, h, w], zero-padded where too small."""
     if spec.crop is not None:
         ch, cw = spec.crop
+        out_h, out_w = arr.shape[:2]
         # transformers' center_crop: integer offsets, rounding the same way.
         top, left = (out_h - ch) // 2, (out_w - cw) // 2
         if top < 0 or left < 0:
-            pad = np.zeros((max(ch, out_h), max(cw, out_w), 3), dtype=np.float32)
+            pad = np.zeros((max(ch, out_h), max(cw, out_w), 3), dtype=arr.dtype)
             pt, pl = max(0, -top), max(0, -left)
             pad[pt:pt + out_h, pl:pl + out_w] = arr
             arr, top, left = pad, max(0, top), max(0, left)
         arr = arr[top:top + ch, left:left + cw]
-    arr = arr * np.float32(spec.rescale)
-    arr = (arr - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def prepare_uint8(
+    img: Image.Image,
+    spec: PreprocessSpec,
+    box: tuple[float, float, float, float] | None = None,
+    full_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """An RGB image resized and cropped: uint8 [3, H, W], what decode workers ship (a
+    quarter of float32's bytes). ``normalise`` finishes it, in the encoder."""
+    return centre_crop(np.asarray(resize(img, spec, box, full_size)), spec)
+
+
+def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 [..., 3, H, W] -> the float32 tensor the model's processor makes: rescale, then
+    normalise by mean and std (float32, in the processor's order, so it is bit-exact).
+    ``search.encoders.pixels.to_model_input`` is the torch twin the encoders use."""
+    x = pixels.astype(np.float32) * np.float32(spec.rescale)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    return (x - mean) / std
+
+
+def prepare(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """An RGB image to the float32 [3, H, W] tensor the model's processor would make."""
+    return normalise(prepare_uint8(img, spec), spec)
 
 
 def _exif_fields(img: Image.Image) -> tuple[dt.datetime | None, str | None]:
@@ -211,32 +264,61 @@ def open_image(source: str | Path | bytes, max_pixels: int) -> Iterator[Image.Im
         raise BadImage(f"cannot decode: {exc.__class__.__name__}: {exc}") from None
 
 
+def oriented_box(
+    box: tuple[float, float, float, float], size: tuple[int, int], orientation: object
+) -> tuple[float, float, float, float]:
+    """``box`` (a region of an image of ``size``, anchored at its top left) after the
+    transpose that EXIF ``orientation`` asks for, as ``ImageOps.exif_transpose`` does it."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    return {
+        2: (w - x1, y0, w - x0, y1),  # mirrored left-right
+        3: (w - x1, h - y1, w - x0, h - y0),  # turned 180 degrees
+        4: (x0, h - y1, x1, h - y0),  # mirrored top-bottom
+        5: (y0, x0, y1, x1),  # transposed
+        6: (h - y1, x0, h - y0, x1),  # turned 90 degrees clockwise
+        7: (h - y1, w - x1, h - y0, w - x0),  # transversed
+        8: (y0, w - x1, y1, w - x0),  # turned 90 degrees counter-clockwise
+    }.get(orientation, box)  # type: ignore[call-overload]
+
+
 def decode(
     source: str | Path | bytes,
     spec: PreprocessSpec | None = None,
     *,
     max_pixels: int = 200_000_000,
     draft: bool = True,
+    uint8: bool = False,
 ) -> Decoded:
-    """Open, validate and (with a spec) preprocess one image. Raises BadImage with a reason."""
+    """Open, validate and (with a spec) preprocess one image. Raises BadImage with a reason.
+
+    ``draft`` lets a JPEG decode at a reduced scale (the module docstring); ``uint8`` returns
+    the pixels resized and cropped but not normalised (``Decoded.pixels``).
+    """
     with open_image(source, max_pixels) as img:
         width, height = img.size
         fmt = img.format
         taken, camera = _exif_fields(img)
         pixels = None
         if spec is not None:
+            box = None
             if draft and fmt == "JPEG":
                 # Orientation may swap axes, so size the draft by the short side.
                 want = spec.target_short_side * DRAFT_FACTOR
                 scale = min(width, height) / want
                 if scale >= 2:
-                    img.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))
+                    drafted = img.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))
+                    box = drafted[1] if drafted else None
             img.load()
             loaded = img.size
             oriented = ImageOps.exif_transpose(img)
             if oriented.size != loaded:  # orientations 5-8 swap the axes
                 width, height = height, width
-            pixels = prepare(to_rgb(oriented), spec)
+            if box is not None:
+                box = oriented_box(box, loaded, img.getexif().get(TAG_ORIENTATION))
+            rgb = to_rgb(oriented)
+            u8 = prepare_uint8(rgb, spec, box, (width, height) if box is not None else None)
+            pixels = u8 if uint8 else normalise(u8, spec)
         else:
             # A full decode: it finds a truncated file, and unlike verify() it may follow
             # the EXIF read above (verify must come first after open, or PNGs raise).

@@ -2,8 +2,9 @@
 
 Images go through the indexer's own decode job (the same hash check, decode and model
 preprocessing), so training sees exactly the pixels that search will see. The pixels are
-decoded once into a float16 memory-mapped file beside the checkpoint, so later epochs and a
-resumed run read them back instead of decoding again.
+decoded once into a uint8 memory-mapped file beside the checkpoint (resized and cropped, as
+the decode workers ship them: exact, and half the bytes of the float16 it used to be), so
+later epochs and a resumed run read them back instead of decoding again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from indexer.decode import DecodeJob, content_hash, decode_pool, ordered_map, run_decode_job
 from search.errors import InputError
 from search.evaluation.captions import CaptionSet
-from search.preprocess import BadImage, PreprocessSpec
+from search.preprocess import DRAFT_FACTOR, BadImage, PreprocessSpec
 
 MAX_BAD_SHOWN = 3
 
@@ -28,9 +29,12 @@ MAX_BAD_SHOWN = 3
 class Pairs:
     """Captions, the image each one describes, and every image's pixels."""
 
-    pixels: np.ndarray | _Rows  # float16 [images, 3, H, W]: a memory map, or rows of one
+    # uint8 [images, 3, H, W] (``prepare_uint8``): a memory map, or rows of one. Float
+    # pixels are taken as already normalised.
+    pixels: np.ndarray | _Rows
     captions: list[str]
     caption_image: np.ndarray  # int64 [captions]: the image row of each caption
+    spec: PreprocessSpec | None = None  # what normalises uint8 pixels for the model
 
     @property
     def n_images(self) -> int:
@@ -45,6 +49,7 @@ class Pairs:
             _Rows(self.pixels, images),
             [self.captions[i] for i in keep],
             row[self.caption_image[keep]],
+            self.spec,
         )
 
 
@@ -91,11 +96,13 @@ def decode_pixels(
 ) -> np.ndarray:
     """Every image's model-ready pixels, from ``cache`` when an earlier run decoded them."""
     if cache.is_file():
-        return np.load(cache, mmap_mode="r")
+        cached = np.load(cache, mmap_mode="r")
+        if cached.dtype == np.uint8:  # anything else is an older format: decode again
+            return cached
     h, w = spec.crop or spec.resize_to or (spec.target_short_side, spec.target_short_side)
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npy")
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16,
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
                                     shape=(len(paths), 3, h, w))
     jobs = [DecodeJob(str(p), ph, spec, max_pixels, draft)
             for p, ph in zip(paths, hashes, strict=True)]
@@ -150,5 +157,8 @@ def describe(pairs: Pairs) -> str:
 
 
 def spec_key(spec: PreprocessSpec) -> str:
-    return hashlib.blake2b(json.dumps(spec.__dict__, sort_keys=True, default=str).encode(),
+    """The pixel cache's name key: the preprocessing and the cache's format, so a float16
+    cache of an older version (or another draft factor) is never read as this one."""
+    what = {**spec.__dict__, "pixels": "uint8", "draft_factor": DRAFT_FACTOR}
+    return hashlib.blake2b(json.dumps(what, sort_keys=True, default=str).encode(),
                            digest_size=6).hexdigest()

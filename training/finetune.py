@@ -24,6 +24,7 @@ import torch
 
 from search.config import Config
 from search.encoders.clip import ClipEncoder
+from search.encoders.pixels import to_model_input
 from search.errors import InputError
 from search.evaluation.captions import load_caption_set
 from search.evaluation.metrics import retrieval_metrics
@@ -140,7 +141,7 @@ def finetune(args: FinetuneArgs, config: Config,
                                 draft=config.indexer.jpeg_draft,
                                 workers=config.indexer.worker_count())
     pairs = data.Pairs(pixels, captions.captions,
-                       np.asarray(captions.caption_image, dtype=np.int64))
+                       np.asarray(captions.caption_image, dtype=np.int64), spec)
     train_rows, val_rows = data.split_by_image(pairs.n_images, args.val_fraction, args.seed)
     train_set, val_set = pairs.subset(train_rows), pairs.subset(val_rows)
     if len(train_set.captions) < args.batch_size:
@@ -259,7 +260,7 @@ def train_epoch(trained, model, tokenizer, pairs: data.Pairs, optimizer, schedul
                             disable=not sys.stderr.isatty())
     for batch in bar:
         owners = pairs.caption_image[batch]
-        images = torch.from_numpy(pairs.pixels[owners].astype(np.float32)).to(device)
+        images = to_model_input(pairs.pixels[owners], pairs.spec, device, torch.float32)
         tokens = _tokens(tokenizer, [pairs.captions[i] for i in batch], device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=device == "cuda"):
             image_emb = ClipEncoder._features(model.get_image_features(pixel_values=images))
@@ -288,8 +289,7 @@ def _validate(encoder: ClipEncoder, pairs: data.Pairs) -> dict | None:
         return None
     encoder.model.eval()
     images = [encoder.encode_pixels(pairs.pixels[np.arange(i, min(i + EVAL_BATCH,
-                                                                   pairs.n_images))]
-                                    .astype(np.float32))
+                                                                   pairs.n_images))])
               for i in range(0, pairs.n_images, EVAL_BATCH)]
     texts = [encoder.encode_texts(pairs.captions[i:i + EVAL_BATCH])
              for i in range(0, len(pairs.captions), EVAL_BATCH)]

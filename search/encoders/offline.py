@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.encoders.pixels import to_model_input
 from search.errors import ModelLoadError
 from search.files import atomic_write
 from search.preprocess import PreprocessSpec
@@ -142,6 +143,7 @@ class OfflineEncoder(Encoder):
 
     @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        logits = self.classifier(torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device))
+        # uint8 from the decode workers is normalised on the device (pixels.py).
+        logits = self.classifier(to_model_input(pixels, self.spec, self.device, torch.float32))
         weights = torch.softmax(logits / self.temperature, dim=-1)
         return l2_normalise(weights @ self.label_vectors - self.centre)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from search.encoders.clip import spec_from_processor_config
-from search.preprocess import BadImage, decode, prepare, to_rgb
+from search.preprocess import BadImage, decode, normalise, prepare, to_rgb
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +222,152 @@ def test_decode_without_a_spec_checks_the_whole_file(tmp_path):
             64, 48, fmt, None)
         with pytest.raises(BadImage, match="truncated|cannot decode"):
             decode(buf.getvalue()[: len(buf.getvalue()) // 2])
+
+
+# The uint8 transfer: workers ship resized, cropped uint8; the encoder normalises it.
+
+
+def test_uint8_pixels_normalise_to_exactly_the_float_tensor(samples, tiny_clip):
+    import torch
+
+    from search.encoders.pixels import normalise_tensor
+
+    spec = tiny_clip.spec
+    for photo in samples[:6]:
+        data = photo.path.read_bytes()
+        u8 = decode(data, spec, uint8=True).pixels
+        assert u8.dtype == np.uint8 and u8.shape == (3, 224, 224)
+        floats = decode(data, spec).pixels
+        assert np.array_equal(normalise(u8, spec), floats), photo.name
+        on_torch = normalise_tensor(torch.from_numpy(u8), spec).numpy()
+        assert np.abs(on_torch - floats).max() <= 1e-6, photo.name
+
+
+@pytest.mark.parametrize("which", ["tiny_clip", "offline"])
+def test_encoders_take_uint8_or_normalised_float32_alike(request, samples, which):
+    """Same vectors from the uint8 the workers ship as from the float32 of ``prepare``, for
+    both encoders (their normalisations differ: CLIP's mean/std, EfficientNet's 127/128)."""
+    encoder = request.getfixturevalue(which)
+    u8 = np.stack([decode(p.path.read_bytes(), encoder.spec, uint8=True).pixels
+                   for p in samples[:4]])
+    from_u8 = encoder.encode_pixels(u8)
+    from_float = encoder.encode_pixels(normalise(u8, encoder.spec))
+    assert from_u8.shape == from_float.shape == (4, encoder.dim)
+    assert np.abs(from_u8 - from_float).max() < 1e-5
+    # A batch of different photos gives different vectors: the check above can fail.
+    assert np.abs(from_u8[0] - from_u8[1]).max() > 1e-3
+
+
+def test_decode_workers_ship_uint8(tmp_path, samples, tiny_clip):
+    from indexer.decode import DecodeJob, content_hash, run_decode_job
+
+    path = samples[0].path
+    job = DecodeJob(str(path), content_hash(str(path)), tiny_clip.spec, 10**8, True)
+    result = run_decode_job(job)
+    assert result.pixels.dtype == np.uint8 and result.pixels.shape == (3, 224, 224)
+
+
+# Draft decoding: the resize covers exactly what the photo covers, in every orientation.
+
+
+def test_draft_decoding_of_camera_photos_stays_within_003_and_keeps_metadata(
+        tmp_path, tiny_clip, reference):
+    """Camera photos (one in ten EXIF-rotated, sizes not multiples of 8): draft and exact
+    decodes agree on metadata, and the draft tensor stays within the bound."""
+    from PIL import ImageOps
+
+    from benchmarks.photos import make_benchmark_photos
+
+    photos = make_benchmark_photos(tmp_path, count=10, long_side=4000)
+    worst = 0.0
+    for path in photos:
+        data = path.read_bytes()
+        with Image.open(path) as img:
+            theirs = reference_pixels(reference, ImageOps.exif_transpose(img).convert("RGB"))
+        fast = decode(data, tiny_clip.spec, draft=True, uint8=True)
+        exact = decode(data, tiny_clip.spec, draft=False)
+        assert (fast.width, fast.height, fast.taken_at, fast.camera, fast.format) == (
+            exact.width, exact.height, exact.taken_at, exact.camera, exact.format)
+        worst = max(worst, float(np.abs(normalise(fast.pixels, tiny_clip.spec) - theirs).mean()))
+    assert worst < 0.03, f"draft decoding differs by {worst:.4f}"
+
+
+def _stripes(width: int, height: int) -> Image.Image:
+    """Hard stripes both ways and a diagonal ramp: any shift, mirror or turn shows."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return Image.fromarray(np.stack(
+        [((xx // 37) % 2) * 255, ((yy // 29) % 2) * 255, (xx + yy) % 256], -1).astype(np.uint8))
+
+
+def test_draft_decoding_follows_every_exif_orientation(tiny_clip):
+    """4003 x 2701 decodes at 1/8 to 501 x 338, whose last row and column are partial; in
+    each orientation the draft tensor is as close to the exact one as unrotated (a box
+    left in stored coordinates misplaces it by 0.17 or more, or fails)."""
+    base = _stripes(4003, 2701)
+    diffs = {}
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = encode(base, "JPEG", quality=95, exif=exif.tobytes())
+        fast = decode(data, tiny_clip.spec, uint8=True)
+        exact = decode(data, tiny_clip.spec, draft=False)
+        assert (fast.width, fast.height) == (exact.width, exact.height) == (
+            (2701, 4003) if orientation >= 5 else (4003, 2701))
+        diffs[orientation] = float(np.abs(normalise(fast.pixels, tiny_clip.spec)
+                                          - exact.pixels).mean())
+    assert max(diffs.values()) < 0.06, diffs
+    assert max(diffs.values()) - min(diffs.values()) < 0.01, diffs
+
+
+def test_oriented_box_is_the_transposed_region():
+    """The box table against Pillow's own transposes: a marked region lands in the box."""
+    from PIL import ImageOps
+
+    from search.preprocess import oriented_box
+
+    size, box = (40, 30), (0, 0, 25, 18)
+    for orientation in range(1, 9):
+        img = Image.new("L", size, 0)
+        img.paste(255, box)
+        exif = img.getexif()
+        exif[0x0112] = orientation
+        shown = np.asarray(ImageOps.exif_transpose(img))
+        x0, y0, x1, y1 = oriented_box(box, size, orientation)
+        assert shown[y0:y1, x0:x1].min() == 255 and shown.sum() == 255 * 25 * 18, orientation
+
+
+@pytest.mark.parametrize(
+    ("mode", "colour", "extra"),
+    [
+        ("CMYK", (0, 255, 255, 0), {}),  # red, through Pillow's CMYK conversion
+        ("L", 90, {}),
+        ("RGB", (30, 160, 70), {"progressive": True}),
+        ("RGB", (30, 160, 70), {"subsampling": 0}),  # 4:4:4 chroma
+    ],
+)
+def test_cmyk_greyscale_and_progressive_jpegs(tiny_clip, reference, mode, colour, extra):
+    """Camera-size JPEGs of every kind draft-decode close to the processor's tensor."""
+    img = Image.new(mode, (2403, 1801), colour)
+    img.paste(Image.new(mode, (600, 450), 0 if mode == "L" else (0,) * len(colour)),
+              (900, 675))  # a dark centre, so the comparison sees structure
+    data = encode(img, "JPEG", quality=92, **extra)
+    out = decode(data, tiny_clip.spec)
+    with Image.open(io.BytesIO(data)) as shown:
+        theirs = reference_pixels(reference, shown.convert("RGB"))
+    assert (out.width, out.height, out.format) == (2403, 1801, "JPEG")
+    assert float(np.abs(out.pixels - theirs).mean()) < 0.03, mode
+
+
+def test_corrupt_and_oversized_camera_jpegs_give_reasons(tiny_clip):
+    """Draft-decoded JPEGs fail with reasons too; the bomb check comes before decoding."""
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 256, (150, 200, 3), dtype=np.uint8)).resize((2000, 1500))
+    data = encode(big, "JPEG")
+    garbage = data[:2000] + bytes(rng.integers(0, 256, len(data) - 4000, dtype=np.uint8))
+    with pytest.raises(BadImage, match="truncated"):
+        decode(data[: len(data) // 2], tiny_clip.spec)
+    with pytest.raises(BadImage, match="cannot decode"):
+        decode(garbage + data[-2000:], tiny_clip.spec)
+    with pytest.raises(BadImage, match="decompression bomb"):
+        decode(data, tiny_clip.spec, max_pixels=1_000_000)
+    assert decode(data, tiny_clip.spec).pixels.shape == (3, 224, 224)

@@ -180,7 +180,7 @@ def test_the_folder_holds_the_recorded_best_epoch(tuned, synth):
     captions = load_caption_set(synth["captions"], split="train")
     _, val = split_by_image(captions.n_images, 0.1, seed=0)
     (cache,) = (tuned / "checkpoint").glob("pixels-*.npy")
-    pixels = np.load(cache)[val].astype(np.float32)
+    pixels = np.load(cache)[val]  # uint8: encode_pixels normalises it
     owner = np.asarray(captions.caption_image)
     rows = np.flatnonzero(np.isin(owner, val))
     encoder = load_encoder(str(tuned), device="cpu")
