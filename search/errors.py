@@ -24,3 +24,9 @@ class InputError(PixseekError):
 class DependencyError(PixseekError):
     """A required package that is missing or broken: an install problem, not bad input; the
     message names the pip command that fixes it."""
+
+
+class ResourceError(ConfigError):
+    """The device ran out of memory for what the configuration asks of it. A ConfigError
+    (exit 2): the fix is a setting the message names (``model.batch_size``,
+    ``model.device``)."""

@@ -9,19 +9,30 @@ import numpy as np
 import torch
 from PIL import Image
 
-from search.preprocess import PreprocessSpec, prepare, to_rgb
+from search.preprocess import PreprocessSpec, prepare_uint8, to_rgb
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def pick_device(device: str = "auto") -> str:
+    """``auto`` -> cuda, mps or cpu; an explicit accelerator that is not there is one
+    ConfigError now, not a raw torch error at the first ``.to(device)``."""
     if device != "auto":
-        if device == "cuda" and not torch.cuda.is_available():
-            from search.errors import ConfigError
+        from search.errors import ConfigError
 
+        if device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("model.device: cuda was asked for but no CUDA GPU is available")
+        if device == "mps" and not _mps_available():
+            raise ConfigError(
+                "model.device: mps was asked for but this machine has no MPS (Apple silicon "
+                "GPU with a torch built for it); use auto or cpu"
+            )
         return device
     if torch.cuda.is_available():
         return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+    if _mps_available():
         return "mps"
     return "cpu"
 
@@ -46,7 +57,9 @@ class Encoder(ABC):
 
     @abstractmethod
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """[N, 3, H, W] float32 from ``search.preprocess.prepare`` -> [N, dim] unit vectors."""
+        """[N, 3, H, W] -> [N, dim] unit vectors. uint8 pixels (``prepare_uint8``, what decode
+        workers ship) are normalised on the model's device; float32 ones are taken as already
+        normalised (``search.preprocess.prepare``)."""
 
     @abstractmethod
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -56,5 +69,5 @@ class Encoder(ABC):
         """PIL images -> [N, dim] unit vectors (the exact preprocessing, no draft)."""
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = np.stack([prepare(to_rgb(img), self.spec) for img in images])
+        batch = np.stack([prepare_uint8(to_rgb(img), self.spec) for img in images])
         return self.encode_pixels(batch)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
+import threading
+import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +46,75 @@ FILTER_EXACT_SHARE = 0.01
 RETUNE_MIN = 256  # new vectors in a merge worth re-checking the search depth for
 
 
-def _gpu_count() -> int:
-    # faiss-cpu has no get_num_gpus in some builds.
-    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+# FAISS's GPU k-selection stops at 2048 (GPU_MAX_SELECTION_K; "GPU index only supports
+# min/max-K selection up to 2048", facebookresearch/faiss#1384, #2103), while -k goes to
+# 10,000 and the engine's refetch asks for 4x that: a larger k searches the CPU index.
+GPU_MAX_K = 2048
+# When a GPU copy pays. Copying a snapshot to the GPU moves the whole index (200 MB per 100k
+# 512-d float32 vectors) and starts CUDA: a one-shot `pixseek search` never earns that back.
+# So the copy is made only by a process that has searched this index GPU_AFTER_SEARCHES
+# times (a server, not a one-shot command), and only from GPU_MIN_VECTORS vectors (below,
+# an exact CPU search is a few milliseconds: no GPU needed). Documented at index.use_gpu.
+GPU_AFTER_SEARCHES = 8
+GPU_MIN_VECTORS = 20_000
+GPU_KINDS = ("flat", "fp16")
+
+
+class GpuBackend:
+    """FAISS on the GPU, for the whole process: one ``StandardGpuResources`` (its streams,
+    cuBLAS handle and temporary memory, ~1.5 GiB on a large GPU), made on first need and
+    shared by every index, released when a failed copy leaves no index using it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resources: object | None = None
+        self.holders: weakref.WeakSet[FaissIndex] = weakref.WeakSet()
+
+    def count(self) -> int:
+        # faiss-cpu has no get_num_gpus in some builds.
+        return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+
+    def resources(self) -> object:
+        with self._lock:
+            if self._resources is None:
+                self._resources = faiss.StandardGpuResources()
+            return self._resources
+
+    def clone(self, index: faiss.Index) -> faiss.Index:
+        return faiss.index_cpu_to_gpu(self.resources(), 0, index)
+
+    def release_if_unused(self) -> bool:
+        """Drop the resources when no index holds a GPU copy (frees their memory)."""
+        with self._lock:
+            if any(i._gpu is not None for i in self.holders):
+                return False
+            self._resources = None
+            return True
+
+
+GPU = GpuBackend()
+
+
+def gpu_can_search(k: int, params: object | None) -> bool:
+    """Whether a search may run on the GPU copy: no id selector (GPU search takes none) and
+    k within FAISS's GPU limit."""
+    return k <= GPU_MAX_K and (params is None or getattr(params, "sel", None) is None)
+
+
+def gpu_pays(kind: str, ntotal: int, searches: int) -> bool:
+    """Whether to make a GPU copy now (see GPU_AFTER_SEARCHES)."""
+    return kind in GPU_KINDS and ntotal >= GPU_MIN_VECTORS and searches >= GPU_AFTER_SEARCHES
+
+
+@dataclass
+class GpuCopy:
+    """A GPU copy of a snapshot, and the snapshot state it reflects."""
+
+    index: faiss.Index
+    kind: str
+    dim: int
+    marks: Marks
+    stamp: object
 
 
 class Delta:
@@ -167,14 +235,17 @@ class FaissIndex(VectorIndex):
         self.dim = 0
         self.rebuilt = False  # whether the last open had to rebuild from the store
         self._selector_cache: tuple[int, object] | None = None
-        self._gpu: tuple[object, faiss.Index] | None = None
+        # Kept across snapshots: a new snapshot is brought in by adding its new vectors.
+        self._gpu: GpuCopy | None = None
+        self.searches = 0  # snapshot searches by this process: when a GPU copy pays
+        self.gpu_clones = 0  # full copies to the GPU made (the rest were incremental)
 
     # -- opening ----------------------------------------------------------------------------
 
     def _reset(self) -> None:
         self.snap, self.delta, self.tombstones = None, Delta(), set()
         self.removed_since_snapshot, self.dim, self.marks = 0, 0, Marks()
-        self._selector_cache, self._gpu = None, None
+        self._selector_cache = None  # the GPU copy stays: _gpu_index brings it up to date
 
     def _adopt(self, snap: Snapshot) -> None:
         m = snap.manifest
@@ -353,28 +424,74 @@ class FaissIndex(VectorIndex):
     def _plain_search(
         self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        gpu = self._gpu_index() if params is None or params.sel is None else None
+        self.searches += 1
+        gpu = self._gpu_index() if gpu_can_search(k, params) else None
         if gpu is not None:
             try:
                 return gpu.search(q, k)
             except (RuntimeError, AttributeError) as exc:
                 log.warning("searching on the CPU: the GPU search failed (%s)", exc)
-                self.use_gpu, self._gpu = False, None
+                self.use_gpu = False
+                self._drop_gpu()
         return index.search(q, k, params=params)
 
     def _gpu_index(self) -> faiss.Index | None:
-        """A GPU copy of a flat snapshot when faiss-gpu and a GPU are present. The resources
-        object must outlive the GPU index, so it is kept beside it."""
-        if not self.use_gpu or self.snap is None or self.snap.manifest.kind not in ("flat", "fp16"):
+        """The GPU copy of a flat snapshot, when faiss-gpu, a GPU and enough use make it pay
+        (``gpu_pays``); brought up to date with a new snapshot by adding its new vectors."""
+        if not self.use_gpu or self.snap is None:
             return None
-        if self._gpu is None and _gpu_count() > 0:
-            try:
-                res = faiss.StandardGpuResources()
-                self._gpu = (res, faiss.index_cpu_to_gpu(res, 0, self.snap.index))
-            except (RuntimeError, AttributeError) as exc:
-                log.warning("searching on the CPU: this index cannot move to the GPU (%s)", exc)
-                self.use_gpu = False
-        return self._gpu[1] if self._gpu else None
+        m = self.snap.manifest
+        copy = self._gpu
+        if copy is not None and copy.stamp == self.snap.stamp:
+            return copy.index
+        if m.kind not in GPU_KINDS:
+            self._drop_gpu()
+            return None
+        if copy is not None and self._sync_gpu(copy):
+            return copy.index
+        self._drop_gpu()
+        if not gpu_pays(m.kind, self.snap.index.ntotal, self.searches) or GPU.count() == 0:
+            return None
+        try:
+            gpu_index = GPU.clone(self.snap.index)
+        except (RuntimeError, AttributeError, MemoryError) as exc:
+            log.warning("searching on the CPU: this index cannot move to the GPU (%s)", exc)
+            self.use_gpu = False
+            GPU.release_if_unused()  # a failed copy must not keep the GPU memory
+            return None
+        self.gpu_clones += 1
+        self._gpu = GpuCopy(gpu_index, m.kind, m.dim,
+                            Marks(m.embedding_mark, m.removal_mark), self.snap.stamp)
+        GPU.holders.add(self)
+        return gpu_index
+
+    def _sync_gpu(self, copy: GpuCopy) -> bool:
+        """Bring the GPU copy from the snapshot it reflects to the current one by adding the
+        vectors the store gained in between. GPU indexes cannot remove vectors
+        (facebookresearch/faiss#1818), so a removal among them means a fresh copy (False)."""
+        assert self.snap is not None
+        m = self.snap.manifest
+        now = Marks(m.embedding_mark, m.removal_mark)
+        if (copy.kind, copy.dim) != (m.kind, m.dim) or copy.marks.ahead_of(now):
+            return False
+        removed = self.store.removals_since(self.model_id, copy.marks.removal, now.removal)
+        if any(r.embedding_id <= copy.marks.embedding for r in removed):
+            return False
+        try:
+            for _emb_ids, ids, vectors in self.store.iter_embeddings(
+                self.model_id, after_id=copy.marks.embedding, upto_id=now.embedding
+            ):
+                copy.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
+        except (RuntimeError, AttributeError) as exc:
+            log.info("copying the index to the GPU anew: adding to it failed (%s)", exc)
+            return False
+        if copy.index.ntotal != self.snap.index.ntotal:  # e.g. a vector removed since
+            return False
+        copy.marks, copy.stamp = now, self.snap.stamp
+        return True
+
+    def _drop_gpu(self) -> None:
+        self._gpu = None
 
     # -- persisting ------------------------------------------------------------------------
 
@@ -460,6 +577,7 @@ class FaissIndex(VectorIndex):
         maps it keeps answering meanwhile."""
         with snapshot.writer_lock(self.folder):
             self._reset()
+            self._drop_gpu()  # nothing old is trusted, the GPU copy neither
             self._build_locked()
         self.rebuilt = True
         return self
