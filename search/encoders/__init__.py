@@ -1,4 +1,4 @@
-"""One door to every model: ``load_encoder("offline" | hub id | alias | local folder)``."""
+"""One door to every model: ``load_encoder("offline" | preset | hub id | alias | folder)``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ from search.encoders.clip import ALIASES
 
 OFFLINE_NAMES = {"offline"}
 
-__all__ = ["ALIASES", "Encoder", "canonical_model_id", "load_encoder", "pick_device"]
+__all__ = [
+    "ALIASES", "Encoder", "canonical_model_id", "load_encoder", "pick_device", "resolve_name",
+]
+
+
+def resolve_name(name: str) -> str:
+    """A preset (``fast``, ``best``, ``multilingual``) or an OpenAI alias -> its hub id;
+    anything else (hub id, folder) unchanged. A folder named like a preset wins."""
+    from search.encoders.presets import resolve
+
+    return ALIASES.get(name) or resolve(name)
 
 
 def canonical_model_id(name: str) -> str:
@@ -18,7 +28,7 @@ def canonical_model_id(name: str) -> str:
 
     if name in OFFLINE_NAMES or name == MODEL_ID:
         return MODEL_ID
-    name = ALIASES.get(name, name)
+    name = resolve_name(name)
     local = Path(name).expanduser()
     return str(local.resolve()) if local.is_dir() else name
 
@@ -35,8 +45,8 @@ def load_encoder(
     which brings its device and precision.
 
     ``precision`` (``auto | fp32 | bf16 | fp16 | int8``, see ``search.encoders.precision``)
-    None means fp16 on CUDA when ``fp16``, else fp32. ``auto`` caches its measured choice in
-    ``cache_dir/precision.json`` (pass the data dir; default: the user cache dir)."""
+    None means fp16 on CUDA or MPS when ``fp16``, else fp32. ``auto`` caches its measured
+    choice in ``cache_dir/precision.json`` (pass the data dir; default: the user cache dir)."""
     from search.config import ModelConfig
     from search.encoders.offline import MODEL_ID
 
@@ -50,5 +60,10 @@ def load_encoder(
 
         return OfflineEncoder(device=device)
     from search.encoders.clip import ClipEncoder
+    from search.encoders.oom import load_with_fallback
 
-    return ClipEncoder(name, device=device, fp16=fp16, precision=precision, cache_dir=cache_dir)
+    # Out of GPU memory: the CPU under auto, else one line (search.encoders.oom).
+    return load_with_fallback(
+        lambda d: ClipEncoder(name, device=d, fp16=fp16, precision=precision, cache_dir=cache_dir),
+        device,
+    )

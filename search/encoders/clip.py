@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
 from search.encoders.precision import check_supported, input_dtype
-from search.errors import ModelLoadError
+from search.errors import DependencyError, ModelLoadError, PixseekError
 from search.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,26 @@ def _side(value: object, key: str) -> int | None:
     return None
 
 
+def naflex_patches(cfg: dict) -> tuple[int, int]:
+    """(patch size, max patches) of a SigLIP 2 NaFlex image processor configuration."""
+    return int(cfg.get("patch_size", 16)), int(cfg.get("max_num_patches", 256))
+
+
 def spec_from_processor_config(cfg: dict) -> PreprocessSpec:
-    """Read a checkpoint's preprocessor_config.json into the spec our fast path executes."""
+    """Read a checkpoint's preprocessor_config.json into the spec our fast path executes.
+
+    SigLIP 2 NaFlex (``max_num_patches``): its processor keeps each photo's aspect ratio,
+    a grid of at most ``max_num_patches`` patches that differs per photo. Our batches are
+    one shape, so a photo is resized to the square grid of that many patches (16 x 16 at
+    256): exactly the processor's output for a square photo, a squeeze for others (what
+    the fixed-resolution SigLIP 2 checkpoints were trained on)."""
+    if "max_num_patches" in cfg:
+        patch, most = naflex_patches(cfg)
+        side = int(most**0.5) * patch
+        # Siglip2ImageProcessor's defaults: bilinear, mean and std 0.5.
+        cfg = {"resample": int(Image.Resampling.BILINEAR), "image_mean": [0.5] * 3,
+               "image_std": [0.5] * 3, **cfg, "size": {"height": side, "width": side},
+               "do_center_crop": False, "do_resize": True}
     size = cfg.get("size", {"shortest_edge": 224})
     shortest = _side(size, "shortest_edge")
     resize_to = None
@@ -68,8 +87,15 @@ def spec_from_processor_config(cfg: dict) -> PreprocessSpec:
     )
 
 
-def _load_error(name: str, exc: Exception) -> ModelLoadError:
+def _load_error(name: str, exc: Exception, preset: str | None = None) -> PixseekError:
     first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    label = f"'{name}' (preset {preset})" if preset else f"'{name}'"
+    if "sentencepiece" in str(exc).lower():
+        # mSigLIP's tokenizer (SiglipTokenizer) exists only as a SentencePiece model.
+        return DependencyError(
+            f"cannot load model {label}: its tokenizer needs the sentencepiece package "
+            "(pip install sentencepiece)"
+        )
     if Path(name).expanduser().exists():
         hint = (
             "the folder must hold a transformers CLIP checkpoint "
@@ -81,7 +107,7 @@ def _load_error(name: str, exc: Exception) -> ModelLoadError:
             "check the name, run once with network access, pass a local folder with "
             "--model /path/to/checkpoint, or use --model offline"
         )
-    return ModelLoadError(f"cannot load model '{name}': {hint} ({first})")
+    return ModelLoadError(f"cannot load model {label}: {hint} ({first})")
 
 
 class ClipEncoder(Encoder):
@@ -94,22 +120,26 @@ class ClipEncoder(Encoder):
         cache_dir: str | Path | None = None,
         min_cosine: float | None = None,
     ) -> None:
-        """``precision`` None keeps the old rule (fp16 on CUDA when ``fp16``, else fp32);
+        """``precision`` None: fp16 on CUDA or MPS when ``fp16``, else fp32;
         ``auto`` measures once and caches the choice in ``cache_dir/precision.json``
         (``search.encoders.precision``); ``fp16`` false keeps auto away from fp16."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.image_processing_utils import ImageProcessingMixin
 
-        from search.encoders import canonical_model_id
+        from search.encoders import canonical_model_id, resolve_name
+        from search.encoders.presets import is_preset
 
-        name = ALIASES.get(name, name)
+        preset = name if is_preset(name) else None
+        name = resolve_name(name)  # a preset or an OpenAI alias -> its hub id
         local = Path(name).expanduser()
         source = canonical_model_id(name)  # a folder resolved, an alias expanded
         self.device = pick_device(device)
         reason = "asked for"
         if precision is None:
-            precision = "fp16" if (self.device == "cuda" and fp16) else "fp32"
-            reason = "not set: fp16 on CUDA when fp16 is allowed, else fp32"
+            from search.encoders.precision import default_precision
+
+            precision = default_precision(self.device, fp16)
+            reason = "not set: fp16 on CUDA or MPS when fp16 is allowed, else fp32"
         if precision != "auto":
             check_supported(precision, self.device)
         self.dtype = torch.float32
@@ -129,8 +159,8 @@ class ClipEncoder(Encoder):
             # section of the processor_config.json that CLIPProcessor.save_pretrained writes.
             proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
             self.model = AutoModel.from_pretrained(source, dtype=torch.float32, **kw)
-        except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(name, exc) from None
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            raise _load_error(name, exc, preset) from None
         if not hasattr(self.model, "get_image_features"):
             raise ModelLoadError(
                 f"cannot load model '{name}': {config.model_type} is not a CLIP-family "
@@ -140,6 +170,14 @@ class ClipEncoder(Encoder):
         self.processor_config = proc_cfg  # kept so a fine-tuned copy can save it as is
         self.spec = spec_from_processor_config(proc_cfg)
         self.model_type = config.model_type
+        # SigLIP 2 NaFlex (Siglip2Model) reads patches, a patch mask and the grid's shape.
+        self.naflex = naflex_patches(proc_cfg) if config.model_type == "siglip2" else None
+        # SigLIP 2 was trained on lower-cased text ("transforming the text to lower case
+        # before tokenization", its paper), but its checkpoints ship a Gemma tokenizer that
+        # keeps case; SigLIP 1's own tokenizer lower-cases.
+        self.lowercase = self.model_type.startswith("siglip") and "gemma" in (
+            type(self.tokenizer).__name__.lower()
+        )
         # Vectors are tagged with the hub id, or the absolute folder of a local checkpoint.
         self.model_id = source
         self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
@@ -185,7 +223,7 @@ class ClipEncoder(Encoder):
             return self._text_features(model, texts or [])
 
         choice = prec.measure(
-            encode, pixels, captions, candidates,
+            encode, pixels, captions, candidates, device=self.device,
             min_cosine=prec.MIN_COSINE if min_cosine is None else min_cosine,
         )
         variant.clear()
@@ -206,20 +244,50 @@ class ClipEncoder(Encoder):
         return out if isinstance(out, torch.Tensor) else out.pooler_output  # type: ignore
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return self._image_features(self.model, self.dtype, pixels)
+        from search.encoders.oom import encode_in_parts  # out of memory: halves (oom.py)
+
+        return encode_in_parts(
+            self, lambda part: self._image_features(self.model, self.dtype, part), pixels,
+            "image",
+        )
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self._text_features(self.model, texts)
+        from search.encoders.oom import encode_in_parts  # out of memory: halves (oom.py)
+
+        return encode_in_parts(
+            self, lambda part: self._text_features(self.model, part), texts, "text"
+        )
 
     @torch.inference_mode()
     def _image_features(self, model, dtype: torch.dtype, pixels: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, dtype)
-        return l2_normalise(self._features(model.get_image_features(pixel_values=x)))
+        x = to_model_input(pixels, self.spec, self.device, dtype)  # uint8 or float32
+        return l2_normalise(self._features(self._image_forward(model, x)))
+
+    def _image_forward(self, model, x: torch.Tensor) -> object:
+        """The image tower on a normalised [N, 3, H, W] batch. NaFlex takes it as patches
+        (Siglip2ImageProcessor's layout: row-major grid, each patch [p, p, C] flattened),
+        padded to ``max_num_patches`` with a mask, plus the grid's shape."""
+        if getattr(self, "naflex", None) is None:
+            return model.get_image_features(pixel_values=x)
+        patch, most = self.naflex
+        n, c, h, w = x.shape
+        gh, gw = h // patch, w // patch
+        patches = x[:, :, : gh * patch, : gw * patch].reshape(n, c, gh, patch, gw, patch)
+        patches = patches.permute(0, 2, 4, 3, 5, 1).reshape(n, gh * gw, patch * patch * c)
+        mask = torch.ones((n, most), dtype=torch.int32, device=x.device)
+        if gh * gw < most:
+            patches = torch.nn.functional.pad(patches, (0, 0, 0, most - gh * gw))
+            mask[:, gh * gw :] = 0
+        shapes = torch.tensor([[gh, gw]] * n, dtype=torch.long, device=x.device)
+        return model.get_image_features(
+            pixel_values=patches, pixel_attention_mask=mask, spatial_shapes=shapes
+        )
 
     @torch.inference_mode()
     def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:
         # SigLIP was trained on max-length padding; CLIP takes the end-of-text token.
         padding = "max_length" if self.model_type.startswith("siglip") else True
+        texts = [t.lower() for t in texts] if getattr(self, "lowercase", False) else texts
         tokens = self.tokenizer(
             list(texts),
             padding=padding,
