@@ -1,35 +1,42 @@
-"""Indexing throughput: ``pixseek index`` against the bare model, on the same machine.
+"""Indexing throughput: ``pixseek index`` against the bare model, per precision and photo size.
 
 For each backend (``offline``, and a randomly initialised CLIP of ViT-B/32 shape that costs
-what ``openai/clip-vit-base-patch32`` costs) one run measures, in images per second:
+what ``openai/clip-vit-base-patch32`` costs), each precision (``--precisions``; default:
+every precision the device supports, plus ``auto`` resolved to what it picks) and each photo
+size (``--sizes``: 12 MP camera JPEGs, 4000 x 3000, and sub-megapixel photos, 800 x 600), one
+run measures, in images per second:
 
 - **bare model**: ``encoder.encode_pixels`` on tensors preprocessed beforehand, in batches
   of ``model.batch_size`` (the pipeline's), after a warm-up call on each batch shape. The
   most the model can do here.
 - **pipeline**: a full ``Indexer.index`` of the photo folder, what ``pixseek index`` runs
-  (scan, hash, decode in worker processes, encode, one SQLite transaction per batch, FAISS
-  save), into a fresh data dir so nothing is reused; ``encoded / seconds``. Default
-  settings: ``indexer.decode_workers=auto``, ``indexer.jpeg_draft=true``. The model is loaded
-  before the clock starts; the worker pool's start is inside it, as it is for a user.
-- **ratio** pipeline / bare model: the figure that matters. Below 1 the model waits for
-  decoding, or (on a CPU) shares the cores with it.
-- **pipeline, in-process decode**: the same with ``indexer.decode_workers=0``.
+  (scan, hash, decode in worker processes, encode, one SQLite transaction per batch in a
+  writer thread, FAISS save), into a fresh data dir so nothing is reused;
+  ``encoded / seconds``. Default settings: ``indexer.decode_workers=auto``,
+  ``indexer.jpeg_draft=true``. The model is loaded before the clock starts; the worker
+  pool's start is inside it, as it is for a user.
 - **decode only**: the decode workers' job (read, verify hash, JPEG draft decode, EXIF
-  transpose, resize, crop, normalise) for every photo, one process, no model.
+  transpose, resize, crop, normalise) for every photo, one process, no model (one figure per
+  backend and size: it does not depend on the precision).
 - **CPU ceiling** (CPU device only): ``1 / (1/bare + 1/(cores * decode))``, the best a
   pipeline can do when decoding and the model share the same cores perfectly.
+- **pipeline / ceiling**: the figure that matters on a CPU (pipeline / bare on a GPU, where
+  decoding has its own cores).
+- with ``--inproc``, **pipeline, in-process decode**: the same with
+  ``indexer.decode_workers=0``.
 
 The photos are camera-size JPEGs made from real photographs shipped in installed packages
 (``benchmarks/photos.py``), cached in ``bench-out/photos/<long side>px``.
-Results go to stdout (a markdown table) and to ``bench-out/index_throughput.{json,md}``.
-With ``--repeats N`` the measurements are interleaved (every figure once per round) and the
-median is reported. Each sample records the CPU share other processes took meanwhile; a
-sample taken on a busy machine is left out when a quiet one of the same figure exists.
-On 2 CPU cores one round takes about 1.5 minutes (plus 40 s once to make the photos).
+Results go to stdout (markdown tables, one per size) and to
+``bench-out/index_throughput.{json,md}``. With ``--repeats N`` the measurements are
+interleaved (every figure once per round) and the median is reported. Each sample records
+the CPU share other processes took meanwhile; a sample taken on a busy machine is left out
+when a quiet one of the same figure exists. ``auto``'s choice is cached in
+``bench-out/models/precision.json`` (its first use measures, once per machine).
 
-    python benchmarks/index_throughput.py                   # 240 photos, 4000 px
-    python benchmarks/index_throughput.py --quick           # 48 photos, 1600 px, smoke run
-    python benchmarks/index_throughput.py --backends clip-b32 --repeats 3
+    python benchmarks/index_throughput.py                   # 240 photos per size
+    python benchmarks/index_throughput.py --quick           # smoke run: 16 per size, fp32
+    python benchmarks/index_throughput.py --backends clip-b32 --precisions fp32,int8,auto
 """
 
 from __future__ import annotations
@@ -50,8 +57,10 @@ from pathlib import Path
 
 BACKENDS = ("offline", "clip-b32")
 DEFAULT_OUT = Path("bench-out")
-FULL = {"count": 240, "long_side": 4000}
-QUICK = {"count": 48, "long_side": 1600}
+# Photo sizes by name: long side in px (the photos are 4:3 or 3:4 crops, some other aspects).
+SIZES = {"12mp": 4000, "sub-mp": 800}
+FULL = {"count": 240}
+QUICK = {"count": 16, "precisions": "fp32"}
 METRICS = ("decode", "bare", "pipeline", "pipeline_inproc")
 # A sample taken while other processes used more than this share of the CPU is left out of
 # the statistic when a quieter sample of the same figure exists (all are kept in the JSON).
@@ -122,11 +131,12 @@ def prepare_photos(photos_dir: Path, count: int, long_side: int, staging: Path) 
     return staging
 
 
-def load_backend(name: str, device: str, models_dir: Path):
+def load_backend(name: str, device: str, models_dir: Path, precision: str = "fp32"):
+    """The backend at ``precision``; ``auto`` caches its choice in ``models_dir``."""
     from search.encoders import load_encoder
 
     if name == "offline":
-        return load_encoder("offline", device=device)
+        return load_encoder("offline", device=device)  # always fp32
     if name == "clip-b32":
         from training.scratch import build_random_clip
 
@@ -134,8 +144,33 @@ def load_backend(name: str, device: str, models_dir: Path):
         if not (folder / "preprocessor_config.json").is_file():  # written last
             log(f"building a random-weight ViT-B/32 CLIP in {folder}")
             build_random_clip(folder, size="vit-b-32")
-        return load_encoder(str(folder), device=device)
+        return load_encoder(str(folder), device=device, precision=precision, cache_dir=models_dir)
     raise SystemExit(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+def load_cases(args, device: str) -> list[Case]:
+    """One case per backend and precision; ``auto`` marks the case of the precision it picks
+    (adding it when it is not among the others)."""
+    cases: list[Case] = []
+    for name in args.backends:
+        wanted = ["fp32"] if name == "offline" else [p for p in args.precisions if p != "auto"]
+        pick = None
+        if name != "offline" and "auto" in args.precisions:
+            started = time.perf_counter()
+            auto = load_backend(name, device, args.out / "models", "auto")
+            pick = auto.precision
+            log(f"{name}: auto picks {pick} ({time.perf_counter() - started:.1f} s to load; "
+                f"{auto.precision_reason})")
+            if pick not in wanted:
+                wanted.append(pick)
+            del auto
+        for precision in wanted:
+            started = time.perf_counter()
+            enc = load_backend(name, device, args.out / "models", precision)
+            log(f"loaded {name} ({enc.model_id}) at {enc.precision} on {enc.device} "
+                f"in {time.perf_counter() - started:.1f} s")
+            cases.append(Case(name, enc.precision, enc, auto=precision == pick))
+    return cases
 
 
 def make_config(data_dir: Path, empty_yaml: Path, model: str, batch_size: int, workers):
@@ -208,7 +243,7 @@ def measure_pipeline(
     return summary.encoded / summary.seconds, {
         "encoded": summary.encoded,
         "seconds": summary.seconds,
-        "decode_workers": config.indexer.worker_count(),
+        "decode_workers": config.indexer.worker_count(encoder.device),
     }
 
 
@@ -216,12 +251,10 @@ def measure_pipeline(
 
 
 @dataclass
-class BackendResult:
-    """Every sample of every metric, with the CPU share other processes took meanwhile."""
+class Figures:
+    """Every sample of every metric of one case at one photo size, with the CPU share other
+    processes took meanwhile."""
 
-    name: str
-    model_id: str = ""
-    device: str = ""
     samples: dict[str, list[tuple[float, float | None]]] = field(
         default_factory=lambda: {m: [] for m in METRICS}
     )
@@ -239,12 +272,15 @@ class BackendResult:
         quiet = [r for r, share in self.samples[metric] if share is None or share <= BUSY]
         return quiet or [r for r, _ in self.samples[metric]]
 
-    def value(self, metric: str) -> float:
-        return statistics.median(self.clean(metric))
+    def value(self, metric: str) -> float | None:
+        used = self.clean(metric)
+        return statistics.median(used) if used else None
 
-    def summary(self, cpus: int) -> dict:
-        out: dict = {"model_id": self.model_id, "device": self.device}
+    def summary(self, cpus: int, device: str) -> dict:
+        out: dict = {}
         for metric in METRICS:
+            if not self.samples[metric]:
+                continue
             rates = [r for r, _ in self.samples[metric]]
             shares = [s for _, s in self.samples[metric]]
             used = self.clean(metric)
@@ -257,16 +293,35 @@ class BackendResult:
                 "samples_used": len(used),
                 "skewed": all(s is not None and s > BUSY for s in shares),
             }
-        bare = self.value("bare")
-        out["ratio"] = round(self.value("pipeline") / bare, 3)
-        out["ratio_inproc"] = round(self.value("pipeline_inproc") / bare, 3)
-        out["cpu_ceiling"] = None
-        if self.device == "cpu":
+        bare, pipeline = self.value("bare"), self.value("pipeline")
+        out["ratio"] = round(pipeline / bare, 3)
+        if self.samples["pipeline_inproc"]:
+            out["ratio_inproc"] = round(self.value("pipeline_inproc") / bare, 3)
+        out["cpu_ceiling"] = out["ratio_to_ceiling"] = None
+        if device == "cpu":
             ceiling = 1 / (1 / bare + 1 / (cpus * self.value("decode")))
             out["cpu_ceiling"] = round(ceiling, 2)
-            out["ratio_to_ceiling"] = round(self.value("pipeline") / ceiling, 3)
+            out["ratio_to_ceiling"] = round(pipeline / ceiling, 3)
         out["pipeline_runs"] = self.runs
         return out
+
+
+@dataclass
+class Case:
+    """One backend at one precision; its figures per photo size."""
+
+    backend: str
+    precision: str
+    encoder: object
+    auto: bool = False  # the precision auto picks
+    sizes: dict[str, Figures] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.precision}" + (" (auto)" if self.auto else "")
+
+    def at(self, size: str) -> Figures:
+        return self.sizes.setdefault(size, Figures())
 
 
 def machine_facts(device_of: dict[str, str]) -> dict:
@@ -300,43 +355,56 @@ def machine_facts(device_of: dict[str, str]) -> dict:
     return facts
 
 
-def markdown(results: dict[str, dict], meta: dict) -> str:
+def markdown(results: list[dict], meta: dict) -> str:
     s, m = meta["settings"], meta["machine"]
     stat = "median" if s["repeats"] > 1 else "one run"
-    workers = {r["pipeline_runs"][0]["decode_workers"] for r in results.values()}
+    inproc = any("pipeline_inproc" in r for r in results)
     lines = [
-        f"Indexing throughput, images/s ({stat} of {s['repeats']}), {s['count']} JPEGs of "
-        f"{s['long_side']} px long side, batch {s['batch_size']}, "
-        f"{m['cpus_usable'] or m['cpu_count']} CPUs ({m['cpu_model']}), "
-        f"torch {m['torch_version']} with {m['torch_threads']} threads, "
+        f"Indexing throughput, images/s ({stat} of {s['repeats']}), {s['count']} JPEGs per "
+        f"size, batch {s['batch_size']}, {m['cpus_usable'] or m['cpu_count']} CPUs "
+        f"({m['cpu_model']}), torch {m['torch_version']} with {m['torch_threads']} threads, "
         f"{meta['date']}.",
-        "",
-        "| backend | device | bare model | pipeline (workers=auto: "
-        f"{'/'.join(str(w) for w in sorted(workers))}) | ratio pipeline / bare | "
-        "pipeline, workers=0 | ratio | decode only (1 process) | CPU ceiling |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for name, r in results.items():
-        ceiling = f"{r['cpu_ceiling']:.1f}" if r["cpu_ceiling"] is not None else "n/a"
-        lines.append(
-            f"| {name} | {r['device']} | {r['bare']['median']:.1f} | "
-            f"{r['pipeline']['median']:.1f} | **{r['ratio']:.2f}** | "
-            f"{r['pipeline_inproc']['median']:.1f} | {r['ratio_inproc']:.2f} | "
-            f"{r['decode']['median']:.1f} | {ceiling} |"
-        )
-    figures = [r[m] for r in results.values() for m in METRICS]
+    for size, long_side in s["sizes"].items():
+        rows = [r for r in results if r["size"] == size]
+        workers = {r["pipeline_runs"][0]["decode_workers"] for r in rows}
+        lines += [
+            "",
+            f"**{size}** ({long_side} px long side):",
+            "",
+            "| backend | precision | bare model | pipeline (workers "
+            f"{'/'.join(str(w) for w in sorted(workers))}) | pipeline / bare | CPU ceiling | "
+            "**pipeline / ceiling** | decode only (1 process)"
+            + (" | pipeline, workers=0 |" if inproc else " |"),
+            "|---|---|--:|--:|--:|--:|--:|--:|" + ("--:|" if inproc else ""),
+        ]
+        for r in rows:
+            ceiling = f"{r['cpu_ceiling']:.1f}" if r["cpu_ceiling"] is not None else "n/a"
+            to_ceiling = (f"**{r['ratio_to_ceiling']:.2f}**"
+                          if r["ratio_to_ceiling"] is not None else "n/a")
+            precision = r["precision"] + (" (auto)" if r["auto"] else "")
+            row = (
+                f"| {r['backend']} | {precision} | {r['bare']['median']:.1f} | "
+                f"{r['pipeline']['median']:.1f} | {r['ratio']:.2f} | {ceiling} | "
+                f"{to_ceiling} | {r['decode']['median']:.1f} |"
+            )
+            if inproc:
+                row += f" {r['pipeline_inproc']['median']:.1f} |"
+            lines.append(row)
+    figures = [r[k] for r in results for k in METRICS if k in r]
     dropped = sum(len(f["samples"]) - f["samples_used"] for f in figures)
+    shares = [x for f in figures for x in f["other_cpu_share"] if x is not None]
     if any(f["skewed"] for f in figures):
         lines += ["", f"**Skewed:** other processes used over {BUSY:.0%} of the CPU during "
-                  "every sample of some figure; rerun on a quiet machine."]
+                  "every sample of some figure (up to "
+                  f"{max(shares):.0%}); compare ratios measured side by side, or rerun on a "
+                  "quiet machine."]
     elif dropped:
         lines += ["", f"{dropped} sample(s) taken while other processes used over {BUSY:.0%} "
                   "of the CPU were left out (kept in the JSON)."]
-    else:
-        shares = [x for f in figures for x in f["other_cpu_share"] if x is not None]
-        if shares:
-            lines += ["", f"Other processes used at most {max(shares):.1%} of the CPU during "
-                      "any sample."]
+    elif shares:
+        lines += ["", f"Other processes used at most {max(shares):.1%} of the CPU during "
+                  "any sample."]
     lines += [
         "",
         "bare model: encode_pixels on preprocessed tensors. pipeline: a full `pixseek index` "
@@ -352,32 +420,94 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", default=",".join(BACKENDS),
                    help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)")
-    p.add_argument("--photos", type=Path,
-                   help="photo cache folder (default: bench-out/photos/<long side>px)")
-    p.add_argument("--count", type=int, help=f"photos (default {FULL['count']})")
+    p.add_argument("--precisions",
+                   help="comma-separated, from fp32, bf16, fp16, int8, auto (default: every "
+                   "one the device supports, and auto; --quick: fp32). The offline model "
+                   "runs in fp32 only")
+    p.add_argument("--sizes", default=",".join(SIZES),
+                   help=f"photo sizes, from {', '.join(SIZES)} (default: both)")
     p.add_argument("--long-side", type=int,
-                   help=f"photo long side in px (default {FULL['long_side']})")
+                   help="one custom photo size instead of --sizes, long side in px")
+    p.add_argument("--photos", type=Path,
+                   help="photo cache folder (default: bench-out/photos/<long side>px); "
+                   "only with one size")
+    p.add_argument("--count", type=int, help=f"photos per size (default {FULL['count']})")
     p.add_argument("--repeats", type=int, default=1,
                    help="measure every figure this many times, interleaved; report the median")
+    p.add_argument("--inproc", action="store_true",
+                   help="also time the pipeline with decode_workers=0")
     p.add_argument("--batch-size", type=int, help="model.batch_size (default: the config's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="where results and caches go (default bench-out)")
     p.add_argument("--quick", action="store_true",
-                   help=f"smoke run: {QUICK['count']} photos of {QUICK['long_side']} px")
+                   help=f"smoke run: {QUICK['count']} photos per size, fp32 only")
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
     args.count = preset["count"] if args.count is None else args.count
-    args.long_side = preset["long_side"] if args.long_side is None else args.long_side
+    if args.precisions is None and args.quick:
+        args.precisions = QUICK["precisions"]
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in args.backends if b not in BACKENDS]
     if unknown or not args.backends:
         p.error(f"--backends: unknown {unknown}; choose from {', '.join(BACKENDS)}")
+    if args.long_side is not None:
+        args.sizes = {f"{args.long_side}px": args.long_side}
+    else:
+        names = [n.strip() for n in args.sizes.split(",") if n.strip()]
+        if not names or any(n not in SIZES for n in names):
+            p.error(f"--sizes: choose from {', '.join(SIZES)}")
+        args.sizes = {n: SIZES[n] for n in names}
+    if args.photos is not None and len(args.sizes) != 1:
+        p.error("--photos needs one size (--sizes NAME or --long-side PX)")
+    if args.precisions is not None:
+        args.precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
+        bad = [x for x in args.precisions if x not in ("auto", "fp32", "bf16", "fp16", "int8")]
+        if bad or not args.precisions:
+            p.error(f"--precisions: unknown {bad}; choose from fp32, bf16, fp16, int8, auto")
     if args.count < 1 or args.repeats < 1:
         p.error("--count and --repeats must be at least 1")
-    if args.photos is None:
-        args.photos = args.out / "photos" / f"{args.long_side}px"
     return args
+
+
+def measure_size(
+    cases: list[Case], size: str, folder: Path, rep: int, args, tmp_root: Path,
+    empty_yaml: Path, batch_size: int, cpus: int, max_pixels: int, draft: bool,
+) -> None:
+    """One round at one photo size: decode once per backend, then every precision's bare
+    model and pipeline runs."""
+    from indexer.decode import content_hash
+
+    paths = sorted(folder.iterdir())
+    hashes = [content_hash(str(p)) for p in paths]  # also warms the page cache
+    modes = [("pipeline", "auto")] + ([("pipeline_inproc", 0)] if args.inproc else [])
+    for backend in dict.fromkeys(c.backend for c in cases):
+        mine = [c for c in cases if c.backend == backend]
+        gc.collect()
+        watch = CpuWatch()
+        rate, pixels = measure_decode(paths, hashes, mine[0].encoder.spec, max_pixels, draft)
+        share = watch.other_share(cpus)
+        mine[0].at(size).record(f"[{rep + 1}/{args.repeats}] {backend} {size}", "decode",
+                                rate, share)
+        for c in mine[1:]:  # decoding does not depend on the precision: one figure for all
+            c.at(size).samples["decode"].append((rate, share))
+        for c in mine:
+            tag = f"[{rep + 1}/{args.repeats}] {c.label} {size}"
+            watch = CpuWatch()
+            c.at(size).record(tag, "bare", measure_bare(c.encoder, pixels, batch_size),
+                              watch.other_share(cpus))
+        del pixels
+        gc.collect()
+        for c in mine if rep % 2 == 0 else mine[::-1]:  # alternate the order between rounds
+            tag = f"[{rep + 1}/{args.repeats}] {c.label} {size}"
+            for metric, workers in modes if rep % 2 == 0 else modes[::-1]:
+                watch = CpuWatch()
+                rate, run = measure_pipeline(
+                    c.encoder, folder, len(paths), tmp_root, empty_yaml, batch_size, workers
+                )
+                c.at(size).record(tag, metric, rate, watch.other_share(cpus),
+                                  f" (decode_workers={run['decode_workers']})")
+                c.at(size).runs.append({"metric": metric, "repeat": rep, **run})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,79 +515,58 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    from indexer.decode import content_hash
     from search.config import Config
+    from search.encoders.base import pick_device
+    from search.encoders.precision import supported
 
+    device = pick_device(args.device)
+    if args.precisions is None:
+        args.precisions = [*supported(device), "auto"]
     defaults = Config()
-    batch_size = args.batch_size or defaults.model.batch_size
+    batch_size = args.batch_size or defaults.model.batch_for(device)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
     with tempfile.TemporaryDirectory(prefix="index-throughput-", dir=out) as tmp:
         tmp_root = Path(tmp)
         empty_yaml = tmp_root / "empty.yaml"
         empty_yaml.write_text("")
-        folder = prepare_photos(args.photos, args.count, args.long_side, tmp_root / "photos")
-        paths = sorted(folder.iterdir())
-        hashes = [content_hash(str(p)) for p in paths]  # also warms the page cache
-
-        encoders = {}
-        for name in args.backends:
-            started = time.perf_counter()
-            encoders[name] = load_backend(name, args.device, out / "models")
-            log(f"loaded {name} ({encoders[name].model_id}) on {encoders[name].device} "
-                f"in {time.perf_counter() - started:.1f} s")
-        results = {
-            n: BackendResult(n, e.model_id, e.device) for n, e in encoders.items()
+        folders = {
+            size: prepare_photos(args.photos or out / "photos" / f"{long_side}px", args.count,
+                                 long_side, tmp_root / f"photos-{size}")
+            for size, long_side in args.sizes.items()
         }
-
+        cases = load_cases(args, device)
         for rep in range(args.repeats):
-            for name, encoder in encoders.items():
-                r = results[name]
-                tag = f"[{rep + 1}/{args.repeats}] {name}"
-
-                gc.collect()
-                watch = CpuWatch()
-                rate, pixels = measure_decode(
-                    paths, hashes, encoder.spec, defaults.indexer.max_image_pixels,
-                    defaults.indexer.jpeg_draft,
-                )
-                r.record(tag, "decode", rate, watch.other_share(cpus))
-                watch = CpuWatch()
-                rate = measure_bare(encoder, pixels, batch_size)
-                r.record(tag, "bare", rate, watch.other_share(cpus))
-                del pixels
-                gc.collect()
-                # Alternate the order of the two pipeline runs between repeats.
-                modes = [("pipeline", "auto"), ("pipeline_inproc", 0)]
-                for metric, workers in modes if rep % 2 == 0 else modes[::-1]:
-                    watch = CpuWatch()
-                    rate, run = measure_pipeline(
-                        encoder, folder, len(paths), tmp_root, empty_yaml, batch_size, workers
-                    )
-                    r.record(tag, metric, rate, watch.other_share(cpus),
-                             f" (decode_workers={run['decode_workers']})")
-                    r.runs.append({"metric": metric, "repeat": rep, **run})
+            for size, folder in folders.items():
+                measure_size(cases, size, folder, rep, args, tmp_root, empty_yaml, batch_size,
+                             cpus, defaults.indexer.max_image_pixels, defaults.indexer.jpeg_draft)
 
     meta = {
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_facts({n: e.device for n, e in encoders.items()}),
+        "machine": machine_facts({c.label: c.encoder.device for c in cases}),
         "settings": {
             "count": args.count,
-            "long_side": args.long_side,
+            "sizes": args.sizes,
+            "precisions": args.precisions,
             "batch_size": batch_size,
             "repeats": args.repeats,
             "statistic": f"median of the samples taken with other processes under {BUSY:.0%} "
             "of the CPU (all samples when none was)",
-            "decode_workers": "auto (pipeline) / 0 (pipeline_inproc)",
+            "decode_workers": "auto (pipeline)" + (" / 0 (pipeline_inproc)" if args.inproc
+                                                   else ""),
             "jpeg_draft": defaults.indexer.jpeg_draft,
-            "photos": str(args.photos),
         },
     }
-    summaries = {n: r.summary(cpus) for n, r in results.items()}
+    results = [
+        {"backend": c.backend, "precision": c.precision, "auto": c.auto, "size": size,
+         "model_id": c.encoder.model_id, "device": c.encoder.device,
+         **figures.summary(cpus, c.encoder.device)}
+        for size in args.sizes for c in cases for s_, figures in c.sizes.items() if s_ == size
+    ]
     meta["seconds"] = round(time.perf_counter() - wall, 1)
-    table = markdown(summaries, meta)
+    table = markdown(results, meta)
     (out / "index_throughput.json").write_text(
-        json.dumps({**meta, "results": summaries}, indent=2) + "\n"
+        json.dumps({**meta, "results": results}, indent=2) + "\n"
     )
     (out / "index_throughput.md").write_text(table)
     print(table, end="")

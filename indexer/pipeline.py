@@ -8,8 +8,16 @@ Files are handled in chunks of ``CHUNK`` scanned paths so memory stays bounded. 
    the store with a vector for this model is reused with no decode (rename, move, duplicate);
 3. the rest are decoded in worker processes and encoded in batches; each batch is one
    transaction writing contents, embeddings and files together, so a kill -9 loses at most
-   the batch in flight and duplicates nothing (architecture invariant 4);
+   the batches in flight and duplicates nothing (architecture invariant 4);
 4. bad files are stored with their reason and retried only when their size or mtime changes.
+
+The model is kept busy: one writer thread commits batch n while the main thread encodes
+batch n+1 (a hand-off of one batch, so memory stays bounded; torch releases the GIL while it
+encodes), and the decode workers stream across chunks: the next chunk is prepared and its
+decodes submitted while the current chunk's last batches are still decoding, so the pool never
+drains at a chunk boundary. Since a chunk is matched against the store before the previous
+chunk's last batches are committed, the commit resolves content hashes again in its own
+transaction: a duplicate across the boundary becomes a reuse, never a second content.
 
 After a root's scan completes, files under it that are gone (or now ignored) are removed.
 At the end of the run, contents no file points at any more (deleted, or edited into new
@@ -20,13 +28,15 @@ it reads only what changed, and folds it into a new snapshot once enough has.
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +105,54 @@ class _Pending:
     content_id: int | None
 
 
+@dataclass
+class _Encoded:
+    """One batch, encoded, on its way to the writer: rows and vectors, no pixels."""
+
+    items: list[_Pending]
+    contents: list[dict]  # the Content row of each item, were it new
+    vectors: np.ndarray
+
+
+class _Writer:
+    """One thread that commits encoded batches in order, one transaction each, while the
+    caller encodes the next. The hand-off holds one batch: memory stays bounded. An error in
+    a commit is raised in the caller at its next ``put`` or at ``close``; the batches after
+    it are dropped, never committed out of order."""
+
+    def __init__(self, commit: Callable[[_Encoded], None]) -> None:
+        self._commit = commit
+        self._queue: queue.Queue[_Encoded | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._raised = False
+        self._thread = threading.Thread(target=self._loop, name="pixseek-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: _Encoded) -> None:
+        self._check()
+        self._queue.put(batch)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Commit what was handed over, stop the thread, raise its error if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if raise_error:
+            self._check()
+
+    def _loop(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._commit(batch)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None and not self._raised:
+            self._raised = True
+            raise self._error
+
+
 class Indexer:
     def __init__(
         self, config: Config, store: Store, encoder: Encoder, progress: bool | None = None
@@ -144,6 +202,7 @@ class Indexer:
 
     def _run(self, streams: list[tuple[str | None, Iterator[Seen]]]) -> IndexSummary:
         summary = IndexSummary()
+        committed = IndexSummary()  # the writer thread's counts, merged at the end
         started = time.perf_counter()
         bar = None
         if self.progress:
@@ -152,26 +211,22 @@ class Indexer:
             bar = tqdm(unit=" files", desc="indexing", dynamic_ncols=True)
         try:
             with ThreadPoolExecutor(self.config.indexer.hash_threads) as hashers:
-                for root, files in streams:
-                    for chunk in _chunks(files, CHUNK):
-                        if self.cancel.is_set():
-                            break
-                        self._index_chunk(chunk, summary, hashers)
-                        self._follow_store()
-                        if bar is not None:
-                            bar.update(len(chunk))
-                            bar.set_postfix(encoded=summary.encoded, failed=summary.failed)
-                    if self.cancel.is_set():
-                        summary.cancelled = True
-                        break
-                    if root is not None and os.path.isdir(root):
-                        summary.removed += self._remove_missing(root)
+                writer = _Writer(lambda batch: self._commit_batch(batch, committed))
+                try:
+                    chunks = self._prepared_chunks(streams, summary, hashers, bar, committed)
+                    self._encode_chunks(chunks, summary, writer)
+                except BaseException:
+                    writer.close(raise_error=False)  # the first error is the one to see
+                    raise
+                writer.close()
         finally:
             if bar is not None:
                 bar.close()
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
                 self._pool = None
+            summary.encoded += committed.encoded
+            summary.reused += committed.reused
         if self._unlinked:
             summary.collected = self.store.collect_orphans(self._unlinked).contents
             self._unlinked = set()
@@ -179,6 +234,31 @@ class Indexer:
             self._follow_store()
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _prepared_chunks(
+        self,
+        streams: list[tuple[str | None, Iterator[Seen]]],
+        summary: IndexSummary,
+        hashers: Executor,
+        bar,
+        committed: IndexSummary,
+    ) -> Iterator[list[_Pending]]:
+        """Each chunk's contents to encode, prepared when the decode stream asks for them
+        (while the previous chunk's last decodes are still running)."""
+        for root, files in streams:
+            for chunk in _chunks(files, CHUNK):
+                if self.cancel.is_set():
+                    break
+                yield self._index_chunk(chunk, summary, hashers)
+                self._follow_store()
+                if bar is not None:
+                    bar.update(len(chunk))
+                    bar.set_postfix(encoded=committed.encoded, failed=summary.failed)
+            if self.cancel.is_set():
+                summary.cancelled = True
+                return
+            if root is not None and os.path.isdir(root):
+                summary.removed += self._remove_missing(root)
 
     def _follow_store(self) -> None:
         """Bring the vector index up to the store, and snapshot it when enough changed.
@@ -196,9 +276,9 @@ class Indexer:
         chunk: list[Seen],
         summary: IndexSummary,
         hashers: Executor,
-    ) -> None:
+    ) -> list[_Pending]:
         """One chunk of scanned files: skip the unchanged, hash the rest, reuse stored
-        vectors for known contents, encode the new ones, record the bad files."""
+        vectors for known contents, record the bad files; the contents left to encode."""
         summary.seen += len(chunk)
         to_hash, stored_content, failures = self._triage(chunk, summary)
         by_hash = self._hash(to_hash, hashers, failures)
@@ -208,7 +288,7 @@ class Indexer:
                 self._upsert_files(s, [(f, cid, STATUS_OK, None) for f, cid in reuse])
             summary.reused += len(reuse)
         self._record_failures(failures, summary)
-        self._encode_pending(pending, summary)
+        return pending
 
     def _triage(
         self, chunk: list[Seen], summary: IndexSummary
@@ -290,68 +370,157 @@ class Indexer:
     def _decode_pool(self, jobs: int) -> Executor | None:
         """Worker processes, started on first need: a run that decodes a handful of files
         (an incremental run, the watcher) does it in-process instead of paying the start."""
-        workers = self.config.indexer.worker_count()
+        workers = self.config.indexer.worker_count(self.encoder.device)
         if workers == 0 or jobs < SMALL_RUN:
             return self._pool
         if self._pool is None:
             self._pool = decode_pool(workers)
         return self._pool
 
-    def _encode_pending(self, pending: list[_Pending], summary: IndexSummary) -> None:
-        pool = self._decode_pool(len(pending))
+    def _encode_chunks(
+        self, chunks: Iterator[list[_Pending]], summary: IndexSummary, writer: _Writer
+    ) -> None:
+        """Decode and encode every chunk's contents. A chunk with a handful to decode and no
+        pool yet is decoded in-process; from the first larger one on, one stream of decodes
+        runs through the pool across every later chunk."""
+        if self.config.indexer.ray is not None:
+            self._encode_on_ray(chain.from_iterable(chunks), summary, writer)
+            return
+        for first in chunks:
+            pool = self._decode_pool(len(first))
+            if pool is None:
+                self._encode_stream(iter(first), None, summary, writer)
+            else:
+                rest = chain.from_iterable(chain([first], chunks))
+                self._encode_stream(rest, pool, summary, writer)
+
+    def _encode_stream(
+        self,
+        pending: Iterator[_Pending],
+        pool: Executor | None,
+        summary: IndexSummary,
+        writer: _Writer,
+    ) -> None:
         cfg = self.config.indexer
-        batch_size = self.config.model.batch_size
-        jobs = (
-            DecodeJob(
-                p.files[0].path,
-                p.hash,
-                self.encoder.spec,
-                cfg.max_image_pixels,
-                cfg.jpeg_draft,
-            )
-            for p in pending
-        )
-        window = max(2 * batch_size, 4 * max(1, cfg.worker_count()))
-        decoded = ordered_map(pool, run_decode_job, jobs, window)
+        batch_size = self.config.model.batch_for(self.encoder.device)
+        submitted: deque[_Pending] = deque()  # in decode order, matched to the results
+
+        def jobs() -> Iterator[DecodeJob]:
+            for p in pending:
+                submitted.append(p)
+                yield DecodeJob(
+                    p.files[0].path, p.hash, self.encoder.spec, cfg.max_image_pixels,
+                    cfg.jpeg_draft,
+                )
+
+        window = max(2 * batch_size, 4 * max(1, cfg.worker_count(self.encoder.device)))
         batch: list[tuple[_Pending, Decoded]] = []
         failures: list[tuple[Seen, str]] = []
-        for item, result in zip(pending, decoded, strict=True):
+        for result in ordered_map(pool, run_decode_job, jobs(), window):
+            item = submitted.popleft()
             if isinstance(result, BadImage):
                 failures.extend((f, str(result)) for f in item.files)
                 continue
             batch.append((item, result))
             if len(batch) == batch_size:
-                self._commit_batch(batch, summary)
+                writer.put(self._encode_batch(batch))
                 batch = []
+            if len(failures) >= batch_size:
+                self._record_failures(failures, summary)
+                failures = []
         if batch:
-            self._commit_batch(batch, summary)
+            writer.put(self._encode_batch(batch))
         self._record_failures(failures, summary)
 
-    def _commit_batch(self, batch: list[tuple[_Pending, Decoded]], summary: IndexSummary) -> None:
+    def _encode_batch(self, batch: list[tuple[_Pending, Decoded]]) -> _Encoded:
         vectors = self.encoder.encode_pixels(np.stack([d.pixels for _, d in batch]))
+        return _Encoded([item for item, _ in batch],
+                        [_content_row(item, dec) for item, dec in batch], vectors)
+
+    def _encode_on_ray(
+        self, pending: Iterator[_Pending], summary: IndexSummary, writer: _Writer
+    ) -> None:
+        """Decode and encode on a Ray cluster (``indexer.ray``); this process only commits,
+        in batches of ``model.batch_size``, as a local run does."""
+        from indexer.ray_encode import connect, encode_on_ray
+
+        cfg = self.config.indexer
+        connect(cfg.ray)
+        batch_size = self.config.model.batch_for(self.encoder.device)
+        waiting: dict[int, _Pending] = {}
+
+        def jobs() -> Iterator[tuple[int, DecodeJob]]:
+            for key, p in enumerate(pending):
+                waiting[key] = p
+                yield key, DecodeJob(p.files[0].path, p.hash, self.encoder.spec,
+                                     cfg.max_image_pixels, cfg.jpeg_draft)
+
+        done: list[tuple[_Pending, Decoded, np.ndarray]] = []
+        failures: list[tuple[Seen, str]] = []
+
+        def flush() -> None:
+            writer.put(_Encoded([i for i, _, _ in done],
+                                [_content_row(i, d) for i, d, _ in done],
+                                np.stack([v for _, _, v in done])))
+            done.clear()
+
+        # The actors load this run's model (which may not be the configured one).
+        model = self.config.model.model_copy(update={"name": self.encoder.model_id})
+        for key, result in encode_on_ray(jobs(), model, batch_size=batch_size,
+                                         workers=cfg.ray_workers,
+                                         cache_dir=str(self.config.data_path)):
+            item = waiting.pop(key)
+            if result.error is not None:
+                failures.extend((f, result.error) for f in item.files)
+                continue
+            done.append((item, result.decoded, result.vector))
+            if len(done) == batch_size:
+                flush()
+        if done:
+            flush()
+        self._record_failures(failures, summary)
+
+    def _commit_batch(self, batch: _Encoded, summary: IndexSummary) -> None:
+        """One transaction: the batch's new contents, their vectors and their files (the
+        writer thread; its own session). Hashes are resolved again here: a content the
+        previous chunk committed meanwhile, or twice in this batch, is reused, not doubled."""
         with self.store.session() as s:
-            new = [(item, dec) for item, dec in batch if item.content_id is None]
-            new_ids = iter(self.store.insert_contents(s, [
-                {"hash": item.hash, "size": item.files[0].size, "width": dec.width,
-                 "height": dec.height, "format": dec.format, "taken_at": dec.taken_at,
-                 "camera": dec.camera}
-                for item, dec in new
-            ]))
-            cids = [
-                item.content_id if item.content_id is not None else next(new_ids)
-                for item, _ in batch
-            ]
-            self.store.insert_embeddings(s, self.model, cids, vectors)
+            known = self._content_ids(s, [item.hash for item in batch.items])
+            have = self._contents_with_vector(s, list(known.values()))
+            new_rows = {}  # by hash: a content twice in the batch is inserted once
+            for item, row in zip(batch.items, batch.contents, strict=True):
+                if item.hash not in known:
+                    new_rows.setdefault(item.hash, row)
+            known.update(zip(new_rows, self.store.insert_contents(s, list(new_rows.values())),
+                             strict=True))
+            cids, encoded = [], []
+            for i, item in enumerate(batch.items):
+                cid = known[item.hash]
+                cids.append(cid)
+                if cid not in have:  # the first of its content: its vector is stored
+                    have.add(cid)
+                    encoded.append(i)
+            self.store.insert_embeddings(
+                s, self.model, [cids[i] for i in encoded], batch.vectors[encoded]
+            )
             self._upsert_files(s, [
                 (f, cid, STATUS_OK, None)
-                for (item, _), cid in zip(batch, cids, strict=True)
+                for item, cid in zip(batch.items, cids, strict=True)
                 for f in item.files
             ])
-        summary.encoded += len(batch)
-        summary.reused += sum(len(item.files) - 1 for item, _ in batch)
+        summary.encoded += len(encoded)
+        summary.reused += sum(len(item.files) for item in batch.items) - len(encoded)
         self.batches_committed += 1
 
     # -- store helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _content_ids(s, hashes: list[str]) -> dict[str, int]:
+        if not hashes:
+            return {}
+        return dict(
+            s.execute(select(Content.hash, Content.id).where(Content.hash.in_(hashes))).all()
+        )
 
     def _contents_with_vector(self, s, content_ids: list[int]) -> set[int]:
         if not content_ids:
@@ -418,6 +587,13 @@ class Indexer:
                     s.execute(delete(File).where(File.id.in_([r.id for r in gone])))
                     self._unlinked.update(r.content_id for r in gone if r.content_id is not None)
                     removed += len(gone)
+
+
+def _content_row(item: _Pending, dec: Decoded) -> dict:
+    """The ``Content`` row of a newly decoded content."""
+    return {"hash": item.hash, "size": item.files[0].size, "width": dec.width,
+            "height": dec.height, "format": dec.format, "taken_at": dec.taken_at,
+            "camera": dec.camera}
 
 
 def _safe_hash(path: str) -> str | BadImage:

@@ -43,6 +43,7 @@ def top_paths(config, encoder, query: str, k: int = 3) -> list[str]:
         engine.close()
 
 
+@pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
 def test_index_then_search_finds_the_cat(make_config, offline, library):
     config = make_config()
     summary = run(config, offline, library)
@@ -58,6 +59,7 @@ def test_second_run_reads_nothing_again(make_config, offline, library):
     assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
 
 
+@pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
 def test_rename_move_and_duplicate_cost_no_encode(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
@@ -74,6 +76,7 @@ def test_rename_move_and_duplicate_cost_no_encode(make_config, offline, library)
     engine.close()
 
 
+@pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
 def test_deleted_file_leaves_the_results(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
@@ -101,6 +104,7 @@ def test_a_move_between_folders_in_one_run_keeps_the_vector(
     assert top_paths(config, offline, "a cat", 1) == [str(other / "cat.png")]
 
 
+@pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
 def test_an_edited_photo_leaves_no_old_vector(make_config, offline, library):
     config = make_config()
     run(config, offline, library)
@@ -203,3 +207,69 @@ def test_new_model_re_encodes_into_its_own_index(make_config, offline, tiny_clip
     # Each index answers in its own model's space.
     assert Path(top_paths(config, offline, "a cat")[0]).name == "chelsea_cat.png"
     assert len(top_paths(config, tiny_clip, "a cat", 12)) == 12
+
+
+@pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
+def test_duplicates_across_chunk_boundaries_in_flight_are_one_content(
+    make_config, offline, library, monkeypatch
+):
+    # One file per chunk and decodes streaming through workers across chunks: a copy in the
+    # next chunk is matched against the store before its original commits. The commit
+    # resolves it: one content, one vector, two files.
+    import indexer.pipeline as pipeline
+
+    for photo in sorted(library.iterdir()):
+        shutil.copy2(photo, photo.with_name(photo.stem + "_copy" + photo.suffix))
+    monkeypatch.setattr(pipeline, "CHUNK", 1)
+    monkeypatch.setattr(pipeline, "SMALL_RUN", 1)
+    config = make_config(indexer__decode_workers=2, model__batch_size=3)
+    summary = run(config, offline, library)
+    assert (summary.seen, summary.failed) == (24, 0)
+    assert (summary.encoded, summary.reused) == (12, 12)
+    assert counts(config) == {"files": 24, "contents": 12, "embeddings": 12}
+    again = run(config, offline, library)
+    assert (again.unchanged, again.encoded) == (24, 0)
+    engine = Engine(config, encoder=offline)
+    cat = engine.search_text("a cat", 1)[0]
+    assert sorted(Path(p).name for p in cat.paths) == ["chelsea_cat.png", "chelsea_cat_copy.png"]
+    engine.close()
+
+
+def test_a_failed_commit_surfaces_and_nothing_after_it_commits(make_config, offline, library):
+    # The writer thread's error is raised by index(); the batches encoded after the failed
+    # one are dropped, not committed out of order. The next run finishes the job.
+    config = make_config(model__batch_size=3)
+    store = Store(config.db_url)
+    real = store.insert_embeddings
+    calls = []
+
+    def insert_then_fail(s, model, cids, vectors):
+        calls.append(len(cids))
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        real(s, model, cids, vectors)
+
+    store.insert_embeddings = insert_then_fail
+    indexer = Indexer(config, store, offline, progress=False)
+    with pytest.raises(RuntimeError, match="disk full"):
+        indexer.index([str(library)])
+    store.close()
+    assert calls == [3, 3]
+    assert counts(config) == {"files": 3, "contents": 3, "embeddings": 3}
+    summary = run(config, offline, library)
+    assert (summary.encoded, summary.unchanged) == (9, 3)
+    assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
+
+
+@pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
+def test_one_transaction_per_batch_in_order(make_config, offline, library):
+    config = make_config(model__batch_size=5)
+    store = Store(config.db_url)
+    indexer = Indexer(config, store, offline, progress=False)
+    summary = indexer.index([str(library)])
+    with store.session() as s:
+        ids = s.execute(select(Embedding.id, Content.hash).join(Content)
+                        .order_by(Embedding.id)).all()
+    store.close()
+    assert (summary.encoded, indexer.batches_committed) == (12, 3)  # 5 + 5 + 2
+    assert [i for i, _ in ids] == list(range(ids[0][0], ids[0][0] + 12))

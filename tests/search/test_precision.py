@@ -85,9 +85,12 @@ def test_auto_cache_is_keyed_by_model(tiny_clip_dir, tmp_path):
     assert prec.cached_choice(tmp_path, enc.model_id, "cpu")["precision"] == enc.precision
 
 
-def test_auto_refuses_precisions_that_fail_the_fidelity_check(tiny_clip_dir, tmp_path):
+def test_auto_refuses_precisions_that_fail_the_fidelity_check(
+    tiny_clip_dir, tmp_path, monkeypatch
+):
     # A threshold no reduced precision can meet: bf16 keeps 8 bits of mantissa, int8 less.
     # The check runs for real on the model's vectors; auto must fall back to fp32, saying why.
+    monkeypatch.setattr(prec, "fast_bf16_cpu", lambda: True)  # measure bf16 here too
     enc = ClipEncoder(
         str(tiny_clip_dir), device="cpu", precision="auto", cache_dir=tmp_path,
         min_cosine=0.9999999,
@@ -147,3 +150,53 @@ def test_status_shows_the_precision(tiny_clip_dir, tmp_path):
     assert after["in_use"] == enc.precision
     text = runner.invoke(cli, [*base, "status"]).stdout
     assert f"precision:  {enc.precision}" in text
+
+
+def test_bf16_is_measured_on_a_cpu_only_with_bf16_in_hardware():
+    assert not prec.bf16_in_hardware({"avx2", "avx512f", "fma"})
+    assert prec.bf16_in_hardware({"avx2", "avx512_bf16"})
+    assert prec.bf16_in_hardware({"amx_bf16", "amx_tile"})
+    assert prec.bf16_in_hardware(None)  # flags unknown: only a measurement can tell
+
+
+def test_auto_skips_bf16_on_a_cpu_without_it_and_says_so(tiny_clip_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(prec, "fast_bf16_cpu", lambda: False)
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="auto", cache_dir=tmp_path)
+    assert enc.precision in ("fp32", "int8")
+    assert "bf16 not measured (this CPU has neither amx_bf16 nor avx512_bf16" in (
+        enc.precision_reason)
+    (entry,) = json.loads((tmp_path / "precision.json").read_text()).values()
+    trials = {t["precision"]: t for t in entry["trials"]}
+    assert trials["bf16"]["skipped"] and not trials["bf16"]["faithful"]
+    assert trials["bf16"]["images_per_s"] is None and trials["int8"]["min_image_cosine"] > 0
+
+
+def test_a_clearly_slower_candidate_is_not_timed_further(tiny_clip, batch):
+    # int8 made slow for real (a delay around the quantised model's image calls): its first
+    # call shows it cannot win, so it is not timed again, and fp32 is chosen.
+    import time
+
+    pixels, captions = batch
+    int8 = prec.apply(tiny_clip.model, "int8", inplace=False)
+    calls = {"fp32": 0, "int8": 0}
+    fp32_per_image = []  # seconds, measured here: the delay follows the machine's load
+
+    def encode(p, px, texts):
+        if px is None:
+            return tiny_clip._text_features(tiny_clip.model if p == "fp32" else int8, texts)
+        calls[p] += 1
+        if p == "int8":
+            time.sleep(4 * max(fp32_per_image) * len(px))
+            return tiny_clip._image_features(int8, prec.input_dtype(p), px)
+        t0 = time.perf_counter()
+        out = tiny_clip.encode_pixels(px)
+        fp32_per_image.append((time.perf_counter() - t0) / len(px))
+        return out
+
+    choice = prec.measure(encode, pixels, captions, ["fp32", "int8"], device="cpu",
+                          timed_images=4)
+    trials = {t.precision: t for t in choice.trials}
+    assert choice.precision == "fp32"
+    assert trials["int8"].faithful and trials["int8"].timed_runs == 0
+    assert calls == {"fp32": 1 + prec.TIMED_RUNS, "int8": 1}
+    assert trials["int8"].images_per_s < trials["fp32"].images_per_s
