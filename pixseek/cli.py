@@ -90,7 +90,8 @@ def _echo_json(obj: object) -> None:
     help="Configuration file (default ./config.yaml if present).",
 )
 @click.option("--data-dir", help="Where the database and vector indexes live.")
-@click.option("--model", help="offline, a hub id, an OpenAI alias (ViT-B/32) or a local folder.")
+@click.option("--model", help="A preset (fast, best, multilingual: pixseek models), offline, a "
+                               "hub id, an OpenAI alias (ViT-B/32) or a local folder.")
 @click.option("--device", help="auto, cpu, cuda or mps.")
 @click.option(
     "--precision",
@@ -118,6 +119,18 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, precision, ver
     ctx.obj = {"config": config, "config_path": config_path, "overrides": overrides}
 
 
+def _ray_options(command):
+    """``--ray [ADDRESS]`` and ``--ray-workers N``: decode and encode on a Ray cluster."""
+    command = click.option(
+        "--ray-workers", type=int,
+        help="Encoding actors on the Ray cluster, each holding the model (default 1).")(command)
+    return click.option(
+        "--ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+        help="Decode and encode on a Ray cluster: ADDRESS is auto (the cluster this host "
+             "belongs to) or ray://head:10001; without one, a local cluster is started. "
+             "Needs pip install 'pixseek[ray]'.")(command)
+
+
 def _index(config: Config, paths: list[str]):
     from indexer.session import open_indexer
 
@@ -136,11 +149,13 @@ def _roots(config: Config, paths: tuple[str, ...]) -> list[str]:
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--batch-size", type=int, help="Images per model call.")
 @click.option("--workers", type=int, help="Decode worker processes (0: in this process).")
+@_ray_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_context
-def index(ctx: click.Context, paths, batch_size, workers, as_json) -> None:
+def index(ctx: click.Context, paths, batch_size, workers, ray, ray_workers, as_json) -> None:
     """Index photos under PATHS (default: library.roots from the configuration)."""
-    config = _config(ctx, model__batch_size=batch_size, indexer__decode_workers=workers)
+    config = _config(ctx, model__batch_size=batch_size, indexer__decode_workers=workers,
+                     indexer__ray=ray, indexer__ray_workers=ray_workers)
     summary = _index(config, _roots(config, paths))
     if as_json:
         _echo_json(summary.as_dict())
@@ -382,8 +397,8 @@ def gc(ctx: click.Context, as_json) -> None:
 @cli.command()
 @_caption_set_options
 @click.option("--model", "model", required=True,
-              help="Checkpoint to start from (folder, hub id, alias), or a size name for "
-                   "random weights: tiny, small or vit-b-32.")
+              help="Checkpoint to start from (folder, hub id, alias, preset fast), or a size "
+                   "name for random weights: tiny, small or vit-b-32.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the trained model (a normal transformers checkpoint).")
 @click.option("--epochs", type=int, default=5, show_default=True)
@@ -448,7 +463,8 @@ def bench() -> None:
 @bench.command()
 @_caption_set_options
 @click.option("--model", "models", multiple=True,
-              help="Model to evaluate; repeat for several (default: the configured model).")
+              help="Model to evaluate (a preset, hub id, alias or folder); repeat for "
+                   "several (default: the configured model).")
 @click.option("--split", default="test", show_default=True,
               help="Karpathy split to use ('all' for every image).")
 @click.option("--dataset", help="flickr30k or coco, for --compare (inferred from Karpathy files).")
@@ -457,14 +473,15 @@ def bench() -> None:
 @click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Write results here.")
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False),
               help="Write a markdown table here.")
+@_ray_options
 @click.pass_context
 def retrieval(ctx: click.Context, captions_file, images_dir, models, split, dataset,
-              with_published, json_file, markdown_file) -> None:
+              with_published, json_file, markdown_file, ray, ray_workers) -> None:
     """Text-to-image and image-to-text Recall@1/5/10 and median rank, per model."""
     from pixseek.bench import results_json, run_retrieval, write_atomic
     from search.evaluation.report import format_markdown, format_table
 
-    config = _config(ctx)
+    config = _config(ctx, indexer__ray=ray, indexer__ray_workers=ray_workers)
     results, comparisons = run_retrieval(
         config, Path(captions_file), Path(images_dir), list(models) or [config.model.name],
         split=None if split == "all" else split, dataset=dataset,
@@ -561,6 +578,54 @@ def doctor(ctx: click.Context, as_json) -> None:
             click.echo(checkup.format_line(result))
     if any(r["status"] == checkup.FAIL for r in results):
         sys.exit(1)  # not ctx.exit: main() runs click with standalone_mode=False
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+def models(as_json) -> None:
+    """Model presets for --model: published quality, speed measured here, and which to
+    pick on a CPU. Reads the Hugging Face cache only (no download, no model load)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from search.encoders.presets import PRESETS, recommendation
+
+    rows = []
+    for p in PRESETS.values():
+        # A str is a cached file; anything else means not downloaded.
+        cached = isinstance(try_to_load_from_cache(p.hub_id, "config.json"), str)
+        rows.append({**p.as_dict(), "downloaded": cached})
+    advice = recommendation()
+    if as_json:
+        _echo_json({"presets": rows, "recommendation": advice})
+        return
+
+    def quality(row: dict) -> str:
+        shown = [f"{f['metric']} {f['value']}" for f in row["published"] if f["value"]]
+        return "; ".join(shown) or "not published"
+
+    def speed(row: dict) -> str:
+        s = row["speed"]
+        if not s:
+            return "not measured"
+        img = ", ".join(f"{k} {v:g}" for k, v in s["images_per_s"].items())
+        txt = ", ".join(f"{k} {v:g}" for k, v in s["texts_per_s"].items())
+        return f"photos/s {img}; queries/s {txt}"
+
+    for row in rows:
+        needs = f" (needs {', '.join(row['needs'])})" if row["needs"] else ""
+        cached = "downloaded" if row["downloaded"] else "not downloaded"
+        click.echo(f"{row['name']:<13}{row['hub_id']}  {row['image_size']} px, "
+                   f"{row['params_m']}M params, {cached}{needs}")
+        click.echo(f"{'':<13}{row['description']}")
+        click.echo(f"{'':<13}published: {quality(row)}")
+        click.echo(f"{'':<13}here: {speed(row)}")
+    speeds = [r["speed"] for r in rows if r["speed"]]
+    if speeds:
+        s = speeds[0]
+        note = f"; {s['note']}" if s["note"] else ""
+        click.echo(f"(speed: random weights in the checkpoint's shape, {s['cpu']}, "
+                   f"{s['threads']} threads, {s['date']}: {s['command']}{note})")
+    click.echo(advice)
 
 
 def main() -> None:

@@ -48,10 +48,19 @@ class LibraryConfig(_Section):
         return [("." + e.lstrip(".")).lower() for e in value]
 
 
+MAX_BATCH = 4096
+# model.batch_size auto, per device. 256 photos of 224 px through an fp16 ViT-B/32 need
+# well under 1 GiB of activations (an estimate: benchmarks/gpu_proof.py measures it), and a
+# larger model that runs out of memory has its batch halved (search.encoders.oom).
+AUTO_BATCH = {"cpu": 32, "mps": 32, "cuda": 256}
+
+
 class ModelConfig(_Section):
     name: str = "openai/clip-vit-base-patch32"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    batch_size: int = Field(default=32, gt=0, le=4096)
+    # Images per model call. auto: 32 on the CPU and MPS, 256 on CUDA (a batch of 32 leaves
+    # a large GPU idle between launches); a number is used as is everywhere.
+    batch_size: int | Literal["auto"] = Field(default="auto")
     # fp32 | bf16 | fp16 | int8, or auto: measured once per model, device and CPU on real
     # sample photos, the fastest whose vectors stay within cosine 0.995 of fp32's
     # (search.encoders.precision). The offline model always runs in fp32.
@@ -59,15 +68,36 @@ class ModelConfig(_Section):
     # May auto pick fp16 (CUDA, MPS)? false keeps fp16 out of auto's candidates.
     fp16: bool = True
 
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_range(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 < value <= MAX_BATCH:
+            raise ValueError(f"must be 1 to {MAX_BATCH}, or 'auto'")
+        return value
+
+    def batch_for(self, device: str) -> int:
+        """``batch_size`` on ``device`` (cpu, cuda, mps: the encoder's, once loaded)."""
+        if self.batch_size == "auto":
+            return AUTO_BATCH.get(device, AUTO_BATCH["cpu"])
+        return int(self.batch_size)
+
 
 class IndexerConfig(_Section):
-    # 0 decodes in the main process; "auto" uses one worker per spare core.
+    # 0 decodes in the main process; "auto" uses one worker per spare core, at most 8 when
+    # the model runs on the CPU (it needs the cores), uncapped when it runs on a GPU.
     decode_workers: int | Literal["auto"] = "auto"
     # Larger images are refused as decompression bombs (Pillow's own limit is 89 Mpx).
     max_image_pixels: int = Field(default=200_000_000, gt=0)
     # Decode large JPEGs at a reduced scale (DCT scaling) before the exact resize.
     jpeg_draft: bool = True
     hash_threads: int = Field(default=4, gt=0, le=64)
+    # Decode and encode on a Ray cluster instead (pixseek index --ray [ADDRESS]): "local"
+    # starts one on this machine, "auto" joins the one this host belongs to, or
+    # ray://head:10001. Needs pip install 'pixseek[ray]'. Unset: this process and its
+    # decode workers.
+    ray: str | None = None
+    # Encoding actors on the cluster, each holding the model (one per GPU there).
+    ray_workers: int = Field(default=1, gt=0, le=1024)
 
     @field_validator("decode_workers")
     @classmethod
@@ -76,9 +106,13 @@ class IndexerConfig(_Section):
             raise ValueError("must be 0 or more, or 'auto'")
         return value
 
-    def worker_count(self) -> int:
+    def worker_count(self, device: str | None = None) -> int:
+        """Decode workers when the model runs on ``device`` (None: as on the CPU). On a GPU
+        decoding is the bottleneck (a core decodes tens to hundreds of photos/s, a large GPU
+        encodes thousands), so auto takes every core but the main process's."""
         if self.decode_workers == "auto":
-            return max(1, min(8, (os.cpu_count() or 2) - 1))
+            spare = max(1, (os.cpu_count() or 2) - 1)
+            return spare if device == "cuda" else min(8, spare)
         return int(self.decode_workers)
 
 
@@ -97,7 +131,23 @@ class IndexConfig(_Section):
     # fp16: always exact over half-size vectors. ivf / hnsw: approximate, tuned for
     # recall@10 >= 0.95 against exact search (``pixseek search --exact`` checks it).
     kind: Literal["auto", "flat", "fp16", "ivf", "hnsw"] = "auto"
+    # A GPU copy of a flat / fp16 snapshot (needs faiss-gpu and a GPU). The copy costs a
+    # transfer of the whole index, which a one-shot search never earns back: it is made
+    # once a process has searched the index GPU_AFTER_SEARCHES times (serve, watch) and it
+    # holds GPU_MIN_VECTORS (search.vectors.faiss_index); new vectors are added to it; k
+    # above FAISS's GPU limit (2048) searches on the CPU.
     use_gpu: bool = True
+    # Where vectors live: faiss (files in the data dir, the default) or milvus (a Milvus
+    # server or cluster, for libraries past one machine; docs/scale-out.md). With milvus,
+    # kind and use_gpu are the server's business.
+    backend: Literal["faiss", "milvus"] = "faiss"
+    # A Milvus server (http://host:19530) or a local file that milvus-lite serves; unset:
+    # <data_dir>/vectors.milvus.db.
+    milvus_uri: str | None = None
+    # The Milvus index type of a new collection: FLAT is exact (what FAISS's flat kind
+    # does); a cluster of 100M vectors wants HNSW, IVF_SQ8 or DISKANN (docs/scale-out.md).
+    milvus_index_type: Literal["FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8", "DISKANN", "AUTOINDEX"] = (
+        "FLAT")
 
 
 class SearchConfig(_Section):
