@@ -408,10 +408,7 @@ class Indexer:
         def jobs() -> Iterator[DecodeJob]:
             for p in pending:
                 submitted.append(p)
-                yield DecodeJob(
-                    p.files[0].path, p.hash, self.encoder.spec, cfg.max_image_pixels,
-                    cfg.jpeg_draft,
-                )
+                yield self._decode_job(p)
 
         window = max(2 * batch_size, 4 * max(1, cfg.worker_count(self.encoder.device)))
         batch: list[tuple[_Pending, Decoded]] = []
@@ -431,6 +428,12 @@ class Indexer:
         if batch:
             writer.put(self._encode_batch(batch))
         self._record_failures(failures, summary)
+
+    def _decode_job(self, item: _Pending) -> DecodeJob:
+        """What a decode worker (local or on Ray) does for one content: its first file."""
+        cfg = self.config.indexer
+        return DecodeJob(item.files[0].path, item.hash, self.encoder.spec,
+                         cfg.max_image_pixels, cfg.jpeg_draft)
 
     def _encode_batch(self, batch: list[tuple[_Pending, Decoded]]) -> _Encoded:
         vectors = self.encoder.encode_pixels(np.stack([d.pixels for _, d in batch]))
@@ -452,8 +455,7 @@ class Indexer:
         def jobs() -> Iterator[tuple[int, DecodeJob]]:
             for key, p in enumerate(pending):
                 waiting[key] = p
-                yield key, DecodeJob(p.files[0].path, p.hash, self.encoder.spec,
-                                     cfg.max_image_pixels, cfg.jpeg_draft)
+                yield key, self._decode_job(p)
 
         done: list[tuple[_Pending, Decoded, np.ndarray]] = []
         failures: list[tuple[Seen, str]] = []

@@ -126,7 +126,6 @@ def encode_on_ray(
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # results line up with the driver's batches
     ctx.enable_progress_bars = False
-    group: list[tuple[int, DecodeJob]] = []
     it = iter(jobs)
     while True:
         group = [job for _, job in zip(range(GROUP), it, strict=False)]
