@@ -9,6 +9,10 @@ rescale to [0, 1], normalise by mean and std. The output of ``prepare`` on a dec
 the same computation, so its tensors match to float rounding. Decode workers stop before the
 rescale (``prepare_uint8``: uint8, a quarter of the bytes) and the encoder runs ``normalise``.
 
+SigLIP 2 NaFlex (``PreprocessSpec.patches``) reproduces ``Siglip2ImageProcessor`` instead:
+each photo keeps its aspect ratio, resized to its own grid of at most ``max_num_patches``
+patches, and ships as the patches in one fixed-shape array (``search.patches``).
+
 The one approximation is JPEG draft decoding (``draft=True``): libjpeg-turbo scales a large
 photo down by 1/2, 1/4 or 1/8 while decoding, keeping at least ``DRAFT_FACTOR`` times the
 target size, and the resize follows, over exactly the part of the small image that the full
@@ -29,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from search import patches as naflex
 
 try:  # HEIC/AVIF when the optional pillow-heif is installed
     from pillow_heif import register_heif_opener
@@ -60,6 +66,9 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     rescale: float = 1 / 255
+    # SigLIP 2 NaFlex: (patch size, max patches). The size then follows each photo
+    # (``search.patches``); resize_shortest, resize_to and crop are unused.
+    patches: tuple[int, int] | None = None
 
     @property
     def target_short_side(self) -> int:
@@ -81,7 +90,7 @@ class Decoded:
     camera: str | None
     # float32 [3, H, W] normalised (``prepare``), or with ``decode(uint8=True)``, as decode
     # workers ship it, uint8 [3, H, W] resized and cropped (``prepare_uint8``): the encoder
-    # normalises it (``normalise``) on its device.
+    # normalises it (``normalise``) on its device. NaFlex: packed patches (``pixel_shape``).
     pixels: np.ndarray | None = None
 
 
@@ -127,6 +136,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 def output_size(width: int, height: int, spec: PreprocessSpec) -> tuple[int, int]:
     """(width, height) after the processor's resize, before its crop."""
+    if spec.patches is not None:
+        out_h, out_w = naflex.target_size(height, width, *spec.patches)
+        return out_w, out_h
     if spec.resize_to is not None:
         out_h, out_w = spec.resize_to
         return out_w, out_h
@@ -171,6 +183,15 @@ def centre_crop(arr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def pixel_shape(spec: PreprocessSpec) -> tuple[int, ...]:
+    """The shape of one photo's pixels under ``spec`` (uint8 or float32 alike)."""
+    if spec.patches is not None:
+        patch, most = spec.patches
+        return (most + 1, patch * patch * 3)
+    h, w = spec.crop or spec.resize_to or (spec.target_short_side, spec.target_short_side)
+    return (3, h, w)
+
+
 def prepare_uint8(
     img: Image.Image,
     spec: PreprocessSpec,
@@ -178,14 +199,21 @@ def prepare_uint8(
     full_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """An RGB image resized and cropped: uint8 [3, H, W], what decode workers ship (a
-    quarter of float32's bytes). ``normalise`` finishes it, in the encoder."""
-    return centre_crop(np.asarray(resize(img, spec, box, full_size)), spec)
+    quarter of float32's bytes); NaFlex: its packed patches. ``normalise`` finishes it,
+    in the encoder."""
+    arr = np.asarray(resize(img, spec, box, full_size))
+    if spec.patches is not None:
+        return naflex.pack(arr, *spec.patches)
+    return centre_crop(arr, spec)
 
 
 def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 [..., 3, H, W] -> the float32 tensor the model's processor makes: rescale, then
     normalise by mean and std (float32, in the processor's order, so it is bit-exact).
+    NaFlex patches keep their layout (``search.patches.normalise``).
     ``search.encoders.pixels.to_model_input`` is the torch twin the encoders use."""
+    if spec.patches is not None:
+        return naflex.normalise(pixels, spec.mean, spec.std, spec.rescale)
     x = pixels.astype(np.float32) * np.float32(spec.rescale)
     mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
     std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
@@ -193,7 +221,8 @@ def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def prepare(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
-    """An RGB image to the float32 [3, H, W] tensor the model's processor would make."""
+    """An RGB image to the float32 [3, H, W] tensor the model's processor would make
+    (NaFlex: its normalised packed patches)."""
     return normalise(prepare_uint8(img, spec), spec)
 
 
@@ -303,8 +332,12 @@ def decode(
         if spec is not None:
             box = None
             if draft and fmt == "JPEG":
-                # Orientation may swap axes, so size the draft by the short side.
-                want = spec.target_short_side * DRAFT_FACTOR
+                # Orientation may swap axes, so size the draft by the short side. NaFlex's
+                # target follows the photo; it is symmetric in height and width, so the
+                # un-oriented size gives the same short side.
+                short = (min(output_size(width, height, spec)) if spec.patches is not None
+                         else spec.target_short_side)
+                want = short * DRAFT_FACTOR
                 scale = min(width, height) / want
                 if scale >= 2:
                     drafted = img.draft("RGB", (int(width / scale) + 1, int(height / scale) + 1))

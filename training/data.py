@@ -20,7 +20,7 @@ import numpy as np
 from indexer.decode import DecodeJob, content_hash, decode_pool, ordered_map, run_decode_job
 from search.errors import InputError
 from search.evaluation.captions import CaptionSet
-from search.preprocess import DRAFT_FACTOR, BadImage, PreprocessSpec
+from search.preprocess import DRAFT_FACTOR, BadImage, PreprocessSpec, pixel_shape
 
 MAX_BAD_SHOWN = 3
 
@@ -29,8 +29,8 @@ MAX_BAD_SHOWN = 3
 class Pairs:
     """Captions, the image each one describes, and every image's pixels."""
 
-    # uint8 [images, 3, H, W] (``prepare_uint8``): a memory map, or rows of one. Float
-    # pixels are taken as already normalised.
+    # uint8 [images, *pixel_shape(spec)] (``prepare_uint8``): a memory map, or rows of one.
+    # Float pixels are taken as already normalised.
     pixels: np.ndarray | _Rows
     captions: list[str]
     caption_image: np.ndarray  # int64 [captions]: the image row of each caption
@@ -99,11 +99,11 @@ def decode_pixels(
         cached = np.load(cache, mmap_mode="r")
         if cached.dtype == np.uint8:  # anything else is an older format: decode again
             return cached
-    h, w = spec.crop or spec.resize_to or (spec.target_short_side, spec.target_short_side)
+    shape = pixel_shape(spec)
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npy")
     out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                    shape=(len(paths), 3, h, w))
+                                    shape=(len(paths), *shape))
     jobs = [DecodeJob(str(p), ph, spec, max_pixels, draft)
             for p, ph in zip(paths, hashes, strict=True)]
     bad: list[tuple[Path, BadImage]] = []
@@ -113,7 +113,7 @@ def decode_pixels(
                                                + 8)):
             if isinstance(result, BadImage):
                 bad.append((paths[i], result))
-            elif result.pixels is None or result.pixels.shape != (3, h, w):
+            elif result.pixels is None or result.pixels.shape != shape:
                 bad.append((paths[i], BadImage("preprocessing gave an unexpected shape")))
             else:
                 out[i] = result.pixels
@@ -160,5 +160,7 @@ def spec_key(spec: PreprocessSpec) -> str:
     """The pixel cache's name key: the preprocessing and the cache's format, so a float16
     cache of an older version (or another draft factor) is never read as this one."""
     what = {**spec.__dict__, "pixels": "uint8", "draft_factor": DRAFT_FACTOR}
+    if what["patches"] is None:  # not NaFlex: the key it had before the field existed
+        del what["patches"]
     return hashlib.blake2b(json.dumps(what, sort_keys=True, default=str).encode(),
                            digest_size=6).hexdigest()

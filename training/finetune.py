@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from search.config import Config
-from search.encoders.clip import ClipEncoder
+from search.encoders.clip import ClipEncoder, image_forward
 from search.encoders.pixels import to_model_input
 from search.errors import InputError
 from search.evaluation.captions import load_caption_set
@@ -263,7 +263,7 @@ def train_epoch(trained, model, tokenizer, pairs: data.Pairs, optimizer, schedul
         images = to_model_input(pairs.pixels[owners], pairs.spec, device, torch.float32)
         tokens = _tokens(tokenizer, [pairs.captions[i] for i in batch], device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=device == "cuda"):
-            image_emb = ClipEncoder._features(model.get_image_features(pixel_values=images))
+            image_emb = ClipEncoder._features(image_forward(model, images))
             text_emb = ClipEncoder._features(model.get_text_features(**tokens))
             loss = contrastive.clip_loss(image_emb, text_emb, model.logit_scale,
                                          torch.from_numpy(owners).to(device))

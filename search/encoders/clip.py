@@ -48,17 +48,15 @@ def spec_from_processor_config(cfg: dict) -> PreprocessSpec:
     """Read a checkpoint's preprocessor_config.json into the spec our fast path executes.
 
     SigLIP 2 NaFlex (``max_num_patches``): its processor keeps each photo's aspect ratio,
-    a grid of at most ``max_num_patches`` patches that differs per photo. Our batches are
-    one shape, so a photo is resized to the square grid of that many patches (16 x 16 at
-    256): exactly the processor's output for a square photo, a squeeze for others (what
-    the fixed-resolution SigLIP 2 checkpoints were trained on)."""
-    if "max_num_patches" in cfg:
-        patch, most = naflex_patches(cfg)
-        side = int(most**0.5) * patch
-        # Siglip2ImageProcessor's defaults: bilinear, mean and std 0.5.
+    a grid of at most ``max_num_patches`` patches that differs per photo. The spec's
+    ``patches`` does the same per photo, and ships the patches padded to one shape
+    (``search.patches``)."""
+    patches = None
+    if "max_num_patches" in cfg or str(cfg.get("image_processor_type")).startswith("Siglip2"):
+        patches = naflex_patches(cfg)
+        # Siglip2ImageProcessor's defaults: bilinear, mean and std 0.5; no fixed size.
         cfg = {"resample": int(Image.Resampling.BILINEAR), "image_mean": [0.5] * 3,
-               "image_std": [0.5] * 3, **cfg, "size": {"height": side, "width": side},
-               "do_center_crop": False, "do_resize": True}
+               "image_std": [0.5] * 3, **cfg, "do_center_crop": False, "do_resize": False}
     size = cfg.get("size", {"shortest_edge": 224})
     shortest = _side(size, "shortest_edge")
     resize_to = None
@@ -84,6 +82,7 @@ def spec_from_processor_config(cfg: dict) -> PreprocessSpec:
         mean=mean,  # type: ignore[arg-type]
         std=std,  # type: ignore[arg-type]
         rescale=rescale,
+        patches=patches,
     )
 
 
@@ -108,6 +107,14 @@ def _load_error(name: str, exc: Exception, preset: str | None = None) -> Pixseek
             "--model /path/to/checkpoint, or use --model offline"
         )
     return ModelLoadError(f"cannot load model {label}: {hint} ({first})")
+
+
+def image_forward(model, x: torch.Tensor | dict[str, torch.Tensor]) -> object:
+    """The image tower on ``to_model_input``'s output: a normalised [N, 3, H, W] batch, or
+    for NaFlex the keyword arguments Siglip2Model takes (patches, mask, grid shapes)."""
+    if isinstance(x, dict):
+        return model.get_image_features(**x)
+    return model.get_image_features(pixel_values=x)
 
 
 class ClipEncoder(Encoder):
@@ -171,7 +178,7 @@ class ClipEncoder(Encoder):
         self.spec = spec_from_processor_config(proc_cfg)
         self.model_type = config.model_type
         # SigLIP 2 NaFlex (Siglip2Model) reads patches, a patch mask and the grid's shape.
-        self.naflex = naflex_patches(proc_cfg) if config.model_type == "siglip2" else None
+        self.naflex = self.spec.patches
         # SigLIP 2 was trained on lower-cased text ("transforming the text to lower case
         # before tokenization", its paper), but its checkpoints ship a Gemma tokenizer that
         # keeps case; SigLIP 1's own tokenizer lower-cases.
@@ -234,6 +241,8 @@ class ClipEncoder(Encoder):
         return choice.precision, f"auto: {choice.reason}"
 
     def _probe_dim(self) -> int:
+        if self.spec.patches is not None:  # an all-zero array would be a 0 x 0 grid
+            return self.encode_images([Image.new("RGB", (64, 64))]).shape[1]
         h, w = self.spec.crop or self.spec.resize_to or (224, 224)
         return self.encode_pixels(np.zeros((1, 3, h, w), dtype=np.float32)).shape[1]
 
@@ -261,27 +270,7 @@ class ClipEncoder(Encoder):
     @torch.inference_mode()
     def _image_features(self, model, dtype: torch.dtype, pixels: np.ndarray) -> np.ndarray:
         x = to_model_input(pixels, self.spec, self.device, dtype)  # uint8 or float32
-        return l2_normalise(self._features(self._image_forward(model, x)))
-
-    def _image_forward(self, model, x: torch.Tensor) -> object:
-        """The image tower on a normalised [N, 3, H, W] batch. NaFlex takes it as patches
-        (Siglip2ImageProcessor's layout: row-major grid, each patch [p, p, C] flattened),
-        padded to ``max_num_patches`` with a mask, plus the grid's shape."""
-        if getattr(self, "naflex", None) is None:
-            return model.get_image_features(pixel_values=x)
-        patch, most = self.naflex
-        n, c, h, w = x.shape
-        gh, gw = h // patch, w // patch
-        patches = x[:, :, : gh * patch, : gw * patch].reshape(n, c, gh, patch, gw, patch)
-        patches = patches.permute(0, 2, 4, 3, 5, 1).reshape(n, gh * gw, patch * patch * c)
-        mask = torch.ones((n, most), dtype=torch.int32, device=x.device)
-        if gh * gw < most:
-            patches = torch.nn.functional.pad(patches, (0, 0, 0, most - gh * gw))
-            mask[:, gh * gw :] = 0
-        shapes = torch.tensor([[gh, gw]] * n, dtype=torch.long, device=x.device)
-        return model.get_image_features(
-            pixel_values=patches, pixel_attention_mask=mask, spatial_shapes=shapes
-        )
+        return l2_normalise(self._features(image_forward(model, x)))
 
     @torch.inference_mode()
     def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:

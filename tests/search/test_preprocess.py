@@ -55,6 +55,39 @@ def test_fast_path_matches_clip_image_processor_on_real_photos(samples, tiny_cli
         assert mad < 0.01, f"{photo.name}: mean abs difference {mad:.4f}"
 
 
+@pytest.mark.parametrize("size", [(640, 427), (427, 640), (4000, 10), (10, 4000),
+                                  (20, 30), (512, 512), (37, 1000)])
+def test_naflex_patches_match_siglip2_image_processor(samples, size):
+    """Per photo grid, patch layout, mask and padding as Siglip2ImageProcessor makes them:
+    4000 x 10 is a 1 x 256 grid (a side over 255 patches needs the header's two bytes)."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import (
+        Siglip2ImageProcessorPil,
+    )
+
+    from search.patches import target_size, unpack
+    from search.preprocess import pixel_shape, prepare_uint8
+
+    config = {"max_num_patches": 256, "patch_size": 16, "resample": 2,
+              "image_mean": [0.5] * 3, "image_std": [0.5] * 3}
+    spec = spec_from_processor_config(config)
+    assert spec.patches == (16, 256) and pixel_shape(spec) == (257, 768)
+    img = Image.open(samples[0].path).convert("RGB").resize(size)
+    theirs = Siglip2ImageProcessorPil(**config)(images=img, return_tensors="np")
+    grid = tuple(theirs["spatial_shapes"][0])
+    assert tuple(n // 16 for n in target_size(size[1], size[0], 16, 256)) == grid
+    ours = decode(encode(img, "PNG"), spec, draft=False).pixels
+    assert ours.shape == pixel_shape(spec) and ours.dtype == np.float32
+    for pixels in (ours, normalise(prepare_uint8(img, spec), spec), prepare(img, spec)):
+        patches, mask, shapes = unpack(pixels)
+        assert tuple(shapes) == grid
+        np.testing.assert_array_equal(mask, theirs["pixel_attention_mask"][0])
+        mad = float(np.abs(patches - theirs["pixel_values"][0]).mean())
+        assert mad <= 0.03, f"{size}: mean abs difference {mad:.4f}"
+        assert not patches[mask == 0].any()  # padding is zero after normalising
+    if size == (4000, 10):
+        assert grid == (1, 256)
+
+
 def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, reference):
     from benchmarks.photos import make_benchmark_photos
 

@@ -1,6 +1,7 @@
 """Model presets (``--model fast | best | multilingual``, ``pixseek models``) and SigLIP 2
 through the real loading path, with random tiny models (the hub is out of reach)."""
 
+import io
 import json
 import shutil
 import sys
@@ -14,6 +15,7 @@ from PIL import Image
 from search.encoders import canonical_model_id, load_encoder, resolve_name
 from search.encoders.presets import PRESETS, preset_for, recommendation
 from search.errors import ModelLoadError
+from search.preprocess import decode
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -209,17 +211,37 @@ def test_siglip2_text_is_lowercased_and_max_length_padded_as_trained(siglip_dir)
                        encoder.encode_texts(["A PHOTO OF A CAT"]), atol=1e-6)
 
 
-def test_naflex_siglip2_matches_its_processor_on_square_photos(naflex_dir, samples):
+def _jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_naflex_siglip2_matches_its_processor_on_photos_of_any_shape(naflex_dir, samples):
+    """Each photo keeps its aspect ratio on its own patch grid, as Siglip2ImageProcessor
+    does: whole photos, extreme crops (3:1, 1:4), a tiny one, and camera-size JPEGs that
+    the draft decode shrinks while decoding."""
     encoder = load_encoder(str(naflex_dir), device="cpu", precision="fp32")
     assert type(encoder.model).__name__ == "Siglip2Model"
-    assert encoder.naflex == (16, 256) and encoder.spec.resize_to == (256, 256)
-    squares = []
+    assert encoder.naflex == (16, 256) and encoder.spec.patches == (16, 256)
+    assert encoder.spec.resize_to is None and encoder.spec.crop is None
+    blobs = []
     for p in samples:
+        blobs.append(p.path.read_bytes())
         img = Image.open(p.path).convert("RGB")
-        side = min(img.size)
-        squares.append(img.crop((0, 0, side, side)))
-    cosines = (encoder.encode_images(squares) * _reference_images(encoder, squares)).sum(axis=1)
+        w, h = img.size
+        blobs += [_jpeg(img.crop((0, 0, w, w // 3))), _jpeg(img.crop((0, 0, h // 4, h)))]
+    blobs.append(_jpeg(img.resize((20, 30))))
+    blobs += [_jpeg(img.resize((3000, 2000))), _jpeg(img.resize((900, 3600)))]
+    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs]
+    reference = _reference_images(encoder, images)
+    cosines = (encoder.encode_images(images) * reference).sum(axis=1)
     assert cosines.min() >= 0.999, cosines
+    for draft in (False, True):
+        pixels = np.stack([decode(b, encoder.spec, draft=draft, uint8=True).pixels
+                           for b in blobs])
+        cosines = (encoder.encode_pixels(pixels) * reference).sum(axis=1)
+        assert cosines.min() >= 0.999, (draft, cosines)
 
 
 def test_naflex_siglip2_indexes_and_searches_photos_end_to_end(
