@@ -14,9 +14,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-_OPEN_CLIP_CSV = (
-    "open_clip docs/openclip_retrieval_results.csv, row ViT-B-32,openai "
-    "(as search/evaluation/published.py)"
+_OPEN_CLIP = (
+    "open_clip docs/openclip_retrieval_results.csv (commit 05e7db4, as "
+    "search/evaluation/published.py), row {row}"
+)
+_OPEN_CLIP_CSV = _OPEN_CLIP.format(row="ViT-B-32,openai")
+# open_clip's timm/ViT-B-16-SigLIP-i18n-256 and google/siglip-base-patch16-256-multilingual
+# are both converted from big_vision's one i18n B/16 256 px checkpoint.
+_OPEN_CLIP_I18N = _OPEN_CLIP.format(
+    row="ViT-B-16-SigLIP-i18n-256,webli (the same big_vision weights, converted for open_clip)"
 )
 _SIGLIP2_PAPER = (
     "Tschannen et al. 2025, 'SigLIP 2' (arXiv 2502.14786), Table 1, B/16 at 256 px "
@@ -121,10 +127,8 @@ PRESETS: dict[str, Preset] = {
         description="mSigLIP B/16 at 256 px: trained on WebLI without a language filter "
                     "(every language at its web share); 250k-token SentencePiece vocabulary.",
         published=(
-            Figure("Crossmodal-3600 retrieval", None,
-                   "not published on the model card; the SigLIP paper's XM3600 row for "
-                   "this checkpoint could not be retrieved here"),
-            Figure("COCO 5k text-to-image R@1", None, "not published for this checkpoint"),
+            Figure("Flickr30k text-to-image R@1", 72.2, _OPEN_CLIP_I18N),
+            Figure("COCO 5k text-to-image R@1", 44.9, _OPEN_CLIP_I18N),
         ),
         speed=_here({"fp32": 0.40, "int8": 0.65}, {"fp32": 0.2, "int8": 0.5}),
         needs=("sentencepiece",),

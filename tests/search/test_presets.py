@@ -98,6 +98,8 @@ def test_every_published_figure_names_where_it_comes_from():
     assert published(fast.hub_id, "flickr30k")["text_to_image"]["R@1"] == pytest.approx(0.5878)
     assert {f.value for f in fast.published} >= {58.8, 30.4}
     assert {f.value for f in best.published} >= {53.2, 79.1}
+    # open_clip's table, the row of the same i18n B/16 256 weights.
+    assert {f.value for f in PRESETS["multilingual"].published} == {72.2, 44.9}
 
 
 def test_uncached_preset_is_one_line_naming_the_preset_and_its_hub_id():
