@@ -24,6 +24,8 @@ run measures, in images per second:
   decoding has its own cores).
 - with ``--inproc``, **pipeline, in-process decode**: the same with
   ``indexer.decode_workers=0``.
+- with ``--workers N``, **pipeline, N workers**: the same with ``indexer.decode_workers=N``,
+  side by side with auto's count (how auto's count was chosen).
 
 The photos are camera-size JPEGs made from real photographs shipped in installed packages
 (``benchmarks/photos.py``), cached in ``bench-out/photos/<long side>px``.
@@ -61,7 +63,7 @@ DEFAULT_OUT = Path("bench-out")
 SIZES = {"12mp": 4000, "sub-mp": 800}
 FULL = {"count": 240}
 QUICK = {"count": 16, "precisions": "fp32"}
-METRICS = ("decode", "bare", "pipeline", "pipeline_inproc")
+METRICS = ("decode", "bare", "pipeline", "pipeline_inproc", "pipeline_workers")
 # A sample taken while other processes used more than this share of the CPU is left out of
 # the statistic when a quieter sample of the same figure exists (all are kept in the JSON).
 BUSY = 0.05
@@ -297,6 +299,8 @@ class Figures:
         out["ratio"] = round(pipeline / bare, 3)
         if self.samples["pipeline_inproc"]:
             out["ratio_inproc"] = round(self.value("pipeline_inproc") / bare, 3)
+        if self.samples["pipeline_workers"]:
+            out["ratio_workers"] = round(self.value("pipeline_workers") / pipeline, 3)
         out["cpu_ceiling"] = out["ratio_to_ceiling"] = None
         if device == "cpu":
             ceiling = 1 / (1 / bare + 1 / (cpus * self.value("decode")))
@@ -359,6 +363,7 @@ def markdown(results: list[dict], meta: dict) -> str:
     s, m = meta["settings"], meta["machine"]
     stat = "median" if s["repeats"] > 1 else "one run"
     inproc = any("pipeline_inproc" in r for r in results)
+    other = s.get("other_workers")
     lines = [
         f"Indexing throughput, images/s ({stat} of {s['repeats']}), {s['count']} JPEGs per "
         f"size, batch {s['batch_size']}, {m['cpus_usable'] or m['cpu_count']} CPUs "
@@ -375,8 +380,11 @@ def markdown(results: list[dict], meta: dict) -> str:
             "| backend | precision | bare model | pipeline (workers "
             f"{'/'.join(str(w) for w in sorted(workers))}) | pipeline / bare | CPU ceiling | "
             "**pipeline / ceiling** | decode only (1 process)"
-            + (" | pipeline, workers=0 |" if inproc else " |"),
-            "|---|---|--:|--:|--:|--:|--:|--:|" + ("--:|" if inproc else ""),
+            + (" | pipeline, workers=0" if inproc else "")
+            + (f" | pipeline, workers={other} (ratio to auto's)" if other is not None else "")
+            + " |",
+            "|---|---|--:|--:|--:|--:|--:|--:|" + ("--:|" if inproc else "")
+            + ("--:|" if other is not None else ""),
         ]
         for r in rows:
             ceiling = f"{r['cpu_ceiling']:.1f}" if r["cpu_ceiling"] is not None else "n/a"
@@ -390,6 +398,8 @@ def markdown(results: list[dict], meta: dict) -> str:
             )
             if inproc:
                 row += f" {r['pipeline_inproc']['median']:.1f} |"
+            if other is not None:
+                row += f" {r['pipeline_workers']['median']:.1f} ({r['ratio_workers']:.2f}) |"
             lines.append(row)
     figures = [r[k] for r in results for k in METRICS if k in r]
     dropped = sum(len(f["samples"]) - f["samples_used"] for f in figures)
@@ -436,6 +446,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="measure every figure this many times, interleaved; report the median")
     p.add_argument("--inproc", action="store_true",
                    help="also time the pipeline with decode_workers=0")
+    p.add_argument("--workers", type=int,
+                   help="also time the pipeline with decode_workers=N, side by side")
     p.add_argument("--batch-size", type=int, help="model.batch_size (default: the config's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -467,6 +479,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--precisions: unknown {bad}; choose from fp32, bf16, fp16, int8, auto")
     if args.count < 1 or args.repeats < 1:
         p.error("--count and --repeats must be at least 1")
+    if args.workers is not None and args.workers < 0:
+        p.error("--workers must be 0 or more")
     return args
 
 
@@ -481,6 +495,7 @@ def measure_size(
     paths = sorted(folder.iterdir())
     hashes = [content_hash(str(p)) for p in paths]  # also warms the page cache
     modes = [("pipeline", "auto")] + ([("pipeline_inproc", 0)] if args.inproc else [])
+    modes += [("pipeline_workers", args.workers)] if args.workers is not None else []
     for backend in dict.fromkeys(c.backend for c in cases):
         mine = [c for c in cases if c.backend == backend]
         gc.collect()
@@ -553,7 +568,9 @@ def main(argv: list[str] | None = None) -> int:
             "statistic": f"median of the samples taken with other processes under {BUSY:.0%} "
             "of the CPU (all samples when none was)",
             "decode_workers": "auto (pipeline)" + (" / 0 (pipeline_inproc)" if args.inproc
-                                                   else ""),
+                                                   else "")
+            + (f" / {args.workers} (pipeline_workers)" if args.workers is not None else ""),
+            "other_workers": args.workers,
             "jpeg_draft": defaults.indexer.jpeg_draft,
         },
     }

@@ -83,8 +83,8 @@ class ModelConfig(_Section):
 
 
 class IndexerConfig(_Section):
-    # 0 decodes in the main process; "auto" uses one worker per spare core, at most 8 when
-    # the model runs on the CPU (it needs the cores), uncapped when it runs on a GPU.
+    # 0 decodes in the main process; "auto": one worker per core, at most 8, when the model
+    # runs on the CPU; one per core but the main process's, uncapped, when it runs on a GPU.
     decode_workers: int | Literal["auto"] = "auto"
     # Larger images are refused as decompression bombs (Pillow's own limit is 89 Mpx).
     max_image_pixels: int = Field(default=200_000_000, gt=0)
@@ -107,12 +107,16 @@ class IndexerConfig(_Section):
         return value
 
     def worker_count(self, device: str | None = None) -> int:
-        """Decode workers when the model runs on ``device`` (None: as on the CPU). On a GPU
-        decoding is the bottleneck (a core decodes tens to hundreds of photos/s, a large GPU
-        encodes thousands), so auto takes every core but the main process's."""
+        """Decode workers when the model runs on ``device`` (None: as on the CPU).
+
+        On the CPU, one per core (at most 8): the model's threads also use every core, and
+        a worker per core fills the cycles they leave idle; one worker fewer than the cores
+        indexed 3-11% fewer photos/s on 2 cores (benchmarks/README.md). On a GPU decoding is
+        the bottleneck (a core decodes tens to hundreds of photos/s, a large GPU encodes
+        thousands), so auto takes every core but the main process's, which feeds the GPU."""
         if self.decode_workers == "auto":
-            spare = max(1, (os.cpu_count() or 2) - 1)
-            return spare if device == "cuda" else min(8, spare)
+            cores = os.cpu_count() or 2
+            return max(1, cores - 1) if device == "cuda" else min(8, cores)
         return int(self.decode_workers)
 
 
