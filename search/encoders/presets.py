@@ -73,17 +73,14 @@ class Preset:
         return asdict(self)
 
 
-# From bench-out/model_presets.json, one run, presets interleaved (benchmarks/README.md).
-# Other processes kept the two cores busy (load average 6 to 9), so every absolute figure
-# is several times low (a quiet run of the ViT-B/32 shape gave 10.7 photos/s); the ratios
-# between presets, measured side by side, are the figures to read.
-_LOADED = ("measured while other processes loaded the 2 cores (load average 6-9): absolute "
-           "rates several times low; compare presets by ratio")
+# From bench-out/model_presets.json: one run, 3 rounds with the presets interleaved, on a
+# quiet machine (load average 1.6-2.1 on 2 cores, the run's own; benchmarks/README.md).
+_QUIET = "quiet machine, 3 interleaved rounds, median"
 
 
 def _here(images: dict[str, float], texts: dict[str, float]) -> Speed:
     return Speed(images_per_s=images, texts_per_s=texts, cpu="AMD EPYC (2 vCPUs)",
-                 threads=2, date="2026-11-29", note=_LOADED)
+                 threads=2, date="2026-11-29", note=_QUIET)
 
 
 PRESETS: dict[str, Preset] = {
@@ -100,7 +97,7 @@ PRESETS: dict[str, Preset] = {
             Figure("COCO 5k text-to-image R@1", 30.4, _OPEN_CLIP_CSV),
             Figure("Crossmodal-3600 recall (Immich)", 59.4, _IMMICH),
         ),
-        speed=_here({"fp32": 1.69, "int8": 2.59}, {"fp32": 0.8, "int8": 1.2}),
+        speed=_here({"fp32": 8.92, "int8": 13.3}, {"fp32": 16.0, "int8": 39.2}),
     ),
     "best": Preset(
         name="best",
@@ -116,7 +113,7 @@ PRESETS: dict[str, Preset] = {
             Figure("ImageNet zero-shot top-1", 79.1, _SIGLIP2_PAPER),
             Figure("Crossmodal-3600 recall (Immich)", 75.2, _IMMICH),
         ),
-        speed=_here({"fp32": 0.41, "int8": 0.62}, {"fp32": 0.3, "int8": 0.7}),
+        speed=_here({"fp32": 1.72, "int8": 2.73}, {"fp32": 4.3, "int8": 11.3}),
     ),
     "multilingual": Preset(
         name="multilingual",
@@ -130,7 +127,7 @@ PRESETS: dict[str, Preset] = {
             Figure("Flickr30k text-to-image R@1", 72.2, _OPEN_CLIP_I18N),
             Figure("COCO 5k text-to-image R@1", 44.9, _OPEN_CLIP_I18N),
         ),
-        speed=_here({"fp32": 0.40, "int8": 0.65}, {"fp32": 0.2, "int8": 0.5}),
+        speed=_here({"fp32": 1.71, "int8": 2.7}, {"fp32": 3.5, "int8": 9.9}),
         needs=("sentencepiece",),
     ),
 }
