@@ -20,7 +20,7 @@ import numpy as np
 
 from indexer.decode import DecodeJob, run_decode_job
 from search.config import ModelConfig
-from search.errors import ConfigError, DependencyError
+from search.errors import ConfigError, DependencyError, first_line
 from search.preprocess import BadImage, Decoded
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ def connect(address: str | None) -> None:
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"--ray: cannot join the Ray cluster at {address!r}: {first}") from None
+        raise ConfigError(
+            f"--ray: cannot join the Ray cluster at {address!r}: {first_line(exc)}"
+        ) from None
 
 
 def _decode_batch(batch: dict) -> dict:

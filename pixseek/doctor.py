@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from search.config import DEFAULT_CONFIG_NAME, ENV_PREFIX, NON_SETTING_VARS, Config
+from search.errors import first_line
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 # pip refuses older Pythons (requires-python), but a source checkout run by hand does not.
@@ -204,7 +205,7 @@ def check_database(facts: Facts) -> Result:
         finally:
             engine.dispose()
     except Exception as exc:  # noqa: BLE001 - any driver error means "does not open"
-        return FAIL, f"{shown}: cannot open: {exc.__class__.__name__}: {_first_line(exc)}"
+        return FAIL, f"{shown}: cannot open: {exc.__class__.__name__}: {first_line(exc)}"
     scripts = ScriptDirectory.from_config(alembic_config())
     head = scripts.get_current_head()
     if current == head:
@@ -317,10 +318,6 @@ CHECKS: list[tuple[str, Callable[[Facts], Result]]] = [
 ]
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-
-
 def run_checks(facts: Facts, checks: list | None = None) -> list[dict[str, str]]:
     """Every check in order; one that raises is a FAIL with its message, never a traceback."""
     results = []
@@ -328,7 +325,7 @@ def run_checks(facts: Facts, checks: list | None = None) -> list[dict[str, str]]
         try:
             status, detail = check(facts)
         except Exception as exc:  # noqa: BLE001 - the doctor reports, it does not crash
-            status, detail = FAIL, f"{exc.__class__.__name__}: {_first_line(exc)}"
+            status, detail = FAIL, f"{exc.__class__.__name__}: {first_line(exc)}"
         results.append({"check": name, "status": status, "detail": detail})
     return results
 

@@ -5,6 +5,12 @@ message as one line and exits non-zero, never a traceback.
 """
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its class name when it has none): what a
+    one-line error quotes of a library's multi-line message."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class PixseekError(Exception):
     """A failure with a message that says what went wrong and what to do."""
 

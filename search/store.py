@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from search.errors import ConfigError, DependencyError, PixseekError
+from search.errors import ConfigError, DependencyError, PixseekError, first_line
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -277,7 +277,7 @@ class Store:
         try:
             upgrade_to_head(self.engine)
         except OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            reason = first_line(exc.orig) if exc.orig else str(exc)
             where = ("that the server is running and reachable"
                      if self.dialect != "sqlite" else "that the data directory is writable")
             raise PixseekError(

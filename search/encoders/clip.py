@@ -15,7 +15,7 @@ from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
 from search.encoders.precision import check_supported, input_dtype
-from search.errors import DependencyError, ModelLoadError, PixseekError
+from search.errors import DependencyError, ModelLoadError, PixseekError, first_line
 from search.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def spec_from_processor_config(cfg: dict) -> PreprocessSpec:
 
 
 def _load_error(name: str, exc: Exception, preset: str | None = None) -> PixseekError:
-    first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    first = first_line(exc)
     label = f"'{name}' (preset {preset})" if preset else f"'{name}'"
     if "sentencepiece" in str(exc).lower():
         # mSigLIP's tokenizer (SiglipTokenizer) exists only as a SentencePiece model.

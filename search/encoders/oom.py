@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from search.errors import ResourceError
+from search.errors import ResourceError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _MESSAGES)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def free_cache(device: str) -> None:
@@ -78,7 +74,7 @@ class Splitter:
         except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
             if not is_oom(exc):
                 raise
-            failed = _first_line(exc)
+            failed = first_line(exc)[:200]
         free_cache(self.device)
         if n <= 1:
             raise ResourceError(
@@ -125,7 +121,7 @@ def load_with_fallback(load: Callable[[str], T], device: str) -> T:
     except RuntimeError as exc:
         if not is_oom(exc):
             raise
-        failed = _first_line(exc)
+        failed = first_line(exc)[:200]
     free_cache("cuda" if torch.cuda.is_available() else "mps")
     if device == "auto":
         message = (f"the model does not fit in accelerator memory ({failed}); loading it on "

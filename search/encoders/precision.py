@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from search.errors import ConfigError
+from search.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ def measure(
             first_call = time.perf_counter() - t0
             txt = encode(p, None, captions)
         except (RuntimeError, NotImplementedError, TypeError) as exc:
-            t.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            t.error = first_line(exc)[:200]
             continue
         t.min_image_cosine = float(_cosines(img, ref_img).min())
         t.min_text_cosine = float(_cosines(txt, ref_txt).min())

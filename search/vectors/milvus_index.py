@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from search.errors import ConfigError, DependencyError
+from search.errors import ConfigError, DependencyError, first_line
 from search.store import Removal, Store
 from search.vectors.interface import Marks, VectorIndex
 
@@ -75,9 +75,8 @@ def connect(uri: str):
     try:
         return MilvusClient(uri)
     except Exception as exc:  # noqa: BLE001 - pymilvus raises its own and grpc's errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"index.milvus_uri: cannot reach Milvus at {redact(uri)!r}: {reason}"
+            f"index.milvus_uri: cannot reach Milvus at {redact(uri)!r}: {first_line(exc)}"
         ) from None
 
 

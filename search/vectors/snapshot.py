@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from search.errors import first_line
 from search.faiss_lib import faiss
 from search.files import atomic_write
 
@@ -115,7 +116,7 @@ def load(folder: Path, model: str) -> Snapshot | None:
         try:
             index = faiss.read_index(str(path), mmap_flags(manifest.kind))
         except RuntimeError as exc:
-            log.warning("cannot read %s: %s", path, str(exc).splitlines()[0])
+            log.warning("cannot read %s: %s", path, first_line(exc))
             return None
         if index.ntotal != manifest.count or index.d != manifest.dim:
             return None
