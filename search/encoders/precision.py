@@ -120,15 +120,22 @@ def apply(model: torch.nn.Module, precision: str, *, inplace: bool = True) -> to
 # --- the cache ------------------------------------------------------------------------
 
 
-def cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo, or None where it cannot be read."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of ``field`` (the first CPU's) in /proc/cpuinfo, or None where there is
+    none (not Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+            if line.startswith(field):
+                return line.split(":", 1)[1]
     except OSError:
         pass
     return None
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo, or None where it cannot be read."""
+    flags = _cpuinfo("flags")
+    return None if flags is None else set(flags.split())
 
 
 def bf16_in_hardware(flags: set[str] | None) -> bool:
@@ -150,12 +157,9 @@ def not_measured(precision: str, device: str | None) -> str | None:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    name = _cpuinfo("model name")
+    if name is not None:
+        return name.strip()
     return platform.processor() or platform.machine() or "unknown cpu"
 
 
@@ -349,18 +353,14 @@ def measure(
         why = f"fp32 ({fp32.images_per_s:.1f} img/s)"
         if faster:
             why += f"; {', '.join(faster)} faithful but not faster"
-        if refused:
-            why += "; refused: " + "; ".join(refused)
-        if skipped:
-            why += "; " + "; ".join(skipped)
-        return Choice("fp32", why, trials)
-    worst = min(best.min_image_cosine, best.min_text_cosine)
-    why = (
-        f"{best.precision} ({best.images_per_s:.1f} img/s against {fp32.images_per_s:.1f} for "
-        f"fp32; min cosine {worst:.4f}, same top-1"
-        + (f" up to {best.top1_ties} ties" if best.top1_ties else "")
-        + ")"
-    )
+    else:
+        worst = min(best.min_image_cosine, best.min_text_cosine)
+        why = (
+            f"{best.precision} ({best.images_per_s:.1f} img/s against "
+            f"{fp32.images_per_s:.1f} for fp32; min cosine {worst:.4f}, same top-1"
+            + (f" up to {best.top1_ties} ties" if best.top1_ties else "")
+            + ")"
+        )
     if refused:
         why += "; refused: " + "; ".join(refused)
     if skipped:
