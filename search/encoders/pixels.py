@@ -16,10 +16,14 @@ from search import patches as naflex
 from search.preprocess import PreprocessSpec
 
 
-def normalise_tensor(x: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 [..., 3, H, W] -> float32, on x's device: the torch twin of ``normalise``."""
-    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+def normalise_tensor(
+    x: torch.Tensor, spec: PreprocessSpec, channels: tuple[int, ...] = (3, 1, 1)
+) -> torch.Tensor:
+    """uint8 [..., 3, H, W] -> float32, on x's device: the torch twin of ``normalise``.
+    ``channels``: the shape mean and std take against x, (3,) when the channel is x's last
+    axis (NaFlex patches)."""
+    mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device).view(channels)
+    std = torch.tensor(spec.std, dtype=torch.float32, device=x.device).view(channels)
     rescale = torch.tensor(spec.rescale, dtype=torch.float32, device=x.device)
     return (x.float() * rescale - mean) / std
 
@@ -56,11 +60,8 @@ def _naflex_input(
     x = _to_device(patches, device)
     m = _to_device(mask, device)
     if x.dtype == torch.uint8:
-        mean = torch.tensor(spec.mean, dtype=torch.float32, device=x.device)
-        std = torch.tensor(spec.std, dtype=torch.float32, device=x.device)
-        rescale = torch.tensor(spec.rescale, dtype=torch.float32, device=x.device)
         # A patch is [p*p, 3] flattened: the channel is its last axis.
-        y = (x.float().view(*x.shape[:-1], -1, 3) * rescale - mean) / std
+        y = normalise_tensor(x.view(*x.shape[:-1], -1, 3), spec, channels=(3,))
         x = y.view(x.shape) * m[..., None]
     return {"pixel_values": x.to(dtype), "pixel_attention_mask": m,
             "spatial_shapes": _to_device(shapes, device)}
