@@ -241,10 +241,9 @@ class ClipEncoder(Encoder):
         return choice.precision, f"auto: {choice.reason}"
 
     def _probe_dim(self) -> int:
-        if self.spec.patches is not None:  # an all-zero array would be a 0 x 0 grid
-            return self.encode_images([Image.new("RGB", (64, 64))]).shape[1]
-        h, w = self.spec.crop or self.spec.resize_to or (224, 224)
-        return self.encode_pixels(np.zeros((1, 3, h, w), dtype=np.float32)).shape[1]
+        # A small photo through the model's own preprocessing: the right input for every
+        # layout (an all-zero NaFlex array would be a 0 x 0 grid).
+        return self.encode_images([Image.new("RGB", (64, 64))]).shape[1]
 
     @staticmethod
     def _features(out: object) -> torch.Tensor:
