@@ -113,6 +113,12 @@ class _Encoded:
     contents: list[dict]  # the Content row of each item, were it new
     vectors: np.ndarray
 
+    @classmethod
+    def of(cls, decoded: list[tuple[_Pending, Decoded]], vectors: np.ndarray) -> _Encoded:
+        """The batch of these decoded contents and their vectors (local or from Ray)."""
+        return cls([item for item, _ in decoded],
+                   [_content_row(item, dec) for item, dec in decoded], vectors)
+
 
 class _Writer:
     """One thread that commits encoded batches in order, one transaction each, while the
@@ -437,8 +443,7 @@ class Indexer:
 
     def _encode_batch(self, batch: list[tuple[_Pending, Decoded]]) -> _Encoded:
         vectors = self.encoder.encode_pixels(np.stack([d.pixels for _, d in batch]))
-        return _Encoded([item for item, _ in batch],
-                        [_content_row(item, dec) for item, dec in batch], vectors)
+        return _Encoded.of(batch, vectors)
 
     def _encode_on_ray(
         self, pending: Iterator[_Pending], summary: IndexSummary, writer: _Writer
@@ -461,9 +466,8 @@ class Indexer:
         failures: list[tuple[Seen, str]] = []
 
         def flush() -> None:
-            writer.put(_Encoded([i for i, _, _ in done],
-                                [_content_row(i, d) for i, d, _ in done],
-                                np.stack([v for _, _, v in done])))
+            writer.put(_Encoded.of([(i, d) for i, d, _ in done],
+                                   np.stack([v for _, _, v in done])))
             done.clear()
 
         # The actors load this run's model (which may not be the configured one).
