@@ -432,7 +432,7 @@ class FaissIndex(VectorIndex):
             except (RuntimeError, AttributeError) as exc:
                 log.warning("searching on the CPU: the GPU search failed (%s)", exc)
                 self.use_gpu = False
-                self._drop_gpu()
+                self._gpu = None
         return index.search(q, k, params=params)
 
     def _gpu_index(self) -> faiss.Index | None:
@@ -445,11 +445,11 @@ class FaissIndex(VectorIndex):
         if copy is not None and copy.stamp == self.snap.stamp:
             return copy.index
         if m.kind not in GPU_KINDS:
-            self._drop_gpu()
+            self._gpu = None
             return None
         if copy is not None and self._sync_gpu(copy):
             return copy.index
-        self._drop_gpu()
+        self._gpu = None
         if not gpu_pays(m.kind, self.snap.index.ntotal, self.searches) or GPU.count() == 0:
             return None
         try:
@@ -489,9 +489,6 @@ class FaissIndex(VectorIndex):
             return False
         copy.marks, copy.stamp = now, self.snap.stamp
         return True
-
-    def _drop_gpu(self) -> None:
-        self._gpu = None
 
     # -- persisting ------------------------------------------------------------------------
 
@@ -577,7 +574,7 @@ class FaissIndex(VectorIndex):
         maps it keeps answering meanwhile."""
         with snapshot.writer_lock(self.folder):
             self._reset()
-            self._drop_gpu()  # nothing old is trusted, the GPU copy neither
+            self._gpu = None  # nothing old is trusted, the GPU copy neither
             self._build_locked()
         self.rebuilt = True
         return self
