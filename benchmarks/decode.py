@@ -111,6 +111,18 @@ def _oriented(img: Image.Image, box: tuple | None, full: tuple[int, int],
     return shown, box, (full[1], full[0]) if orientation >= 5 else full
 
 
+def _read(path: Path, clock: Clock) -> tuple[bytes, Image.Image, int, tuple[int, int]]:
+    """The file's bytes, the image opened on them (header only), its EXIF orientation and
+    size, each stage lapped."""
+    data = path.read_bytes()
+    clock.lap("read")
+    img = Image.open(io.BytesIO(data))
+    pp._exif_fields(img)
+    orientation, full = img.getexif().get(pp.TAG_ORIENTATION, 1), img.size
+    clock.lap("open+EXIF")
+    return data, img, orientation, full
+
+
 def pillow(draft: float | None = None, reducing_gap: float | None = None,
            box: bool = False) -> Callable:
     """Pillow: open, optionally draft (JPEG DCT scaling, powers of two), load, transpose;
@@ -119,12 +131,7 @@ def pillow(draft: float | None = None, reducing_gap: float | None = None,
 
     def run(path: Path) -> tuple[np.ndarray, dict]:
         clock = Clock()
-        data = path.read_bytes()
-        clock.lap("read")
-        img = Image.open(io.BytesIO(data))
-        pp._exif_fields(img)
-        orientation, full = img.getexif().get(0x0112, 1), img.size
-        clock.lap("open+EXIF")
+        _, img, orientation, full = _read(path, clock)
         region = None
         if draft is not None and (size := _draft_size(img, draft)):
             drafted = img.draft("RGB", size)
@@ -148,12 +155,7 @@ def numpy_decoder(decode_array: Callable[[bytes, int], np.ndarray], factor: floa
 
     def run(path: Path) -> tuple[np.ndarray, dict]:
         clock = Clock()
-        data = path.read_bytes()
-        clock.lap("read")
-        header = Image.open(io.BytesIO(data))
-        pp._exif_fields(header)
-        orientation, full = header.getexif().get(0x0112, 1), header.size
-        clock.lap("open+EXIF")
+        data, _, orientation, full = _read(path, clock)
         want = 0 if factor is None else int(SPEC.target_short_side * factor)
         img = Image.fromarray(decode_array(data, want))
         clock.lap("decode")
