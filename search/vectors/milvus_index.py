@@ -157,19 +157,23 @@ class MilvusIndex(VectorIndex):
         if not self.verify:
             self.catch_up(store_marks)
             return self
-        embedding, removal, count = self.store.embedding_state(self.model_id)
-        self.catch_up(Marks(embedding, removal))
+        count = self._catch_up_to_store()
         if self.count != count:
             # Other writers may be between their commit and their upsert: look again
             # before repairing a collection others are using.
-            embedding, removal, count = self.store.embedding_state(self.model_id)
-            self.catch_up(Marks(embedding, removal))
+            count = self._catch_up_to_store()
             self._count = None
         if self.count != count:
             log.warning("Milvus holds %d vectors, the database %d; repairing", self.count, count)
             self.repair()
         self.persist()
         return self
+
+    def _catch_up_to_store(self) -> int:
+        """Apply what the store changed; the store's vector count for this model."""
+        embedding, removal, count = self.store.embedding_state(self.model_id)
+        self.catch_up(Marks(embedding, removal))
+        return count
 
     def repair(self) -> None:
         """Make the collection hold exactly the store's vectors: add the missing ones,
