@@ -559,10 +559,10 @@ def gpu_decode(paths: list[Path], spec) -> np.ndarray:
     import torch.nn.functional as F
     from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
+    from search.encoders.pixels import normalise_tensor
+
     data = [read_file(str(p)) for p in paths]
     images = decode_jpeg(data, mode=ImageReadMode.RGB, device="cuda")
-    mean = torch.tensor(spec.mean, device="cuda").view(3, 1, 1)
-    std = torch.tensor(spec.std, device="cuda").view(3, 1, 1)
     ch, cw = spec.crop or (224, 224)
     out = []
     for img in images:
@@ -573,9 +573,8 @@ def gpu_decode(paths: list[Path], spec) -> np.ndarray:
         x = F.interpolate(img[None].float(), size=size, mode="bicubic", antialias=True,
                           align_corners=False)[0]
         top, left = (size[0] - ch) // 2, (size[1] - cw) // 2
-        x = x[:, top:top + ch, left:left + cw].clamp(0, 255) * spec.rescale
-        out.append((x - mean) / std)
-    return torch.stack(out).cpu().numpy().astype(np.float32)
+        out.append(x[:, top:top + ch, left:left + cw].clamp(0, 255))
+    return normalise_tensor(torch.stack(out), spec).cpu().numpy().astype(np.float32)
 
 
 def markdown(meta: dict, steps: dict) -> str:
