@@ -275,7 +275,7 @@ class ClipEncoder(Encoder):
     def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:
         # SigLIP was trained on max-length padding; CLIP takes the end-of-text token.
         padding = "max_length" if self.model_type.startswith("siglip") else True
-        texts = [t.lower() for t in texts] if getattr(self, "lowercase", False) else texts
+        texts = [t.lower() for t in texts] if self.lowercase else texts
         tokens = self.tokenizer(
             list(texts),
             padding=padding,
