@@ -67,13 +67,20 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_OUT = Path("bench-out")
 FAKE_ROOT = "/synthetic-library"
 CHUNK = 20_000
-QUERY_TEXTS = [
+QUERY_TEXTS = [  # never among the texts an index tunes on (search.vectors.queries)
     "my daughter on a red bike in the snow", "a dog on a beach at sunset", "birthday cake",
     "a cat asleep on a sofa", "mountains reflected in a lake", "a plate of pasta",
     "fireworks over a city", "a man in a blue suit", "kids playing football", "a red car",
     "a bowl of fruit", "an old stone church", "a baby laughing", "autumn leaves on a path",
     "a sailing boat", "snow on pine trees", "a crowded market", "a horse in a field",
     "the eiffel tower at night", "a cup of coffee on a table",
+    "mountains at sunset", "a wedding dress", "grandma in the kitchen", "a receipt",
+    "a street sign in the rain", "a tent under the stars", "two kids on a trampoline",
+    "a black and white photo of a bridge", "a lighthouse on a cliff", "a bowl of ramen",
+    "a skateboarder in a park", "a tabby cat on a windowsill", "a christmas tree",
+    "a view from an airplane window", "a messy desk with a laptop", "a red tulip",
+    "a brown bear in a river", "people dancing at a party", "a train station platform",
+    "a sandcastle",
 ]
 BUILT = "built.json"
 
@@ -144,10 +151,25 @@ def resolve_model(name: str, out: Path) -> str:
 
 def model_facts(model: str) -> tuple[str, int]:
     """(the id vectors are tagged with, dimension), as ``pixseek --model M`` would see them."""
+    encoder = load_model(model)
+    return encoder.model_id, int(encoder.encode_texts(["a photo"]).shape[1])
+
+
+def load_model(model: str):
     from search.encoders import load_encoder
 
-    encoder = load_encoder(model, device="cpu")
-    return encoder.model_id, int(encoder.encode_texts(["a photo"]).shape[1])
+    return load_encoder(model, device="cpu")
+
+
+def seed_text_queries(config, model: str) -> None:
+    """What ``pixseek index`` stores before it builds an approximate index: the model's
+    text embeddings of reference texts, which the index tunes its depth on."""
+    from search.vectors import snapshot
+    from search.vectors.queries import QuerySample
+
+    encoder = load_model(model)
+    folder = snapshot.folder_for(config.data_path, encoder.model_id)
+    QuerySample(folder, encoder.model_id).ensure_seed(encoder.encode_texts)
 
 
 def config_for(data_dir: Path, model: str):
@@ -197,6 +219,7 @@ def build(data_dir: Path, photos: int, model: str, seed: int = 0) -> dict:
             log(f"  {start} photos written ({time.perf_counter() - started:.0f} s)")
     rows_s = time.perf_counter() - started
     started = time.perf_counter()
+    seed_text_queries(config, model)
     index = index_for(store, model_id, config).open()
     index_s = time.perf_counter() - started
     facts = {
@@ -310,9 +333,9 @@ class Server:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def search(self, text: str, k: int = 10) -> dict:
-        query = urllib.parse.urlencode({"q": text, "k": k})
-        with urllib.request.urlopen(self.url(f"/api/search?{query}"), timeout=60) as r:
+    def search(self, text: str, k: int = 10, **extra: str) -> dict:
+        query = urllib.parse.urlencode({"q": text, "k": k, **extra})
+        with urllib.request.urlopen(self.url(f"/api/search?{query}"), timeout=300) as r:
             return json.loads(r.read())
 
     def search_image(self, path: Path) -> dict:
@@ -330,6 +353,13 @@ class Server:
 
     def rss(self) -> int:
         return self.ps.memory_info().rss
+
+    def peak_rss(self) -> int:
+        """The server's high-water RSS (VmHWM), which a sample between queries can miss."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return self.rss()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -378,39 +408,53 @@ def measure_open(data_dir: Path, facts: dict) -> dict:
 
 
 def measure_in_process(data_dir: Path, facts: dict, n_queries: int) -> dict:
-    """Query latency and recall through the Engine, in this process."""
+    """Query latency through the Engine, in this process, and recall@10 of the index per
+    query kind against exact search over the store's float32 vectors:
+
+    - text: the model's own text embeddings of QUERY_TEXTS (none of them is among the texts
+      the index tuned on), what people send;
+    - image: library photos ("similar to this one"), and the synthetic generator's
+      image-like queries;
+    - filtered: text queries with a filter (camera, one year's folder), the whole engine
+      path against the same search with ``exact``.
+    """
+    from search import query
     from search.engine import Engine
     from search.vectors import kinds
 
     config = config_for(data_dir, facts["model"])
     engine = Engine(config)
     library = SyntheticLibrary(facts["photos"], facts["dim"], facts["seed"])
-    queries = library.queries(n_queries)
-    engine.search_vector(queries[0], 10)  # open the index, warm the page cache
-    times, got = [], []
-    for q in queries:
+    generated = library.queries(n_queries)
+    engine.search_vector(generated[0], 10)  # open the index, warm the page cache
+    times = []
+    for q in generated:
         t = time.perf_counter()
-        results = engine.search_vector(q, 10)
+        engine.search_vector(q, 10)
         times.append(time.perf_counter() - t)
-        got.append([r.content_id for r in results])
-    exact_times, exact = [], []
-    for q in queries:
+    texts = engine.encoder.encode_texts(QUERY_TEXTS)
+    photos = engine.store.sample_vectors(engine.model_id, 100, seed=7)
+    sets = {"text": texts, "image": np.concatenate([photos, generated[:100]])}
+    recall = {}
+    for name, queries in sets.items():
+        got = [[r.content_id for r in engine.search_vector(q, 10)] for q in queries]
+        _, truth = kinds.exact_top(queries, ((ids, vecs) for _e, ids, vecs in
+                                              engine.store.iter_embeddings(engine.model_id,
+                                                                           chunk=16_384)), 10)
+        recall[name] = round(kinds.recall(_pad(got), truth), 4)
+    exact_times = []
+    for q in texts[:5]:
         t = time.perf_counter()
-        results = engine.search_vector(q, 10, exact=True)
+        engine.search_vector(q, 10, exact=True)
         exact_times.append(time.perf_counter() - t)
-        exact.append([r.content_id for r in results])
-    # Exact float32 search over the generated vectors (content ids follow insertion order).
-    best = np.full((len(queries), 10), -np.inf, np.float32)
-    best_i = np.zeros((len(queries), 10), np.int64)
-    for start in range(0, facts["photos"], CHUNK):
-        vecs = library.vectors(start, min(CHUNK, facts["photos"] - start))
-        s = queries @ vecs.T
-        all_s = np.concatenate([best, s], axis=1)
-        all_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + len(vecs)),
-                                                        s.shape)], axis=1)
-        top = np.argsort(-all_s, axis=1)[:, :10]
-        best, best_i = np.take_along_axis(all_s, top, 1), np.take_along_axis(all_i, top, 1)
-    truth = best_i + _first_content_id(engine)
+    agree = []
+    for options in ({"camera": "canon"}, {"folders": [f"{FAKE_ROOT}/2010"]}):
+        for text in QUERY_TEXTS[:10]:
+            fast = engine.search(query.build(text, k=10, **options)).results
+            exact = engine.search(query.build(text, k=10, exact=True, **options)).results
+            ids = {r.content_id for r in exact}
+            agree.append(len(ids & {r.content_id for r in fast}) / max(1, len(ids)))
+    recall["filtered"] = round(float(np.mean(agree)), 4)
     engine.search_text(QUERY_TEXTS[0], 10)  # load the model
     text_times = []
     for text in QUERY_TEXTS * max(1, n_queries // (2 * len(QUERY_TEXTS))):
@@ -418,15 +462,16 @@ def measure_in_process(data_dir: Path, facts: dict, n_queries: int) -> dict:
         engine.search_text(text, 10)
         text_times.append(time.perf_counter() - t)
     engine.close()
-    pad = lambda rows: np.array([r + [-1] * (10 - len(r)) for r in rows])  # noqa: E731
     return {
         "query": percentiles(times),
         "exact_query": percentiles(exact_times),
         "text_query": percentiles(text_times),
-        "recall_at_10": round(kinds.recall(pad(got), pad(exact)), 4),
-        "recall_at_10_vs_float32": round(kinds.recall(pad(got), truth), 4),
-        "exact_recall_vs_float32": round(kinds.recall(pad(exact), truth), 4),
+        "recall_at_10": recall,
     }
+
+
+def _pad(rows: list[list[int]]) -> np.ndarray:
+    return np.array([r + [-1] * (10 - len(r)) for r in rows])
 
 
 def _first_content_id(engine) -> int:
@@ -483,6 +528,12 @@ def measure_server(data_dir: Path, facts: dict, work: Path, n: int, counter: lis
             server.search(QUERY_TEXTS[i % len(QUERY_TEXTS)])
             times.append(time.perf_counter() - t)
         rss = server.rss()
+        overlap = []
+        for text in QUERY_TEXTS[:12]:  # what a user sees, against exact search
+            fast = {r["id"] for r in server.search(text)["results"]}
+            exact = {r["id"] for r in server.search(text, exact="1")["results"]}
+            overlap.append(len(fast & exact) / max(1, len(exact)))
+        rss = max(rss, server.peak_rss())
         counter[0] += 1
         folder = work / f"served-{counter[0]}"
         photo = new_photo(folder, counter[0])
@@ -503,9 +554,22 @@ def measure_server(data_dir: Path, facts: dict, work: Path, n: int, counter: lis
         server.stop()
     return {
         "api_search": percentiles(times),
-        "serve_rss_mb": round(max(rss, rss_after) / 2**20),
+        "serve_rss_mb": round(max(rss, rss_after, server.peak_rss()) / 2**20),
         "serve_catch_up_s": round(catch_up, 3),
+        "api_text_overlap": round(float(np.mean(overlap)), 4),
     }
+
+
+def index_facts(data_dir: Path, facts: dict) -> dict:
+    """The index as ``pixseek status`` describes it now (depth, recall per query kind)."""
+    from search.store import Store
+    from search.vectors import index_for
+
+    store = Store(config_for(data_dir, facts["model"]).db_url)
+    try:
+        return index_for(store, facts["model_id"], config_for(data_dir, facts["model"])).describe()
+    finally:
+        store.close()
 
 
 def disk_bytes(data_dir: Path) -> dict:
@@ -545,6 +609,7 @@ def run(args: argparse.Namespace) -> int:
             row.update(measure_cli(data_dir, empty_dir, facts, work, args.rounds, counter))
             row.update(measure_server(data_dir, facts, work, args.queries // 2, counter))
             row.update(disk_bytes(data_dir))
+            row["index"] = index_facts(data_dir, facts)
             results[size] = row
             log(json.dumps(row))
     meta = {
@@ -583,9 +648,13 @@ def markdown(results: dict, meta: dict) -> str:
         ("`/api/search` p50 / p95 (ms)",
          lambda r: f"{r['api_search']['p50_ms']} / {r['api_search']['p95_ms']}"),
         ("exact search p50 (ms)", lambda r: r["exact_query"]["p50_ms"]),
-        ("recall@10 vs exact", lambda r: r["recall_at_10"]),
-        ("recall@10 vs exact float32", lambda r: r["recall_at_10_vs_float32"]),
-        ("`pixseek serve` RSS (MB)", lambda r: r["serve_rss_mb"]),
+        ("recall@10 vs exact: text / image / filtered queries",
+         lambda r: " / ".join(str(r["recall_at_10"][k]) for k in ("text", "image", "filtered"))),
+        ("`/api/search` top 10 shared with `exact=1`, text queries",
+         lambda r: r.get("api_text_overlap")),
+        ("index search depth, held-out recall it measured",
+         lambda r: f"{r['index'].get('depth')}, {r['index'].get('recall')}"),
+        ("`pixseek serve` peak RSS (MB)", lambda r: r["serve_rss_mb"]),
         ("database / index on disk (MB)", lambda r: f"{r['db_mb']} / {r['index_mb']}"),
     ]
     lines = [
@@ -618,9 +687,10 @@ def crossover(args: argparse.Namespace) -> int:
             index.add_with_ids(vecs, ids)
             depth = 0
             if kind == "ivf":
-                tune_q = kinds.tuning_queries(vecs, rng)
-                truth = kinds.exact_top(tune_q, [(ids, vecs)], 10)
-                depth = kinds.tune(kind, index, tune_q, truth, 10)
+                tune_q = library.queries(2 * kinds.TUNE_QUERIES, seed=5)
+                _, truth = kinds.exact_top(tune_q, [(ids, vecs)], 10)
+                depth, _ = kinds.tune(kind, index, {"image": kinds.QuerySet(tune_q, truth)},
+                                      10, n)
             params = kinds.params(kind, depth, None)
             times = []
             for q in queries:

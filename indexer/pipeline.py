@@ -57,7 +57,8 @@ from search.store import (
     Store,
     utcnow,
 )
-from search.vectors import VectorIndex, index_for
+from search.vectors import VectorIndex, index_for, snapshot
+from search.vectors.queries import QuerySample, worth_seeding
 
 CHUNK = 512
 MAX_FAILURES_LISTED = 1000  # failures kept in a run's summary
@@ -173,6 +174,7 @@ class Indexer:
         self.batches_committed = 0
         self._pool: Executor | None = None
         self._vectors: VectorIndex | None = None
+        self._seeded = False  # the model's text queries are stored for index tuning
         # Contents that lost a file in this run: collected at its end if no file is left.
         # (Not at once: a file moved to a folder scanned later in the run keeps its vector.)
         self._unlinked: set[int] = set()
@@ -273,7 +275,18 @@ class Indexer:
             self._vectors = index_for(self.store, self.model, self.config).open()
         else:
             self._vectors.refresh()
+        self._seed_text_queries()
         self._vectors.persist()
+
+    def _seed_text_queries(self) -> None:
+        """Once the library nears an approximate index, store the model's text embeddings
+        of reference texts: the index tunes its depth on them (``search.vectors.queries``)."""
+        if self._seeded or self.config.index.backend != "faiss":
+            return
+        if not worth_seeding(self.config.index.kind, self._vectors.count, self.encoder.dim):
+            return
+        folder = snapshot.folder_for(self.config.data_path, self.model)
+        self._seeded = QuerySample(folder, self.model).ensure_seed(self.encoder.encode_texts)
 
     # -- one chunk -----------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from search.errors import ConfigError, InputError
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
 from search.store import Filter, Photo, Store
-from search.vectors import VectorIndex, index_for
+from search.vectors import VectorIndex, index_for, snapshot
+from search.vectors.queries import QuerySample
 
 # Date orders rank the strong matches among this many nearest photos by date.
 SORT_POOL = 1000
@@ -95,6 +96,15 @@ class Engine:
         self._text_reference: relevance.Reference | None = None
         self._image_reference: tuple[int, relevance.Reference] | None = None
         self.model_id = encoder.model_id if encoder else canonical_model_id(config.model.name)
+        self._queries: QuerySample | None = None
+
+    @property
+    def query_sample(self) -> QuerySample:
+        """The sample of served queries the vector index tunes its search depth on."""
+        if self._queries is None or self._queries.model_id != self.model_id:
+            folder = snapshot.folder_for(self.config.data_path, self.model_id)
+            self._queries = QuerySample(folder, self.model_id)
+        return self._queries
 
     @property
     def encoder(self) -> Encoder:
@@ -159,6 +169,7 @@ class Engine:
         if k <= 0:
             raise InputError("k must be a positive number of results")
         query, sources = self._query_vector(request.terms)
+        self.query_sample.record("text" if text_led(request.terms) else "image", query)
         want = request.offset + k + 1  # one more tells whether a next page exists
         pool = max(want, SORT_POOL) if request.sort != "relevance" else want
         found = [
@@ -293,13 +304,16 @@ class Engine:
 
     def search_text(self, text: str, k: int | None = None, exact: bool = False) -> list[Result]:
         query = self.encoder.encode_texts([self.check_query(text)])[0]
+        self.query_sample.record("text", query)
         return self.search_vector(query, k, exact=exact)
 
     def search_image(
         self, image: str | Path | bytes, k: int | None = None, exact: bool = False
     ) -> list[Result]:
         """Search by example: an image file's path, or its bytes (an upload)."""
-        return self.search_vector(self.encode_query_image(image), k, exact=exact)
+        query = self.encode_query_image(image)
+        self.query_sample.record("image", query)
+        return self.search_vector(query, k, exact=exact)
 
     def search_vector(
         self,
@@ -394,4 +408,6 @@ class Engine:
         self.close()
 
     def close(self) -> None:
+        if self._queries is not None:
+            self._queries.flush()
         self.store.close()

@@ -81,6 +81,12 @@ def _read_tsv(path: Path = TSV_PATH) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
 
 
+def sample_captions() -> list[str]:
+    """Every caption of the table, whether or not its photo is on this machine."""
+    keys = ("caption_1", "caption_2", "caption_3")
+    return [row[k].strip() for row in _read_tsv() for k in keys if row[k].strip()]
+
+
 def sample_photos() -> list[SamplePhoto]:
     """The listed sample photos whose files exist on this machine, in table order."""
     photos: list[SamplePhoto] = []

@@ -27,7 +27,8 @@ def describe_line(index: dict, current: bool) -> str:
         shape += f", {index['snapshot_vectors']} vectors in {index['bytes'] / 2**20:.1f} MiB"
     for depth in ("nprobe", "efSearch"):
         if depth in index:
-            shape += f", {depth} {index[depth]} (recall@10 {index['tuned_recall']} when tuned)"
+            measured = ", ".join(f"{kind} {value}" for kind, value in index["recall"].items())
+            shape += f", {depth} {index[depth]} (held-out recall@10: {measured or 'not measured'})"
     return f"{shape}; {'current' if current else 'rebuilt on next open'}"
 
 

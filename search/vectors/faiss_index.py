@@ -17,7 +17,6 @@ step with the store is rebuilt from the store, and deleting the folder loses not
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import weakref
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from search.faiss_lib import faiss
 from search.store import Removal, Store
 from search.vectors import kinds, snapshot
 from search.vectors.interface import Marks, VectorIndex
+from search.vectors.queries import QuerySample
 from search.vectors.snapshot import Manifest, Snapshot
 
 log = logging.getLogger(__name__)
@@ -160,53 +160,35 @@ class Delta:
             ids, vectors = ids[keep], vectors[keep]
         if len(ids) == 0:
             n = len(queries)
-            return _pad(np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64), k)
+            return kinds.pad(np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64), k)
         # FAISS, not numpy: a numpy matrix product leaves OpenBLAS threads spinning, which
         # took the cores from torch and doubled the next text encoding (50 -> 134 ms).
         scores, positions = faiss.knn(
             queries, vectors, min(k, len(ids)), metric=faiss.METRIC_INNER_PRODUCT
         )
         found = np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
-        return _pad(scores, found, k)
-
-
-def _top_k(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best columns of each row of ``scores``, best first, padded FAISS-style."""
-    n, m = scores.shape
-    out_s = np.full((n, k), -np.inf, np.float32)
-    out_i = np.full((n, k), -1, np.int64)
-    if m == 0:
-        return out_s, out_i
-    take = min(k, m)
-    part = np.argpartition(-scores, take - 1, axis=1)[:, :take] if m > take else np.tile(
-        np.arange(m), (n, 1)
-    )
-    part_s = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_s, axis=1, kind="stable")
-    out_s[:, :take] = np.take_along_axis(part_s, order, axis=1)
-    out_i[:, :take] = ids[np.take_along_axis(part, order, axis=1)]
-    return out_s, out_i
-
-
-def _pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Widen results to k columns, FAISS-style: -inf scores and -1 ids past the last."""
-    n, m = ids.shape
-    if m >= k:
-        return scores, ids
-    return (
-        np.concatenate([scores, np.full((n, k - m), -np.inf, np.float32)], axis=1),
-        np.concatenate([ids, np.full((n, k - m), -1, np.int64)], axis=1),
-    )
+        return kinds.pad(scores, found, k)
 
 
 def _merge_results(
     parts: list[tuple[np.ndarray, np.ndarray]], k: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The best k of several searches' results; an id found by two of them counts once."""
     scores = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
     ids = np.concatenate([p[1] for p in parts], axis=1)
     scores = np.where(ids < 0, -np.inf, scores)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    scores, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    if len(parts) > 1:
+        for row in range(len(ids)):
+            _, first = np.unique(ids[row], return_index=True)
+            repeat = np.ones(ids.shape[1], bool)
+            repeat[first] = False
+            scores[row, repeat & (ids[row] >= 0)] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")
+        scores = np.take_along_axis(scores, order, axis=1)
+        ids = np.where(np.isneginf(scores), -1, np.take_along_axis(ids, order, axis=1))
+    return scores[:, :k], ids[:, :k]
 
 
 class FaissIndex(VectorIndex):
@@ -404,22 +386,61 @@ class FaissIndex(VectorIndex):
         live = index.ntotal - len(self.tombstones)
         if allowed is not None and len(allowed) <= FILTER_EXACT_SHARE * live:
             exact = True
+        if exact and kinds.reranks(m.kind):
+            return self._exact_from_store(q, k, allowed)
         if exact:
             return kinds.exact_search(m.kind, index, q, k, selector)
         top = kinds.max_depth(m.kind, index)
         depth = m.depth
-        if allowed is not None:  # a filter thins each cell out: look as much further
-            depth = min(top, math.ceil(depth * live / max(1, len(allowed))))
+        if allowed is not None:
+            depth = kinds.filtered_depth(depth, top, live, len(allowed))
         wanted = min(k, live if allowed is None else len(allowed))
+        fetch = kinds.candidates(m.kind, k)
         while True:
-            scores, found = self._plain_search(index, q, k, kinds.params(m.kind, depth, selector))
+            scores, found = self._plain_search(
+                index, q, fetch, kinds.params(m.kind, depth, selector)
+            )
             # A filter or many removals can leave the nearest cells short of k matches: look
             # further (x4 each time) until every query has k, or the whole index was seen.
             if depth >= top or (found >= 0).sum(axis=1).min() >= wanted:
                 if depth >= top and m.kind == "hnsw" and (found >= 0).sum(axis=1).min() < wanted:
                     return kinds.exact_search(m.kind, index, q, k, selector)
-                return scores, found
+                break
             depth = min(top, depth * 4)
+        if kinds.reranks(m.kind):
+            return self._rerank(q, found, k)
+        return scores, found
+
+    def _rerank(
+        self, q: np.ndarray, found: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores for the candidates, from the store's vectors (the codes only chose
+        them); a candidate the store no longer holds was removed and is dropped."""
+        stored = self.store.vectors(self.model_id, np.unique(found[found >= 0]).tolist())
+        rows = []
+        for row in range(len(q)):
+            have = np.asarray([c for c in found[row].tolist() if c in stored], np.int64)
+            top = kinds.TopK(1, k)
+            if len(have):
+                matrix = np.stack([stored[int(c)] for c in have]).astype(np.float32)
+                top.add((matrix @ q[row])[None], have)
+            rows.append(top.result())
+        return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
+
+    def _exact_from_store(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the store's float32 vectors: the allowed ones, or all of them
+        streamed in chunks (the index's codes are approximate). The store is the truth, so
+        this also covers what the delta holds; the merge counts a photo once."""
+        if allowed is not None:
+            stored = self.store.vectors(self.model_id, allowed.tolist())
+            chunks = [(np.fromiter(stored, np.int64, len(stored)),
+                       np.stack(list(stored.values())) if stored else np.zeros((0, self.dim)))]
+        else:
+            chunks = ((ids, vecs) for _e, ids, vecs in self.store.iter_embeddings(
+                self.model_id, chunk=16_384))
+        return kinds.exact_top(q, chunks, k)
 
     def _plain_search(
         self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
@@ -505,7 +526,7 @@ class FaissIndex(VectorIndex):
         A reader keeps its mapped snapshot until it next refreshes; nothing is lost either
         way, the store holds every change."""
         if not (force or self.merge_due()):
-            return False
+            return self._retune_if_stale()
         with snapshot.writer_lock(self.folder):
             if snapshot.manifest_stamp(self.folder) != (self.snap.stamp if self.snap else None):
                 self.open()  # another process wrote a snapshot meanwhile: start from it
@@ -548,23 +569,20 @@ class FaissIndex(VectorIndex):
         ids, vectors = self.delta.arrays()
         if len(ids):
             index.add_with_ids(vectors, ids)
-        depth, tuned = m.depth, m.tuned_recall
-        if m.kind in kinds.APPROXIMATE and len(ids) >= RETUNE_MIN:
-            # New photos may be a new kind of photo the cells were not trained on: check the
-            # depth against exact search around them, and look deeper if they need it.
-            queries = kinds.tuning_queries(vectors, np.random.default_rng(m.generation), 128)
-            truth = kinds.exact_search(m.kind, index, queries, TUNE_K, None)[1]
-            depth = max(depth, kinds.tune(m.kind, index, queries, truth, TUNE_K))
-            got = index.search(queries, TUNE_K, params=kinds.params(m.kind, depth, None))[1]
-            tuned = round(kinds.recall(got, truth), 4)
+        tuning = {"depth": m.depth, "recall": m.recall, "tuned_on": m.extra.get("tuned_on", {})}
+        if m.kind in kinds.APPROXIMATE and (len(ids) >= RETUNE_MIN or self._sample_changed(m)):
+            # New photos may be a new kind of photo the cells were not trained on, and new
+            # served queries may ask what the last tuning never saw: measure again.
+            tuning = self._measure(m.kind, index, None, self.marks.embedding)
         manifest = replace(
             m,
             count=int(index.ntotal),
             embedding_mark=self.marks.embedding,
             removal_mark=self.marks.removal,
-            depth=depth,
-            tuned_recall=tuned,
-            extra={**m.extra, "masked": masked},
+            depth=tuning["depth"],
+            tuned_recall=min(tuning["recall"].values(), default=None),
+            recall=tuning["recall"],
+            extra={**m.extra, "masked": masked, "tuned_on": tuning["tuned_on"]},
         )
         self._write(index, manifest)
 
@@ -597,17 +615,13 @@ class FaissIndex(VectorIndex):
         n_sample = max(n_train, kinds.TUNE_QUERIES) if kind in kinds.APPROXIMATE else 0
         sample = self._sample(upto, count, n_sample, rng) if n_sample else None
         index = kinds.new_index(kind, dim, count, sample[:n_train] if n_train else None)
-        queries = kinds.tuning_queries(sample, rng) if sample is not None else None
-        # Pass 2: every vector into the index, and exact neighbours of the tuning queries.
-        truth_chunks = []
+        # Pass 2: every vector into the index.
         added = 0
         for _emb_ids, ids, vectors in self.store.iter_embeddings(
             self.model_id, upto_id=upto.embedding
         ):
             index.add_with_ids(vectors, ids)
             added += len(ids)
-            if queries is not None:
-                truth_chunks.append(_top_chunk(queries, ids, vectors, TUNE_K))
         # Removals that landed while we read: out of the new index before anyone sees it.
         removals = self.store.removals_since(self.model_id, removal)
         gone = [r.content_id for r in removals if r.embedding_id <= upto.embedding]
@@ -616,22 +630,23 @@ class FaissIndex(VectorIndex):
             index.remove_ids(faiss.IDSelectorBatch(np.asarray(gone, np.int64)))
         else:
             masked = sorted(set(gone))
-        depth, tuned = 0, None
-        if queries is not None and index.ntotal:
-            truth = _merge_results(truth_chunks, TUNE_K)[1]
-            depth = kinds.tune(kind, index, queries, truth, TUNE_K)
-            _, got = index.search(queries, TUNE_K, params=kinds.params(kind, depth, None))
-            tuned = round(kinds.recall(got, truth), 4)
+        tuning: dict = {"depth": 0, "recall": {}, "tuned_on": {}}
+        if kind in kinds.APPROXIMATE and index.ntotal:
+            assert sample is not None
+            photos = sample[rng.permutation(len(sample))[:kinds.TUNE_QUERIES]]
+            tuning = self._measure(kind, index, photos, upto.embedding)
         manifest = Manifest(
             model=self.model_id, requested=self.requested, kind=kind, dim=dim,
             count=int(index.ntotal),
             embedding_mark=upto.embedding,
             removal_mark=removals[-1].id if removals else upto.removal,
             file="", bytes=0, generation=self.snap.manifest.generation if self.snap else 0,
-            trained_count=count if n_train else 0, depth=depth, tuned_recall=tuned,
-            extra={"masked": masked},
+            trained_count=count if n_train else 0, depth=tuning["depth"],
+            tuned_recall=min(tuning["recall"].values(), default=None), recall=tuning["recall"],
+            extra={"masked": masked, "tuned_on": tuning["tuned_on"]},
         )
-        log.info("built a %s index of %d vectors (depth %d, recall %s)", kind, added, depth, tuned)
+        log.info("built a %s index of %d vectors (depth %d, recall %s)", kind, added,
+                 tuning["depth"], tuning["recall"])
         self._write(index, manifest)
 
     def _write(self, index: faiss.Index, manifest: Manifest) -> None:
@@ -666,6 +681,84 @@ class FaissIndex(VectorIndex):
         sample = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
         return np.ascontiguousarray(sample, np.float32)
 
+    # -- tuning ----------------------------------------------------------------------------
+
+    def _measure(
+        self, kind: str, index: faiss.Index, library: np.ndarray | None, upto: int
+    ) -> dict:
+        """Tune ``index``'s depth on the queries this engine serves (``queries``): text
+        (the model's text embeddings and served text queries), image (served image queries
+        and library photos) and text under an id filter. Exact neighbours come from one
+        pass over the store's vectors up to embedding ``upto``."""
+        sample = QuerySample(self.folder, self.model_id)
+        sets = {name: v[: 2 * kinds.MAX_SET] for name, v in sample.sets().items()}
+        if library is None:
+            library = self.store.sample_vectors(self.model_id, kinds.TUNE_QUERIES)
+        if len(library):
+            sets["image"] = np.concatenate([sets.get("image", library[:0]), library])
+        sets = {name: np.ascontiguousarray(v, np.float32) for name, v in sets.items() if len(v)}
+        filter_by = "text" if "text" in sets else "image"
+        tops = {name: kinds.TopK(len(v), TUNE_K) for name, v in sets.items()}
+        filtered = kinds.TopK(len(sets[filter_by]), TUNE_K)
+        allowed = []
+        for _emb, ids, vectors in self.store.iter_embeddings(
+            self.model_id, upto_id=upto, chunk=16_384
+        ):
+            for name, queries in sets.items():
+                scores = queries @ vectors.T
+                tops[name].add(scores, ids)
+                if name == filter_by:
+                    keep = np.isin(ids, kinds.filter_ids(ids))
+                    filtered.add(np.where(keep, scores, -np.inf), ids)
+                    allowed.append(ids[keep])
+        qsets = {name: kinds.QuerySet(v, tops[name].result()[1]) for name, v in sets.items()}
+        qsets["filtered"] = kinds.QuerySet(
+            sets[filter_by], filtered.result()[1],
+            np.concatenate(allowed) if allowed else np.zeros(0, np.int64),
+        )
+        depth, recall = kinds.tune(kind, index, qsets, TUNE_K, int(index.ntotal))
+        tuned_on = {"queries": {name: len(v.queries) for name, v in qsets.items()},
+                    "seed": sample.seed() is not None, "served": sample.served_counts()}
+        return {"depth": depth, "recall": recall, "tuned_on": tuned_on}
+
+    def _sample_changed(self, m: Manifest) -> bool:
+        """Whether the query sample grew enough since ``m`` was tuned to tune again: a seed
+        of text queries appeared, or a kind's served queries doubled (at least 64 more)."""
+        tuned_on = m.extra.get("tuned_on", {})
+        sample = QuerySample(self.folder, self.model_id)
+        if not tuned_on.get("seed") and sample.seed() is not None:
+            return True
+        before = tuned_on.get("served", {})
+        for kind, seen in sample.served_counts().items():
+            old = before.get(kind, 0)
+            if seen >= max(2 * old, old + 64):
+                return True
+        return False
+
+    def _retune_if_stale(self) -> bool:
+        """Measure the snapshot's depth again when the query sample outgrew its tuning (a
+        server's traffic, or the first text queries): a new manifest, the same file."""
+        if self.snap is None or self.snap.manifest.kind not in kinds.APPROXIMATE:
+            return False
+        if not self._sample_changed(self.snap.manifest):
+            return False
+        with snapshot.writer_lock(self.folder):
+            if snapshot.manifest_stamp(self.folder) != self.snap.stamp:
+                self.open()
+                if self.snap is None or self.snap.manifest.kind not in kinds.APPROXIMATE:
+                    return False
+            m = self.snap.manifest
+            tuning = self._measure(m.kind, self.snap.index, None, m.embedding_mark)
+            log.info("search depth re-tuned on the query sample: %s %d, recall %s",
+                     kinds.depth_name(m.kind), tuning["depth"], tuning["recall"])
+            snapshot.write_manifest(self.folder, replace(
+                m, depth=tuning["depth"], recall=tuning["recall"],
+                tuned_recall=min(tuning["recall"].values(), default=None),
+                extra={**m.extra, "tuned_on": tuning["tuned_on"]},
+            ))
+            self.open()
+        return True
+
     # -- reporting -------------------------------------------------------------------------
 
     def is_current(self) -> bool:
@@ -692,13 +785,12 @@ class FaissIndex(VectorIndex):
             "bytes": m.bytes,
             "folder": str(self.folder),
         }
-        if m.kind in kinds.APPROXIMATE:  # nprobe / efSearch, and the recall it was tuned to
+        if m.kind in kinds.APPROXIMATE:  # nprobe / efSearch, and the recall it reaches
             info[kinds.depth_name(m.kind)] = m.depth
+            info["depth"] = m.depth
             info["tuned_recall"] = m.tuned_recall
+            info["recall"] = m.recall  # held-out recall@10 per query kind
+            info["recall_queries"] = m.extra.get("tuned_on", {}).get("queries", {})
+            info["candidates"] = kinds.candidates(m.kind, TUNE_K)
         return info
 
-
-def _top_chunk(
-    queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    return _top_k(queries @ vectors.T, ids, k)

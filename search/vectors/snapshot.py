@@ -30,7 +30,7 @@ from search.faiss_lib import faiss
 from search.files import atomic_write
 
 log = logging.getLogger(__name__)
-FORMAT = 2
+FORMAT = 3  # 3: IVF holds 4-bit codes re-ranked from the store; recall per query kind
 MANIFEST = "manifest.json"
 
 
@@ -63,7 +63,8 @@ class Manifest:
     generation: int
     trained_count: int = 0  # library size the IVF cells were trained for
     depth: int = 0  # tuned nprobe / efSearch (0: exact kinds)
-    tuned_recall: float | None = None
+    tuned_recall: float | None = None  # the lowest of ``recall``
+    recall: dict = field(default_factory=dict)  # held-out recall@10 per query kind
     extra: dict = field(default_factory=dict)
     format: int = FORMAT
 
@@ -190,6 +191,13 @@ def write(folder: Path, index: faiss.Index, manifest: Manifest) -> Manifest:
     _fsync_path(folder)
     remove_stale(folder, keep=name)
     return manifest
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Replace the manifest of the same file (a new search depth, say); call under
+    ``writer_lock``. Readers notice the new stamp and map the file again."""
+    with atomic_write(folder / MANIFEST, "w", fsync=True) as fh:
+        json.dump(asdict(manifest), fh, indent=1)
 
 
 def remove_stale(folder: Path, keep: str | None) -> None:
