@@ -163,6 +163,15 @@ class ServeConfig(_Section):
     # Worker threads of the web server (waitress). Searches share one model behind a lock,
     # so more threads mostly help thumbnails and photos load beside a running search.
     threads: int = Field(default=8, ge=1, le=64)
+    # Open connections the server keeps. An idle connection costs no thread, only a file
+    # descriptor and a few kB; past the limit waitress stops accepting, so everyone waits
+    # for idle ones to time out (waitress's default of 100 let 101 idle sockets stop the
+    # server for two minutes). webui.serve raises the open-file limit to fit.
+    connection_limit: int = Field(default=1000, ge=10, le=10_000)
+    # Seconds an idle connection (keep-alive, or a request that stopped arriving) stays
+    # open before it is closed; checked every quarter of it. Requests being answered are
+    # never cut.
+    channel_timeout: int = Field(default=30, ge=2, le=3600)
 
 
 class Config(_Section):

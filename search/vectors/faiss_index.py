@@ -570,7 +570,9 @@ class FaissIndex(VectorIndex):
         if len(ids):
             index.add_with_ids(vectors, ids)
         tuning = {"depth": m.depth, "recall": m.recall, "tuned_on": m.extra.get("tuned_on", {})}
-        if m.kind in kinds.APPROXIMATE and (len(ids) >= RETUNE_MIN or self._sample_changed(m)):
+        if m.kind in kinds.APPROXIMATE and (
+            len(ids) >= RETUNE_MIN or self._sample_changed(m, merging=True)
+        ):
             # New photos may be a new kind of photo the cells were not trained on, and new
             # served queries may ask what the last tuning never saw: measure again.
             tuning = self._measure(m.kind, index, None, self.marks.embedding)
@@ -721,13 +723,17 @@ class FaissIndex(VectorIndex):
                     "seed": sample.seed() is not None, "served": sample.served_counts()}
         return {"depth": depth, "recall": recall, "tuned_on": tuned_on}
 
-    def _sample_changed(self, m: Manifest) -> bool:
+    def _sample_changed(self, m: Manifest, merging: bool = False) -> bool:
         """Whether the query sample grew enough since ``m`` was tuned to tune again: a seed
-        of text queries appeared, or a kind's served queries doubled (at least 64 more)."""
+        of text queries appeared, or (when ``merging``: a merge already pays for a pass
+        over the store; adding one photo must not) a kind's served queries doubled, with
+        at least 64 more."""
         tuned_on = m.extra.get("tuned_on", {})
         sample = QuerySample(self.folder, self.model_id)
         if not tuned_on.get("seed") and sample.seed() is not None:
             return True
+        if not merging:
+            return False
         before = tuned_on.get("served", {})
         for kind, seen in sample.served_counts().items():
             old = before.get(kind, 0)
@@ -736,8 +742,8 @@ class FaissIndex(VectorIndex):
         return False
 
     def _retune_if_stale(self) -> bool:
-        """Measure the snapshot's depth again when the query sample outgrew its tuning (a
-        server's traffic, or the first text queries): a new manifest, the same file."""
+        """Measure the snapshot's depth again when it was tuned without the model's text
+        queries and they are there now: a new manifest, the same file."""
         if self.snap is None or self.snap.manifest.kind not in kinds.APPROXIMATE:
             return False
         if not self._sample_changed(self.snap.manifest):

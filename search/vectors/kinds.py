@@ -61,7 +61,9 @@ RERANK_CAP = 100
 # Text queries under an id filter are judged with this share of the library allowed.
 FILTER_SHARE = 0.05
 HNSW_M = 32
-IVF_LADDER = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+# Text queries may need a quarter of the cells (1024 of 4096 at 1M synthetic photos with
+# the offline model's text embeddings: recall@10 0.9875, against 0.83 at 128).
+IVF_LADDER = tuple(sorted({1, 2, 3} | {m * 2**e for e in range(1, 16) for m in (2, 3)}))
 HNSW_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
@@ -260,12 +262,17 @@ def tune(
     steps = [d for d in ladder if d < top] + [top]
     tuning = {name: qs.half(0) for name, qs in sets.items()}
     held = {name: qs.half(1) for name, qs in sets.items()}
-    chosen = len(steps) - 1
-    for i, depth in enumerate(steps):
-        if all(recall_at(kind, index, qs, depth, k, live) >= TUNE_RECALL
+    # Recall grows with depth: bisect the ladder for the first step every tuning half
+    # passes (6 searches of the sets at 1M photos instead of up to 24).
+    lo, hi = 0, len(steps) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if all(recall_at(kind, index, qs, steps[mid], k, live) >= TUNE_RECALL
                for qs in tuning.values()):
-            chosen = i
-            break
+            hi = mid
+        else:
+            lo = mid + 1
+    chosen = lo
     while True:
         depth = steps[chosen]
         measured = {name: round(recall_at(kind, index, qs, depth, k, live), 4)
