@@ -549,12 +549,12 @@ def measure_server(data_dir: Path, facts: dict, work: Path, n: int, counter: lis
                 break
             if time.perf_counter() - indexed_at > 120:
                 raise SystemExit("the server never showed the new photo")
-        rss_after = server.rss()
+        rss_after = max(server.rss(), server.peak_rss())
     finally:
         server.stop()
     return {
         "api_search": percentiles(times),
-        "serve_rss_mb": round(max(rss, rss_after, server.peak_rss()) / 2**20),
+        "serve_rss_mb": round(max(rss, rss_after) / 2**20),
         "serve_catch_up_s": round(catch_up, 3),
         "api_text_overlap": round(float(np.mean(overlap)), 4),
     }
