@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from indexer.lock import IndexLock
+from search import disk
 from search.config import Config
 from search.encoders import Encoder, load_encoder
 from search.store import Store
@@ -19,8 +20,12 @@ from search.store import Store
 @contextmanager
 def locked_store(config: Config) -> Iterator[Store]:
     """The store of ``config``, with this process as its one indexer: a second one on the
-    same data directory is refused (see "Concurrency" in docs/architecture.md)."""
+    same data directory is refused (see "Concurrency" in docs/architecture.md). A
+    read-only library is refused in one line: searching it works, indexing cannot."""
+    if not disk.writable(config.data_path):
+        raise disk.read_only_error(config.data_path)
     with IndexLock(config.data_path), Store(config.db_url) as store:
+        store.require_writable()
         yield store
 
 

@@ -36,3 +36,8 @@ class ResourceError(ConfigError):
     """The device ran out of memory for what the configuration asks of it. A ConfigError
     (exit 2): the fix is a setting the message names (``model.batch_size``,
     ``model.device``)."""
+
+
+class StorageError(PixseekError):
+    """The disk is full, or the library is read-only: the message names the path and what
+    is needed (free space, or a writable copy). Nothing committed is lost."""

@@ -10,10 +10,12 @@ The schema is created and upgraded only by Alembic (``migrations/``).
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from sqlalchemy import (
@@ -42,7 +44,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from search.errors import ConfigError, DependencyError, PixseekError, first_line
+from search import disk
+from search.errors import ConfigError, DependencyError, PixseekError, StorageError, first_line
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -189,10 +192,14 @@ def blob_to_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, readonly: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         cur = dbapi_conn.cursor()
+        if readonly:  # an immutable file: no journal, no locks to take
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+            return
         # WAL: the web UI reads while the indexer writes. NORMAL is crash-safe under WAL
         # (a power cut may lose the last commits, never corrupt the file).
         cur.execute("PRAGMA journal_mode=WAL")
@@ -207,8 +214,28 @@ def _sqlite_pragmas(engine: Engine) -> None:
 ID_ORDER_LOCK = 0x70697873  # "pixs"
 
 
-def _create_engine(url: str) -> Engine:
-    """An engine for ``url``; ``postgresql://`` means psycopg 3 (the ``postgres`` extra)."""
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (None for another database or memory)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def read_only_file(path: Path | None) -> bool:
+    """Whether an existing SQLite file cannot be written (a read-only mount, a snapshot, a
+    folder without write permission): it is then opened read-only."""
+    if path is None or not path.exists():
+        return False
+    return not (disk.writable(path.parent) and os.access(path, os.W_OK))
+
+
+def _create_engine(url: str, readonly: bool = False) -> Engine:
+    """An engine for ``url``; ``postgresql://`` means psycopg 3 (the ``postgres`` extra).
+    ``readonly`` opens a SQLite file as immutable: no journal or lock files to create."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -217,7 +244,17 @@ def _create_engine(url: str) -> Engine:
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if readonly:
+            uri = f"file:{quote(str(Path(parsed.database).resolve()))}?mode=ro&immutable=1"
+            parsed = parsed.set(database=uri, query={"uri": "true"})
+        else:
+            try:
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot create the database folder {Path(parsed.database).parent}: "
+                    f"{exc.strerror or exc}. Check database_url and --data-dir."
+                ) from None
     try:
         # pre_ping: a server restarted under a long-running watcher or web UI costs one
         # reconnect, not an error.
@@ -260,9 +297,11 @@ class Store:
 
     def __init__(self, url: str, *, upgrade: bool = True) -> None:
         self.url = url
-        self.engine = _create_engine(url)
+        self.path = sqlite_path(url)
+        self.readonly = read_only_file(self.path)
+        self.engine = _create_engine(url, self.readonly)
         if self.engine.dialect.name == "sqlite":
-            _sqlite_pragmas(self.engine)
+            _sqlite_pragmas(self.engine, self.readonly)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if upgrade:
             self.upgrade()
@@ -272,11 +311,21 @@ class Store:
         return self.engine.dialect.name
 
     def upgrade(self) -> None:
-        from search.migrate import upgrade_to_head
+        from search.migrate import current_revision, head_revision, upgrade_to_head
 
+        if self.readonly:
+            if current_revision(self.engine) != head_revision():
+                raise StorageError(
+                    f"the database {self.path} is read-only and needs a schema upgrade: "
+                    "run `pixseek db upgrade` on a writable copy"
+                )
+            return
         try:
             upgrade_to_head(self.engine)
         except OperationalError as exc:
+            problem = self._storage_problem(exc)
+            if problem is not None:
+                raise problem from None
             reason = first_line(exc.orig) if exc.orig else str(exc)
             where = ("that the server is running and reachable"
                      if self.dialect != "sqlite" else "that the data directory is writable")
@@ -287,8 +336,33 @@ class Store:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions() as session, session.begin():
-            yield session
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            problem = self._storage_problem(exc)
+            if problem is None:
+                raise
+            raise problem from None
+
+    def require_writable(self) -> None:
+        """Refuse, in one line, work that writes (index, gc, watch) on a read-only library."""
+        if self.readonly:
+            raise disk.read_only_error(self.path or Path(str(self.engine.url)))
+
+    def _storage_problem(self, exc: OperationalError) -> StorageError | None:
+        """A full disk or read-only file as one line naming it; None for anything else.
+        SQLite rolls the transaction back, so the file stays whole."""
+        message = str(exc.orig or exc).lower()
+        path = self.path or Path(str(self.engine.url))
+        # SQLite says "disk I/O error" when it cannot even grow its shared-memory file.
+        cramped = self.path is not None and disk.free_bytes(path.parent) < 2**20
+        if "disk is full" in message or ("disk i/o error" in message and cramped):
+            size = path.stat().st_size if self.path and self.path.exists() else 0
+            return disk.full_error(path, 64 * 2**20 + size // 100)
+        if "readonly database" in message or "read-only" in message:
+            return disk.read_only_error(path)
+        return None
 
     def __enter__(self) -> Store:
         return self

@@ -10,8 +10,11 @@
   share of it (``MERGE_FRACTION``, at least ``MERGE_MIN``, at most ``MERGE_MAX``): adding a
   photo costs the change, and a rewrite is amortised over thousands of them.
 
-Nothing here is the truth: a snapshot that is missing, torn, for other settings or out of
-step with the store is rebuilt from the store, and deleting the folder loses nothing.
+Nothing here is the truth: a snapshot that is missing, torn, damaged (its block checksums
+differ, or a search returns a score no unit vectors can have), for other settings or out of
+step with the store is rebuilt from the store, and deleting the folder loses nothing. Until
+a damaged one is rebuilt, searches read the store's vectors exactly. A reader that cannot
+write the folder (a read-only or full disk) builds the index in memory and serves that.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.errors import InputError
+from search.errors import InputError, StorageError
 from search.faiss_lib import faiss
 from search.store import Removal, Store
 from search.vectors import kinds, snapshot
@@ -44,6 +47,11 @@ TUNE_K = 10
 # an approximate search visits might hold too few of them to rank well.
 FILTER_EXACT_SHARE = 0.01
 RETUNE_MIN = 256  # new vectors in a merge worth re-checking the search depth for
+# Integrity at query time: unit vectors score within [-1, 1] (fp16 storage adds ~1e-3), and
+# the first results' scores match the store's vectors within fp16 rounding.
+SCORE_LIMIT = 1.001
+SPOT_CHECK = 8
+SPOT_TOLERANCE = 0.01
 
 
 # FAISS's GPU k-selection stops at 2048 (GPU_MAX_SELECTION_K; "GPU index only supports
@@ -216,6 +224,10 @@ class FaissIndex(VectorIndex):
         self.removed_since_snapshot = 0
         self.dim = 0
         self.rebuilt = False  # whether the last open had to rebuild from the store
+        self.in_memory = False  # the snapshot could not be written: it lives in this process
+        self.damaged: str | None = None  # why the snapshot on disk cannot be trusted
+        self._checked = False  # the mapped snapshot's checksums were verified
+        self._repairing: threading.Thread | None = None
         self._selector_cache: tuple[int, object] | None = None
         # Kept across snapshots: a new snapshot is brought in by adding its new vectors.
         self._gpu: GpuCopy | None = None
@@ -229,9 +241,10 @@ class FaissIndex(VectorIndex):
         self.removed_since_snapshot, self.dim, self.marks = 0, 0, Marks()
         self._selector_cache = None  # the GPU copy stays: _gpu_index brings it up to date
 
-    def _adopt(self, snap: Snapshot) -> None:
+    def _adopt(self, snap: Snapshot, checked: bool = False) -> None:
         m = snap.manifest
         self.snap, self.dim = snap, m.dim
+        self._checked = checked
         self.tombstones = set(m.extra.get("masked", []))
         self.marks = Marks(m.embedding_mark, m.removal_mark)
 
@@ -242,7 +255,6 @@ class FaissIndex(VectorIndex):
         skip it and leave it to the next indexing run."""
         self._reset()
         self.rebuilt = False
-        self._drop_legacy_file()
         judged = snapshot.manifest_stamp(self.folder)
         snap = snapshot.load(self.folder, self.model_id)
         if snap is not None and not self._usable(snap.manifest):
@@ -282,14 +294,11 @@ class FaissIndex(VectorIndex):
                 return self.open()
             return self.rebuild()
 
-    def _drop_legacy_file(self) -> None:
-        # Format 1 kept one file beside the folder; it is a cache, so it simply goes.
-        legacy = self.folder.parent / (self.folder.name + ".faiss")
-        legacy.unlink(missing_ok=True)
-
     def refresh(self) -> bool:
         """Follow the store and other processes' snapshots; cheap when nothing changed (one
         stat and two index seeks). What a long-running server calls before each query."""
+        if self.damaged:
+            return False  # the repair catches up with the store when it is done
         loaded = self.snap.stamp if self.snap else None
         if snapshot.manifest_stamp(self.folder) != loaded:
             self.open()  # a writer folded the changes into a new snapshot: map that one
@@ -345,14 +354,77 @@ class FaissIndex(VectorIndex):
             )
         allowed = None if ids is None else np.unique(np.asarray(ids, np.int64))
         k = min(k, self.count)
+        if self.snap is not None and not self._checked and not self.damaged:
+            self._check_integrity()
+        if self.damaged:  # until the repair is done: the truth, exactly
+            return self._exact_from_store(q, k, allowed)
         parts = []
         if self.snap is not None and self.snap.index.ntotal > len(self.tombstones):
-            parts.append(self._search_snapshot(q, k, allowed, exact))
+            found = self._search_snapshot(q, k, allowed, exact)
+            reason = self._implausible(q, *found)
+            if reason:
+                self._on_damage(reason)
+                return self._exact_from_store(q, k, allowed)
+            parts.append(found)
         if len(self.delta):
             parts.append(self.delta.search(q, k, allowed))
         if not parts:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         return _merge_results(parts, k)
+
+    # -- integrity -------------------------------------------------------------------------
+
+    def _check_integrity(self) -> None:
+        """Verify the mapped snapshot's block checksums, once per snapshot and process."""
+        assert self.snap is not None
+        self._checked = True
+        reason = snapshot.verify(self.folder, self.snap.manifest)
+        if reason:
+            self._on_damage(reason)
+
+    def _implausible(self, q: np.ndarray, scores: np.ndarray, found: np.ndarray) -> str | None:
+        """What no healthy snapshot returns: a cosine of unit vectors outside [-1, 1], or a
+        score that disagrees with the store's vector of the photo it names (checked on the
+        first few results, which the engine reads from the store anyway)."""
+        live = scores[found >= 0]
+        if len(live) and (np.abs(live).max() > SCORE_LIMIT or not np.isfinite(live).all()):
+            return f"a search scored {float(np.abs(live).max()):.3f}"
+        assert self.snap is not None
+        if kinds.reranks(self.snap.manifest.kind):
+            return None  # its scores were just computed from the store's vectors
+        head = found[:, :SPOT_CHECK]
+        stored = self.store.vectors(self.model_id, np.unique(head[head >= 0]).tolist())
+        for row in range(len(q)):
+            for cid, score in zip(head[row], scores[row, :SPOT_CHECK], strict=False):
+                vector = stored.get(int(cid))
+                truth = float(vector @ q[row]) if vector is not None else score
+                if abs(truth - score) > SPOT_TOLERANCE:
+                    return f"photo {int(cid)} scored {score:.4f}, its stored vector {truth:.4f}"
+        return None
+
+    def _on_damage(self, reason: str) -> None:
+        """Stop trusting the snapshot: searches read the store's vectors until a rebuild
+        from the store replaces it, which runs beside them (a one-shot command waits for it
+        before it exits, after printing its results)."""
+        log.warning("the vector index in %s is damaged (%s): searching the database's vectors "
+                    "exactly, and rebuilding the index from them", self.folder, reason)
+        self.damaged = reason
+        self._gpu = None
+        self._repairing = threading.Thread(target=self._repair, name="pixseek-index-repair")
+        self._repairing.start()
+
+    def _repair(self) -> None:
+        try:
+            self.rebuild()
+            log.warning("the vector index in %s was rebuilt from the database", self.folder)
+        except Exception as exc:  # noqa: BLE001 - searches go on over the store's vectors
+            log.warning("could not rebuild the vector index in %s: %s", self.folder, exc)
+            return
+        self.damaged = None
+
+    def wait_for_repair(self, timeout: float | None = None) -> None:
+        if self._repairing is not None:
+            self._repairing.join(timeout)
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[object | None, list]:
         """The FAISS id selector for a search, and the objects it borrows (kept alive)."""
@@ -561,6 +633,12 @@ class FaissIndex(VectorIndex):
         """Read the snapshot into memory, apply removals and additions, write it anew."""
         assert self.snap is not None
         m = self.snap.manifest
+        reason = snapshot.verify(self.folder, m)
+        if reason:  # never copy damage into the next snapshot: build it from the store
+            log.warning("the vector index in %s is damaged (%s): rebuilding it from the "
+                        "database", self.folder, reason)
+            self._build_locked()
+            return
         index = snapshot.load_writable(self.folder, m)
         masked = sorted(self.tombstones)
         if masked and kinds.supports_remove(m.kind):
@@ -652,14 +730,28 @@ class FaissIndex(VectorIndex):
         self._write(index, manifest)
 
     def _write(self, index: faiss.Index, manifest: Manifest) -> None:
-        """Write the snapshot, drop the in-memory copy, map the file, catch up the rest."""
-        snapshot.write(self.folder, index, manifest)
+        """Write the snapshot, drop the in-memory copy, map the file, catch up the rest.
+        A reader on a read-only or full disk keeps the index in memory instead (a writer
+        says why it cannot go on)."""
+        try:
+            snapshot.write(self.folder, index, manifest)
+        except StorageError as exc:
+            if self.verify:
+                raise
+            log.warning("searching an index built in memory: %s", exc)
+            stamp = snapshot.manifest_stamp(self.folder)  # refresh follows a real writer's
+            self._reset()
+            self._adopt(Snapshot(manifest, index, stamp), checked=True)
+            self.in_memory = True
+            self.catch_up()
+            return
+        self.in_memory = False
         del index
         snap = snapshot.load(self.folder, self.model_id)
         if snap is None:
             raise RuntimeError(f"the vector index just written to {self.folder} cannot be read")
         self._reset()
-        self._adopt(snap)
+        self._adopt(snap, checked=True)  # the checksums were just taken from this file
         self.catch_up()
 
     def _dim_in_store(self) -> int:

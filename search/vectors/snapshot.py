@@ -5,7 +5,9 @@ file is written under a temporary name, flushed to disk and renamed; only then i
 manifest (also written aside and renamed) switched to it, and older files are deleted. A
 crash at any point leaves the previous manifest naming a complete file, or no manifest.
 A file whose size differs from what the manifest recorded (torn, truncated, replaced) is
-refused, and the caller rebuilds from the store.
+refused, and the caller rebuilds from the store. The manifest also holds a checksum of each
+block of the file (``verify``): bytes flipped in place keep the size, so a reader checks them
+before it first searches a snapshot, and a writer before it merges one.
 
 Files are opened memory-mapped: opening costs milliseconds whatever the size, and the
 pages a search touches are shared with the OS page cache instead of copied into the process.
@@ -13,6 +15,7 @@ pages a search touches are shared with the OS page cache instead of copied into 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -25,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from search import disk
 from search.errors import first_line
 from search.faiss_lib import faiss
 from search.files import atomic_write
@@ -32,6 +36,9 @@ from search.files import atomic_write
 log = logging.getLogger(__name__)
 FORMAT = 3  # 3: IVF holds 4-bit codes re-ranked from the store; recall per query kind
 MANIFEST = "manifest.json"
+# Checksum block: 8 MiB. blake2b reads about 1 GB/s a core here: 0.2 s for the 206 MB
+# snapshot of 1M 384-d photos, paid once per snapshot a process searches.
+BLOCK = 8 * 2**20
 
 
 def mmap_flags(kind: str) -> int:
@@ -65,6 +72,7 @@ class Manifest:
     depth: int = 0  # tuned nprobe / efSearch (0: exact kinds)
     tuned_recall: float | None = None  # the lowest of ``recall``
     recall: dict = field(default_factory=dict)  # held-out recall@10 per query kind
+    checksums: list = field(default_factory=list)  # blake2b of each BLOCK of the file
     extra: dict = field(default_factory=dict)
     format: int = FORMAT
 
@@ -134,6 +142,32 @@ def load(folder: Path, model: str) -> Snapshot | None:
     return None
 
 
+def checksums(path: Path) -> list[str]:
+    out = []
+    with open(path, "rb") as fh:
+        while block := fh.read(BLOCK):
+            out.append(hashlib.blake2b(block, digest_size=8).hexdigest())
+    return out
+
+
+def verify(folder: Path, manifest: Manifest) -> str | None:
+    """Why the snapshot's file does not match its manifest (None: it does): a size or a
+    block checksum that differs. A manifest without checksums cannot be checked: None."""
+    path = folder / manifest.file
+    try:
+        if path.stat().st_size != manifest.bytes:
+            return f"{path.name} is {path.stat().st_size} bytes, its manifest says {manifest.bytes}"
+        if not manifest.checksums:
+            return None
+        found = checksums(path)
+    except OSError as exc:
+        return f"cannot read {path.name}: {exc.strerror or exc}"
+    for i, (want, got) in enumerate(zip(manifest.checksums, found, strict=False)):
+        if want != got:
+            return f"block {i} of {path.name} (bytes {i * BLOCK}-{(i + 1) * BLOCK}) changed"
+    return None
+
+
 def load_writable(folder: Path, manifest: Manifest) -> faiss.Index:
     """The snapshot's index read wholly into memory, to add to or remove from."""
     return faiss.read_index(str(folder / manifest.file))
@@ -156,8 +190,20 @@ def writer_lock(folder: Path) -> Iterator[None]:
             finally:
                 _held[folder] -= 1
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / "write.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if disk.storage_error(exc, folder, 0) is None:
+                raise
+            # A read-only or full disk: nobody can write here, so there is no one to
+            # exclude; what the caller builds stays in memory (FaissIndex._write).
+            _held[folder] = 1
+            try:
+                yield
+            finally:
+                _held.pop(folder, None)
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _held[folder] = 1
@@ -179,19 +225,35 @@ def _fsync_path(path: Path) -> None:
 def write(folder: Path, index: faiss.Index, manifest: Manifest) -> Manifest:
     """Write ``index`` as the next generation and switch the manifest to it (call under
     ``writer_lock``). FAISS streams the index to the file: no second copy in memory."""
-    folder.mkdir(parents=True, exist_ok=True)
     previous = read_manifest(folder)
     generation = max(manifest.generation, previous.generation if previous else 0) + 1
     name = f"vectors-{generation:06d}.faiss"
     tmp = folder / f".{name}.{os.getpid()}.tmp"
-    faiss.write_index(index, str(tmp))
-    _fsync_path(tmp)
-    os.replace(tmp, folder / name)
-    manifest.file, manifest.generation = name, generation
-    manifest.bytes = (folder / name).stat().st_size
-    with atomic_write(folder / MANIFEST, "w", fsync=True) as fh:
-        json.dump(asdict(manifest), fh, indent=1)
-    _fsync_path(folder)
+    # What the file will take, for the message if the disk is full: codes and ids.
+    needed = int(index.ntotal * (index.sa_code_size() + 8) * 1.1) + 2**20
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            faiss.write_index(index, str(tmp))
+        except RuntimeError as exc:  # FAISS reports a failed write without its errno
+            if disk.free_bytes(folder) < needed:
+                raise OSError(errno.ENOSPC, "No space left on device") from exc
+            if not disk.writable(folder):
+                raise OSError(errno.EROFS, "Read-only file system") from exc
+            raise
+        _fsync_path(tmp)
+        manifest.checksums = checksums(tmp)
+        os.replace(tmp, folder / name)
+        manifest.file, manifest.generation = name, generation
+        manifest.bytes = (folder / name).stat().st_size
+        write_manifest(folder, manifest)
+        _fsync_path(folder)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)  # never leave a partial file behind
+        problem = disk.storage_error(exc, folder / name, needed)
+        if problem is None:
+            raise
+        raise problem from None
     remove_stale(folder, keep=name)
     return manifest
 

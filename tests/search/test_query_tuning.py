@@ -21,7 +21,8 @@ def text_like(n: int, seed: int, gap_seed: int = 5) -> np.ndarray:
     gap = np.random.default_rng(gap_seed).normal(size=DIM)
     gap /= np.linalg.norm(gap)
     rng = np.random.default_rng(seed)
-    v = 0.45 * clustered(n, seed=seed + 1) + 0.55 * gap + rng.normal(size=(n, DIM)) * 0.5 / np.sqrt(DIM)
+    noise = rng.normal(size=(n, DIM)) * 0.5 / np.sqrt(DIM)
+    v = 0.45 * clustered(n, seed=seed + 1) + 0.55 * gap + noise
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
