@@ -77,6 +77,8 @@ class IndexSummary:
     collected: int = 0  # contents no file shows any more, deleted with their vectors
     failed: int = 0  # bad files recorded in this run
     seconds: float = 0.0
+    texts_read: int = 0  # photos whose text the OCR stage read in this run
+    texts_failed: int = 0
     cancelled: bool = False  # stopped early on request; a later run finishes the job
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -93,8 +95,11 @@ class IndexSummary:
     def line(self) -> str:
         """The run in words, as the CLI, the watcher and the demo print it."""
         gone = f" ({self.collected} photos gone)" if self.collected else ""
+        text = (f"; text read in {self.texts_read} ({self.texts_failed} failed)"
+                if self.texts_read else "")
         return (f"{self.encoded} encoded, {self.reused} reused, {self.unchanged} unchanged, "
-                f"{self.removed} removed{gone}, {self.failed} failed in {self.seconds:.1f}s")
+                f"{self.removed} removed{gone}, {self.failed} failed{text} "
+                f"in {self.seconds:.1f}s")
 
 
 @dataclass
@@ -240,6 +245,12 @@ class Indexer:
             self._unlinked = set()
         if summary.changed or self._vectors is None:
             self._follow_store()
+        if self.config.ocr.active() and not self.cancel.is_set():
+            # Second stage: every photo above is searchable by CLIP already.
+            from indexer.text_stage import TextStage
+
+            text = TextStage(self.config, self.store, self.cancel).run()
+            summary.texts_read, summary.texts_failed = text.read, text.failed
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 

@@ -174,6 +174,26 @@ class ServeConfig(_Section):
     channel_timeout: int = Field(default=30, ge=2, le=3600)
 
 
+class OcrConfig(_Section):
+    # Read the text in photos (signs, receipts, screenshots) after the CLIP pass: auto is
+    # on when the `ocr` extra (rapidocr with ONNX Runtime) is installed.
+    enabled: bool | Literal["auto"] = "auto"
+    # Lines the recogniser is less sure of than this are dropped (0 to 1).
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # Photos are shrunk to this longest side before detection: text 20 px high in a 4000 px
+    # photo stays legible at 1600, and detection costs grow with the pixels.
+    max_side: int = Field(default=1600, ge=320, le=8192)
+    # A photo that takes longer is recorded as failed (and never stops indexing).
+    time_limit: float = Field(default=60.0, gt=0, le=3600)
+
+    def active(self) -> bool:
+        if self.enabled == "auto":
+            from search.ocr import available
+
+            return available()
+        return bool(self.enabled)
+
+
 class Config(_Section):
     data_dir: Path = Path("~/.local/share/pixseek")
     database_url: str | None = None
@@ -184,6 +204,7 @@ class Config(_Section):
     index: IndexConfig = Field(default_factory=IndexConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    ocr: OcrConfig = Field(default_factory=OcrConfig)
 
     @property
     def data_path(self) -> Path:

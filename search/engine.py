@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search import relevance
+from search import ocr, relevance
 from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder, pick_device
 from search.errors import ConfigError, InputError
@@ -31,6 +31,11 @@ MIN_IMAGE_REFERENCE = 8
 # A filter is checked on the nearest photos first (at least POSTFILTER_MIN of them); past
 # POSTFILTER_MAX candidates, the index searches the filter's own ids instead.
 POSTFILTER_MIN, POSTFILTER_MAX = 256, 4096
+# Photos whose text (OCR) matches a query's words, fused with the CLIP ranking by
+# reciprocal rank fusion: each list adds 1 / (RRF_K + rank). 60 is the constant of the
+# method's paper (Cormack et al. 2009).
+TEXT_POOL = 200
+RRF_K = 60
 
 
 def text_led(terms: list[Term]) -> bool:
@@ -53,6 +58,8 @@ class Result:
     strong: bool = True  # above the model's relevance cut (search.relevance)
     date: dt.datetime | None = None  # taken_at, else the file's modification time
     hash: str = ""
+    text: str | None = None  # a snippet of the text read from the photo (OCR)
+    matched: list[str] = field(default_factory=list)  # "image" (CLIP), "text" (its words)
 
     @classmethod
     def of(cls, cid: int, score: float, photo: Photo, strong: bool = True) -> Result:
@@ -71,6 +78,8 @@ class Result:
             "camera": self.camera,
             "strong": self.strong,
             "date": self.date.isoformat() if self.date else None,
+            "text": self.text,
+            "matched": self.matched,
         }
 
 
@@ -168,6 +177,8 @@ class Engine:
         k = request.k or self.config.search.default_k
         if k <= 0:
             raise InputError("k must be a positive number of results")
+        if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
+            return self._search_in_text(request, k)
         query, sources = self._query_vector(request.terms)
         self.query_sample.record("text" if text_led(request.terms) else "image", query)
         want = request.offset + k + 1  # one more tells whether a next page exists
@@ -177,11 +188,26 @@ class Engine:
                                          where=request.where)
             if hit[0] not in sources  # "similar to X" does not answer X itself
         ][:pool]
+        # The words of the query (and of --text) also look for photos that show them.
+        said = " ".join(str(t.value) for t in request.terms if t.kind == "text" and t.weight > 0)
+        words = ocr.query_words(f"{said} {request.in_text or ''}")
+        hits = self._text_hits(words, request.where, sources)
+        if hits:
+            found = self._fuse(query, found, hits)[:pool]
         if request.min_score is not None:
             found = [hit for hit in found if hit[1] >= request.min_score]
         strong = self._strong(query, [cid for cid, _, _ in found], text_led(request.terms))
-        ranked = [Result.of(cid, score, photo, bool(ok))
-                  for (cid, score, photo), ok in zip(found, strong, strict=True)]
+        ranked = []
+        for (cid, score, photo), ok in zip(found, strong, strict=True):
+            matched = (["image"] if ok else []) + (["text"] if cid in hits else [])
+            result = Result.of(cid, score, photo, bool(ok) or cid in hits)
+            result.matched = matched
+            ranked.append(result)
+        return self._page(ranked, request, k, words)
+
+    def _page(self, ranked: list[Result], request: SearchRequest, k: int,
+              words: list[str]) -> Page:
+        """Order (date orders among the strong matches), cut one page, add text snippets."""
         if request.sort != "relevance":
             # Date order among the strong matches; the weak ones follow by relevance.
             newest = request.sort == "newest"
@@ -189,8 +215,63 @@ class Engine:
                            key=lambda r: (r.date or dt.datetime.min), reverse=newest)
             ranked = dated + [r for r in ranked if not r.strong]
         end = request.offset + k
-        return Page(ranked[request.offset:end], request.offset,
-                    end if len(ranked) > end else None)
+        page = ranked[request.offset:end]
+        texts = self.store.texts(r.content_id for r in page) if page else {}
+        for r in page:
+            if r.content_id in texts:
+                r.text = ocr.snippet(texts[r.content_id], words)
+        return Page(page, request.offset, end if len(ranked) > end else None)
+
+    def _text_hits(self, words: list[str], where: Filter, exclude: set[int]) -> dict[int, int]:
+        """{content id: rank} of photos whose text holds the words, passing ``where``."""
+        if not words:
+            return {}
+        hits = [cid for cid, _ in self.store.text_search(words, TEXT_POOL) if cid not in exclude]
+        if hits and where:
+            passing = set(self.store.filtered_contents(self.model_id, where, among=hits).tolist())
+            hits = [cid for cid in hits if cid in passing]
+        return {cid: rank for rank, cid in enumerate(hits)}
+
+    def _fuse(
+        self, query: np.ndarray, found: list[tuple[int, float, Photo]], hits: dict[int, int]
+    ) -> list[tuple[int, float, Photo]]:
+        """The CLIP ranking and the text ranking as one (reciprocal rank fusion). A text
+        hit CLIP did not rank is placed in CLIP's order by its own cosine first."""
+        have = {cid for cid, _, _ in found}
+        missing = [cid for cid in hits if cid not in have]
+        if missing:
+            photos = self.store.photos(missing)
+            vectors = self.store.vectors(self.model_id, [c for c in missing if c in photos])
+            found = found + [(cid, float(vectors[cid] @ query), photos[cid])
+                             for cid in missing if cid in vectors]
+            found.sort(key=lambda hit: -hit[1])
+        fused = {cid: 1 / (RRF_K + rank) for rank, (cid, _, _) in enumerate(found)}
+        for cid, rank in hits.items():
+            if cid in fused:
+                fused[cid] += 1 / (RRF_K + rank)
+        return sorted(found, key=lambda hit: -fused[hit[0]])
+
+    def _search_in_text(self, request: SearchRequest, k: int) -> Page:
+        """``--text`` alone: photos whose text holds the words, best first; the score is
+        the text relevance (SQLite: bm25; PostgreSQL: ts_rank), not a cosine."""
+        words = ocr.query_words(request.in_text or "")
+        if not words:
+            raise InputError("text: give a word to look for in the photos, e.g. --text receipt")
+        want = request.offset + k + 1
+        pool = max(want, SORT_POOL) if request.sort != "relevance" else want
+        hits = self.store.text_search(words, max(pool, TEXT_POOL))
+        if request.where:
+            passing = set(self.store.filtered_contents(
+                self.model_id, request.where, among=[cid for cid, _ in hits]).tolist())
+            hits = [(cid, s) for cid, s in hits if cid in passing]
+        photos = self.store.photos(cid for cid, _ in hits)
+        ranked = []
+        for cid, score in hits:
+            if cid in photos:
+                result = Result.of(cid, score, photos[cid], True)
+                result.matched = ["text"]
+                ranked.append(result)
+        return self._page(ranked[:pool], request, k, words)
 
     def _query_vector(self, terms: list[Term]) -> tuple[np.ndarray, set[int]]:
         """The weighted sum of the terms' unit vectors, normalised, and the library

@@ -30,6 +30,10 @@ _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:\s*(.*)$", re.DOTALL)
 MAX_WEIGHT = 100.0
 # Dates outside these years are typos, and some cannot be a file time on every platform.
 MIN_YEAR, MAX_YEAR = 1800, 2999
+# Values one repeated field (folder, not, similar, image) may carry. Each is a term to
+# encode or a clause in the store's filter: 991 folders overflowed SQLite's expression
+# depth (a 500 and a traceback), and no person types a hundred.
+MAX_REPEATED = 100
 
 
 @dataclass
@@ -48,6 +52,7 @@ class SearchRequest:
     min_score: float | None = None
     sort: Sort = "relevance"
     exact: bool = False
+    in_text: str | None = None  # words to find in the text read from photos (--text)
 
     @property
     def has_text(self) -> bool:
@@ -142,6 +147,15 @@ def _folder(raw: str) -> str:
         raise InputError(f"folder: {raw!r} is not a folder path") from None
 
 
+def _check_counts(**fields: list | tuple) -> None:
+    """Refuse a repeated field with more than MAX_REPEATED values, naming it. Every door
+    calls build, so a new repeated field (tag, place) is limited by adding it here."""
+    for name, values in fields.items():
+        if len(values) > MAX_REPEATED:
+            raise InputError(f"{name}: at most {MAX_REPEATED} values per search, "
+                             f"not {len(values)}")
+
+
 def build(
     text: str | None = None,
     *,
@@ -157,8 +171,11 @@ def build(
     min_score: float | None = None,
     sort: str = "relevance",
     exact: bool = False,
+    in_text: str | None = None,
 ) -> SearchRequest:
-    """A checked SearchRequest from the options every door offers."""
+    """A checked SearchRequest from the options every door offers. ``in_text`` searches
+    the text read from photos (alone, or beside the other terms)."""
+    _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders)
     terms: list[Term] = []
     if text is not None and text.strip():
         terms += text_terms(text)
@@ -168,7 +185,8 @@ def build(
         if not neg.strip():
             raise InputError("not: give the text to push away, e.g. --not 'people'")
         terms += text_terms(neg, sign=-1.0)
-    if not any(t.weight > 0 for t in terms):
+    in_text = (in_text or "").strip() or None
+    if not any(t.weight > 0 for t in terms) and in_text is None:
         raise InputError("the query is empty: type what the photos show (e.g. 'dog on a beach'), "
                          "or give an example image or a photo to find similar ones")
     if sort not in SORTS:
@@ -183,4 +201,5 @@ def build(
                          f"({before_dt.date()})")
     folder_paths = tuple(_folder(f) for f in folders if f.strip())
     where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None)
-    return SearchRequest(terms, where, k, offset, min_score, sort, exact)  # type: ignore[arg-type]
+    return SearchRequest(terms, where, k, offset, min_score, sort,  # type: ignore[arg-type]
+                         exact, in_text)

@@ -124,6 +124,22 @@ class EmbeddingRemoval(Base):
     removed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ContentText(Base):
+    """Text read from a content's pixels (OCR), tagged with the engine that read it. The
+    full-text index over it is the migration's (FTS5 on SQLite, a GIN index on PostgreSQL)."""
+
+    __tablename__ = "content_texts"
+
+    content_id: Mapped[int] = mapped_column(
+        ForeignKey("contents.id", ondelete="CASCADE"), primary_key=True
+    )
+    engine: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # ok (text may be empty) | failed
+    text: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 @dataclass
 class Removal:
     id: int  # the removal's own id (its place in the log)
@@ -174,6 +190,11 @@ class Filter:
 
     def __bool__(self) -> bool:
         return bool(self.after or self.before or self.folders or self.camera)
+
+
+def _ts_word(word: str) -> str:
+    """A word as a PostgreSQL tsquery lexeme (quoted: no operator characters survive)."""
+    return "'" + word.replace("'", "''").replace("\\", "") + "'"
 
 
 def local_datetime(mtime_ns: int) -> dt.datetime:
@@ -534,6 +555,8 @@ class Store:
                 ],
             )
             s.execute(delete(Embedding).where(Embedding.content_id.in_(content_ids)))
+        # Explicitly, not by cascade: the full-text index follows the rows' delete trigger.
+        s.execute(delete(ContentText).where(ContentText.content_id.in_(content_ids)))
         s.execute(delete(Content).where(Content.id.in_(content_ids)))
         collected.contents += len(content_ids)
         for _eid, model, _cid in vectors:
@@ -690,6 +713,84 @@ class Store:
                 per_model[model] = {"vectors": vectors, "files_indexed": indexed}
         return {"files": files, "failed": failed or 0, "failures": failures,
                 "models": per_model}
+
+    # -- text read from photos (OCR) -------------------------------------------------------
+
+    def contents_needing_text(
+        self, engine: str, after_id: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(content id, one of its paths) of indexed contents ``engine`` has not read yet,
+        in id order after ``after_id``: the OCR stage's queue."""
+        read = exists().where(ContentText.content_id == Content.id, ContentText.engine == engine)
+        with self.session() as s:
+            rows = s.execute(
+                select(Content.id, func.min(File.path))
+                .join(File, File.content_id == Content.id)
+                .where(File.status == STATUS_OK, Content.id > after_id, ~read)
+                .group_by(Content.id).order_by(Content.id).limit(limit)
+            ).all()
+        return [(int(cid), path) for cid, path in rows]
+
+    def save_texts(self, rows: list[dict]) -> None:
+        """Replace the texts of these contents (dicts of ``ContentText`` columns); a content
+        deleted meanwhile is skipped."""
+        if not rows:
+            return
+        ids = [row["content_id"] for row in rows]
+        with self.session() as s:
+            live = set(s.scalars(select(Content.id).where(Content.id.in_(ids))))
+            s.execute(delete(ContentText).where(ContentText.content_id.in_(ids)))
+            now = utcnow()
+            kept = [{"created_at": now, "error": None, **row}
+                    for row in rows if row["content_id"] in live]
+            if kept:
+                s.execute(insert(ContentText), kept)
+
+    def texts(self, content_ids: Iterable[int]) -> dict[int, str]:
+        """The non-empty texts read from these contents."""
+        ids = list(content_ids)
+        out: dict[int, str] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), 500):
+                out.update(s.execute(
+                    select(ContentText.content_id, ContentText.text).where(
+                        ContentText.content_id.in_(ids[start:start + 500]),
+                        ContentText.status == "ok", ContentText.text != "")
+                ).all())
+        return out
+
+    def text_search(self, words: list[str], limit: int) -> list[tuple[int, float]]:
+        """Contents whose text holds any of ``words``, best first: (content id, relevance,
+        higher is better). SQLite: FTS5's bm25; PostgreSQL: ts_rank over the GIN index."""
+        if not words:
+            return []
+        with self.session() as s:
+            if self.dialect == "sqlite":
+                match = " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+                rows = s.execute(text(
+                    "SELECT rowid, -bm25(content_texts_fts) FROM content_texts_fts "
+                    "WHERE content_texts_fts MATCH :match ORDER BY bm25(content_texts_fts) "
+                    "LIMIT :limit"), {"match": match, "limit": limit}).all()
+            else:
+                rows = s.execute(text(
+                    "SELECT content_id, ts_rank(to_tsvector('simple', text), q) AS r "
+                    "FROM content_texts, to_tsquery('simple', :q) q "
+                    "WHERE to_tsvector('simple', text) @@ q ORDER BY r DESC, content_id "
+                    "LIMIT :limit"), {"q": " | ".join(_ts_word(w) for w in words),
+                                      "limit": limit}).all()
+        return [(int(cid), float(score)) for cid, score in rows]
+
+    def text_counts(self) -> dict:
+        """Contents whose text was read, per engine and status."""
+        with self.session() as s:
+            rows = s.execute(
+                select(ContentText.engine, ContentText.status, func.count())
+                .group_by(ContentText.engine, ContentText.status)
+            ).all()
+        out: dict[str, dict[str, int]] = {}
+        for engine, status, count in rows:
+            out.setdefault(engine, {})[status] = count
+        return out
 
     def content_for_path(self, path: str) -> int | None:
         """The content id an indexed file has, or None."""

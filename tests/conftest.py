@@ -12,6 +12,17 @@ import pytest
 # No test may reach for a model hub: fail fast instead of retrying for half a minute.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OCR reads a photo in about a second: only the tests marked `ocr` pay for it. (Here for
+# the commands tests run as processes; `no_ocr_unless_marked` below for in-process ones.)
+os.environ["PIXSEEK_OCR_ENABLED"] = "false"
+
+
+@pytest.fixture(autouse=True)
+def no_ocr_unless_marked(request, monkeypatch):
+    if request.node.get_closest_marker("ocr") is None:
+        import search.ocr
+
+        monkeypatch.setattr(search.ocr, "available", lambda: False)
 
 
 @pytest.fixture(scope="session")
