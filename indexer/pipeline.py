@@ -77,6 +77,7 @@ class IndexSummary:
     collected: int = 0  # contents no file shows any more, deleted with their vectors
     failed: int = 0  # bad files recorded in this run
     seconds: float = 0.0
+    places_read: int = 0  # photos whose EXIF GPS position the place stage read
     texts_read: int = 0  # photos whose text the OCR stage read in this run
     texts_failed: int = 0
     cancelled: bool = False  # stopped early on request; a later run finishes the job
@@ -245,6 +246,10 @@ class Indexer:
             self._unlinked = set()
         if summary.changed or self._vectors is None:
             self._follow_store()
+        if not self.cancel.is_set():  # later stages: every photo is searchable by now
+            from indexer.place_stage import read_places
+
+            summary.places_read = read_places(self.store, self.cancel).read
         if self.config.ocr.active() and not self.cancel.is_set():
             # Second stage: every photo above is searchable by CLIP already.
             from indexer.text_stage import TextStage

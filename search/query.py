@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from search.errors import InputError
+from search.places import normalise, parse_near
 from search.store import Filter
 
 SORTS = ("relevance", "newest", "oldest")
@@ -172,6 +173,8 @@ def build(
     sort: str = "relevance",
     exact: bool = False,
     in_text: str | None = None,
+    places: list[str] | tuple[str, ...] = (),
+    near: str | tuple[float, float, float] | None = None,
 ) -> SearchRequest:
     """A checked SearchRequest from the options every door offers. ``in_text`` searches
     the text read from photos (alone, or beside the other terms)."""
@@ -200,6 +203,10 @@ def build(
         raise InputError(f"after ({after_dt.date()}) must be earlier than before "
                          f"({before_dt.date()})")
     folder_paths = tuple(_folder(f) for f in folders if f.strip())
-    where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None)
+    place_names = tuple(dict.fromkeys(normalise(p) for p in places if p.strip()))
+    if near is not None and not isinstance(near, tuple):
+        near = parse_near(near) if str(near).strip() else None
+    where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None,
+                   place_names, near)
     return SearchRequest(terms, where, k, offset, min_score, sort,  # type: ignore[arg-type]
                          exact, in_text)

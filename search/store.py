@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -46,6 +47,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from search import disk
 from search.errors import ConfigError, DependencyError, PixseekError, StorageError, first_line
+from search.places import bounding_box, distance_km
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -140,6 +142,28 @@ class ContentText(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ContentPlace(Base):
+    """Where a content was taken (EXIF GPS) and the place's names; a row without a position
+    records that the photo has none. ``source``: the geocoder data that named it."""
+
+    __tablename__ = "content_places"
+    __table_args__ = (Index("ix_content_places_position", "latitude", "longitude"),)
+
+    content_id: Mapped[int] = mapped_column(
+        ForeignKey("contents.id", ondelete="CASCADE"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(String(64))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    altitude: Mapped[float | None] = mapped_column(Float)
+    city: Mapped[str | None] = mapped_column(String(128))
+    area: Mapped[str | None] = mapped_column(String(128))
+    region: Mapped[str | None] = mapped_column(String(128))
+    country: Mapped[str | None] = mapped_column(String(128))
+    country_code: Mapped[str | None] = mapped_column(String(8))
+    place_key: Mapped[str | None] = mapped_column(Text)
+
+
 @dataclass
 class Removal:
     id: int  # the removal's own id (its place in the log)
@@ -187,9 +211,14 @@ class Filter:
     before: dt.datetime | None = None
     folders: tuple[str, ...] = ()  # absolute paths: the photo's file is under one of them
     camera: str | None = None  # a case-insensitive part of the camera's make and model
+    # Normalised place names (search.places.normalise): a city, area, region or country the
+    # photo was taken in; several mean any of them.
+    places: tuple[str, ...] = ()
+    near: tuple[float, float, float] | None = None  # (lat, lon, km): taken within km
 
     def __bool__(self) -> bool:
-        return bool(self.after or self.before or self.folders or self.camera)
+        return bool(self.after or self.before or self.folders or self.camera or self.places
+                    or self.near)
 
 
 def _ts_word(word: str) -> str:
@@ -557,6 +586,7 @@ class Store:
             s.execute(delete(Embedding).where(Embedding.content_id.in_(content_ids)))
         # Explicitly, not by cascade: the full-text index follows the rows' delete trigger.
         s.execute(delete(ContentText).where(ContentText.content_id.in_(content_ids)))
+        s.execute(delete(ContentPlace).where(ContentPlace.content_id.in_(content_ids)))
         s.execute(delete(Content).where(Content.id.in_(content_ids)))
         collected.contents += len(content_ids)
         for _eid, model, _cid in vectors:
@@ -611,6 +641,17 @@ class Store:
             conditions.append(
                 func.lower(Content.camera).contains(where.camera.lower(), autoescape=True)
             )
+        if where.places:
+            conditions.append(exists().where(
+                ContentPlace.content_id == Content.id,
+                or_(*(ContentPlace.place_key.contains(f"|{p}|", autoescape=True)
+                      for p in where.places))))
+        if where.near:
+            lat_min, lat_max, lon_min, lon_max = bounding_box(*where.near)
+            conditions.append(exists().where(
+                ContentPlace.content_id == Content.id,
+                ContentPlace.latitude.between(lat_min, lat_max),
+                ContentPlace.longitude.between(lon_min, lon_max)))
         has_vector = exists().where(Embedding.content_id == Content.id, Embedding.model == model)
         query = (select(Content.id).distinct().join(File, File.content_id == Content.id)
                  .where(*conditions, has_vector))
@@ -622,6 +663,11 @@ class Store:
                 ids = list(among)
                 for start in range(0, len(ids), 500):
                     found.update(s.scalars(query.where(Content.id.in_(ids[start:start + 500]))))
+        if where.near and found:  # the box let corners in: the exact distance decides
+            lat, lon, km = where.near
+            positions = self.positions(found)
+            found = {cid for cid in found if cid in positions
+                     and distance_km((lat, lon), positions[cid]) <= km}
         return np.asarray(sorted(found), dtype=np.int64)
 
     def vectors(self, model: str, content_ids: Iterable[int]) -> dict[int, np.ndarray]:
@@ -792,6 +838,76 @@ class Store:
             out.setdefault(engine, {})[status] = count
         return out
 
+    # -- places (EXIF GPS) -----------------------------------------------------------------
+
+    def contents_needing_place(
+        self, source: str, after_id: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """(content id, one of its paths) of indexed contents whose place was not read with
+        the geocoder data ``source``: the place stage's queue (new photos, and every photo
+        of a library indexed before places existed)."""
+        read = exists().where(ContentPlace.content_id == Content.id,
+                              ContentPlace.source == source)
+        with self.session() as s:
+            rows = s.execute(
+                select(Content.id, func.min(File.path))
+                .join(File, File.content_id == Content.id)
+                .where(File.status == STATUS_OK, Content.id > after_id, ~read)
+                .group_by(Content.id).order_by(Content.id).limit(limit)
+            ).all()
+        return [(int(cid), path) for cid, path in rows]
+
+    def save_places(self, rows: list[dict]) -> None:
+        """Replace the place rows of these contents (dicts of ``ContentPlace`` columns)."""
+        if not rows:
+            return
+        ids = [row["content_id"] for row in rows]
+        with self.session() as s:
+            live = set(s.scalars(select(Content.id).where(Content.id.in_(ids))))
+            s.execute(delete(ContentPlace).where(ContentPlace.content_id.in_(ids)))
+            kept = [row for row in rows if row["content_id"] in live]
+            if kept:
+                s.execute(insert(ContentPlace), kept)
+
+    def positions(self, content_ids: Iterable[int]) -> dict[int, tuple[float, float]]:
+        ids = list(content_ids)
+        out: dict[int, tuple[float, float]] = {}
+        with self.session() as s:
+            for start in range(0, len(ids), 500):
+                out.update((cid, (lat, lon)) for cid, lat, lon in s.execute(
+                    select(ContentPlace.content_id, ContentPlace.latitude,
+                           ContentPlace.longitude).where(
+                        ContentPlace.content_id.in_(ids[start:start + 500]),
+                        ContentPlace.latitude.is_not(None))))
+        return out
+
+    def place(self, content_id: int) -> dict | None:
+        """Where a content was taken: position and names (None: unknown)."""
+        with self.session() as s:
+            row = s.get(ContentPlace, content_id)
+        if row is None or row.latitude is None:
+            return None
+        return {"latitude": row.latitude, "longitude": row.longitude, "altitude": row.altitude,
+                "city": row.city, "area": row.area, "region": row.region,
+                "country": row.country, "country_code": row.country_code}
+
+    def place_facets(self) -> dict:
+        """Countries and cities with photos there, and how many."""
+        live = exists().where(File.content_id == ContentPlace.content_id,
+                              File.status == STATUS_OK)
+        with self.session() as s:
+            countries = s.execute(
+                select(ContentPlace.country, func.count())
+                .where(ContentPlace.country.is_not(None), live)
+                .group_by(ContentPlace.country).order_by(ContentPlace.country)).all()
+            cities = s.execute(
+                select(ContentPlace.city, ContentPlace.country, func.count())
+                .where(ContentPlace.city.is_not(None), live)
+                .group_by(ContentPlace.city, ContentPlace.country)
+                .order_by(ContentPlace.city)).all()
+        return {"countries": [{"name": c, "count": n} for c, n in countries],
+                "cities": [{"name": c, "country": k, "count": n} for c, k, n in cities]}
+
     def content_for_path(self, path: str) -> int | None:
         """The content id an indexed file has, or None."""
         with self.session() as s:
@@ -832,6 +948,7 @@ class Store:
             "cameras": [{"name": c, "count": n} for c, n in cameras],
             "dates": {"oldest": min(dates) if dates else None,
                       "newest": max(dates) if dates else None},
+            "places": self.place_facets(),
         }
 
     def paths_for_contents(self, content_ids: Iterable[int]) -> dict[int, list[str]]:
