@@ -14,6 +14,7 @@ from indexer.lock import IndexLock
 from search import disk
 from search.config import Config
 from search.encoders import Encoder, load_encoder
+from search.errors import StorageError
 from search.store import Store
 
 
@@ -22,6 +23,13 @@ def locked_store(config: Config) -> Iterator[Store]:
     """The store of ``config``, with this process as its one indexer: a second one on the
     same data directory is refused (see "Concurrency" in docs/architecture.md). A
     read-only library is refused in one line: searching it works, indexing cannot."""
+    try:
+        config.data_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = disk.storage_error(exc, config.data_path, 0)
+        raise problem or StorageError(
+            f"cannot create the data dir {config.data_path}: {exc.strerror or exc}"
+        ) from None
     if not disk.writable(config.data_path):
         raise disk.read_only_error(config.data_path)
     with IndexLock(config.data_path), Store(config.db_url) as store:

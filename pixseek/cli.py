@@ -37,7 +37,8 @@ class _BadInput(click.ClickException):
 
 class _Group(click.Group):
     """One error path: a bad flag, input or configuration value is a usage error (exit 2),
-    any other PixseekError a failure (exit 1); either is one line on stderr."""
+    any other PixseekError a failure (exit 1); either is one line on stderr. So is a file
+    or folder the system refused (a read-only or missing data dir): it names the path."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -46,6 +47,11 @@ class _Group(click.Group):
             raise _BadInput(str(exc)) from None
         except PixseekError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            if exc.filename is None:  # not about a path: a bug, keep its traceback
+                raise
+            logging.getLogger("pixseek").info("details", exc_info=True)  # shown with -v
+            raise click.ClickException(f"{exc.strerror or exc}: {exc.filename}") from None
 
 
 def _quiet_libraries() -> None:

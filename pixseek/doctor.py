@@ -3,7 +3,8 @@
 Each check is a small function returning ``(status, detail)``; status is ``ok``, ``warn`` or
 ``FAIL``. The doctor only looks: it never loads the model, never touches the network, and
 never creates or upgrades the database (``Engine.status`` runs only on a schema at head,
-where opening changes nothing).
+where opening changes nothing). To learn whether a folder can be written it creates and
+deletes one empty file there, as permission bits do not tell for root or a read-only mount.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search import disk
 from search.config import DEFAULT_CONFIG_NAME, ENV_PREFIX, NON_SETTING_VARS, Config
 from search.errors import first_line
 
@@ -184,22 +186,62 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(u.database)
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or where it would be made), else None."""
+    if disk.writable(folder):
+        return None
+    if folder.exists():
+        return f"{folder} is not a folder" if not folder.is_dir() else f"{folder} is not writable"
+    above = disk.nearest_existing(folder)
+    state = "not a folder" if not above.is_dir() else "not writable"
+    return f"{folder} cannot be created ({above} is {state})"
+
+
+def check_data_dir(facts: Facts) -> Result:
+    path = facts.config.data_path
+    problem = _unwritable(path)
+    if problem is None:
+        return OK, f"{path}: " + ("writable" if path.exists() else "made by the first index run")
+    if not path.is_dir():  # nothing to search, and nowhere to index
+        return FAIL, problem
+    # A snapshot, a backup or a read-only share: the store and the index open read-only.
+    return WARN, (f"{problem}: searching works, indexing cannot (index, watch and gc write "
+                  "the lock and the vector index here)")
+
+
+def _read_only_url(url: str, file: Path):
+    """The URL Store opens a read-only SQLite file with: immutable, so SQLite creates no
+    journal or shared-memory file beside it (which fails in a read-only folder)."""
+    from urllib.parse import quote
+
+    from sqlalchemy.engine import make_url
+
+    uri = f"file:{quote(str(file.resolve()))}?mode=ro&immutable=1"
+    return make_url(url).set(database=uri, query={"uri": "true"})
+
+
 def check_database(facts: Facts) -> Result:
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
 
     from search.migrate import alembic_config, current_revision
+    from search.store import read_only_file
 
     url = facts.config.db_url
     shown = make_url(url).render_as_string(hide_password=True)
     file = _sqlite_file(url)
     if file is not None and not file.exists():
         facts.skipped = "no database yet"
+        problem = _unwritable(file.parent)
+        if problem is not None:
+            return FAIL, f"{shown}: cannot be created: {problem}"
         return OK, f"{shown}: not created yet (made by the first index run)"
     facts.skipped = "the database does not open"
+    read_only = file is not None and read_only_file(file)
     try:
-        engine = create_engine(url)  # raises here when the driver is not installed
+        # raises here when the driver is not installed
+        engine = create_engine(_read_only_url(url, file) if read_only else url)
         try:
             current = current_revision(engine)
         finally:
@@ -209,17 +251,21 @@ def check_database(facts: Facts) -> Result:
     scripts = ScriptDirectory.from_config(alembic_config())
     head = scripts.get_current_head()
     if current == head:
-        return _read_status(facts, shown, head)
+        status, detail = _read_status(facts, shown, head)
+        if read_only:
+            why = _unwritable(file.parent) or f"{file} is read-only"
+            return WARN, f"{detail}; read-only ({why}): searching works, indexing cannot"
+        return status, detail
     facts.skipped = "the schema is behind"
     known = {s.revision for s in scripts.walk_revisions()}
     if current is not None and current not in known:
         return FAIL, (f"{shown}: schema revision {current} is unknown to this pixseek "
                       f"(head {head}); was it written by a newer version?")
+    if read_only:  # no upgrade can run, and pixseek opens only a schema at head
+        return FAIL, (f"{shown}: schema at {current or 'none'}, head {head}, and the file is "
+                      "read-only: run pixseek db upgrade on a writable copy")
     if current is None:
         return WARN, f"{shown}: no schema yet: pixseek db upgrade (or it is made on first use)"
-    writable = file is None or (os.access(file, os.W_OK) and os.access(file.parent, os.W_OK))
-    if not writable:
-        return FAIL, f"{shown}: schema at {current}, head {head}, and the file is read-only"
     return WARN, f"{shown}: schema at {current}, head is {head}: pixseek db upgrade"
 
 
@@ -310,6 +356,7 @@ CHECKS: list[tuple[str, Callable[[Facts], Result]]] = [
     ("faiss", check_faiss),
     ("model", check_model),
     ("config", check_config),
+    ("data_dir", check_data_dir),
     ("database", check_database),
     ("library", check_library),
     ("index", check_index),

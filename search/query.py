@@ -31,7 +31,7 @@ _WEIGHT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*:\s*(.*)$", re.DOTALL)
 MAX_WEIGHT = 100.0
 # Dates outside these years are typos, and some cannot be a file time on every platform.
 MIN_YEAR, MAX_YEAR = 1800, 2999
-# Values one repeated field (folder, not, similar, image) may carry. Each is a term to
+# Values one repeated field (folder, not, similar, image, place) may carry. Each is a term to
 # encode or a clause in the store's filter: 991 folders overflowed SQLite's expression
 # depth (a 500 and a traceback), and no person types a hundred.
 MAX_REPEATED = 100
@@ -54,6 +54,7 @@ class SearchRequest:
     sort: Sort = "relevance"
     exact: bool = False
     in_text: str | None = None  # words to find in the text read from photos (--text)
+    collapse: bool = True  # one result per group of near-duplicates (search.duplicates)
 
     @property
     def has_text(self) -> bool:
@@ -175,10 +176,12 @@ def build(
     in_text: str | None = None,
     places: list[str] | tuple[str, ...] = (),
     near: str | tuple[float, float, float] | None = None,
+    collapse: bool = True,
 ) -> SearchRequest:
     """A checked SearchRequest from the options every door offers. ``in_text`` searches
     the text read from photos (alone, or beside the other terms)."""
-    _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders)
+    _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders,
+                  place=places)
     terms: list[Term] = []
     if text is not None and text.strip():
         terms += text_terms(text)
@@ -209,4 +212,4 @@ def build(
     where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None,
                    place_names, near)
     return SearchRequest(terms, where, k, offset, min_score, sort,  # type: ignore[arg-type]
-                         exact, in_text)
+                         exact, in_text, collapse=collapse)

@@ -6,7 +6,7 @@ schemathesis, so it cannot drift from what the routes do.
 
 from __future__ import annotations
 
-from search.query import SORTS
+from search.query import MAX_REPEATED, SORTS
 from webui.service import MAX_K, MAX_OFFSET
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
@@ -28,22 +28,26 @@ SEARCH_FIELDS: dict[str, dict] = {
           "weighted 'W:text' (default weight 1)."},
     "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "description": "Results per page."},
     "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
-    "not": {"type": "array", "items": {"type": "string"},
+    "not": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
             "description": "Texts to push matches away from ('W:text' weights them)."},
     "after": {"type": "string", "description": "Taken on this date or later (YYYY-MM-DD or "
               "ISO date-time; EXIF time, else file time; local time)."},
     "before": {"type": "string", "description": "Taken before this date (exclusive)."},
-    "folder": {"type": "array", "items": {"type": "string"},
+    "folder": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
                "description": "Only photos under one of these folders."},
     "camera": {"type": "string", "description": "A case-insensitive part of the camera name."},
     "min_score": {"type": "number", "minimum": -1, "maximum": 1},
-    "similar": {"type": "array", "items": {"type": "string"},
+    "similar": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
                 "description": "Photos like these library photos: an id or an indexed path "
                 "('W:id' weights it). The photos themselves are left out."},
     "sort": {"type": "string", "enum": list(SORTS),
              "description": "Date orders apply among the strong matches; weak ones follow."},
     "exact": {"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"],
               "description": "1: bypass the approximate index (to check its recall)."},
+    "collapse": {"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"],
+                 "description": "0: every near-duplicate as its own result. By default "
+                 "(1) a group of near-duplicates is one result listing the others in "
+                 "'duplicates'."},
 }
 
 RESULT = {
@@ -65,6 +69,9 @@ RESULT = {
         "thumb_url": {"type": "string"},
         "thumb_url_2x": {"type": "string"},
         "details_url": {"type": "string"},
+        "duplicates": {"type": "array", "items": {"type": "integer"},
+                       "description": "Ids of the near-duplicates folded into this result "
+                       "(empty when none, or with collapse=0)."},
     },
 }
 

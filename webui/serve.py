@@ -9,7 +9,9 @@ dev server logged every request line and needed the token redacted from it.)
 
 from __future__ import annotations
 
+import logging
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -20,11 +22,17 @@ from flask import Flask
 from waitress import wasyncore
 from werkzeug.serving import get_sockaddr, select_address_family
 
-from search.config import Config
+from search.config import Config, ServeConfig
 from search.engine import Engine
 from search.errors import InputError, PixseekError
 from webui import create_app, service
 from webui.auth import QUERY_PARAM, is_loopback
+
+log = logging.getLogger(__name__)
+# File descriptors a connection may hold: its socket, and a request body and a response
+# that waitress spills to temporary files past its in-memory thresholds.
+FDS_PER_CONNECTION = 3
+FDS_SPARE = 256  # the database, the index files, the model's files, thumbnails
 
 
 def generate_token() -> str:
@@ -40,6 +48,47 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+def fit_open_files(connections: int) -> int:
+    """Raise the soft open-file limit so ``connections`` fit (systemd starts services at
+    1024), and return how many connections fit under the hard limit. Past the limit
+    accept() fails, and waitress would keep retrying it instead of serving."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit to raise
+        return connections
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = FDS_PER_CONNECTION * connections + FDS_SPARE
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return connections
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):  # macOS caps the soft limit below an infinite hard one
+        new = soft
+    fits = max(10, (new - FDS_SPARE) // FDS_PER_CONNECTION)
+    if fits < connections:
+        log.warning("serve.connection_limit %d lowered to %d: the open-file limit is %d "
+                    "(raise it with ulimit -n or LimitNOFILE=)", connections, fits, new)
+    return min(connections, fits)
+
+
+def waitress_settings(serve: ServeConfig) -> dict[str, object]:
+    """waitress's connection handling from ``serve``: enough connections that idle or slow
+    clients do not lock everyone else out, closed soon once idle (issue #24)."""
+    return {
+        "threads": serve.threads,
+        "connection_limit": fit_open_files(serve.connection_limit),
+        "channel_timeout": serve.channel_timeout,
+        # How often idle connections are looked for: a quarter of the timeout, so one
+        # lives at most 1.25 x channel_timeout (waitress's default looks every 30 s).
+        "cleanup_interval": max(1, serve.channel_timeout // 4),
+        # poll(), not select(): select cannot watch a descriptor numbered past 1023.
+        "asyncore_use_poll": True,
+        # The Server header names no server software or version.
+        "ident": "pixseek",
+    }
+
+
 class Server:
     """A bound waitress server with socketserver's verbs, so it can run in a thread and stop.
 
@@ -47,14 +96,13 @@ class Server:
     at a time instead so that ``shutdown`` (from another thread) can end it.
     """
 
-    def __init__(self, app: Flask, sock: socket.socket, host: str, threads: int) -> None:
-        # ident: the Server header names no server software or version.
-        self._server = waitress.create_server(app, sockets=[sock], threads=threads,
-                                              ident="pixseek")
+    def __init__(self, app: Flask, sock: socket.socket, host: str,
+                 serve: ServeConfig) -> None:
+        self._server = waitress.create_server(app, sockets=[sock], **waitress_settings(serve))
         self.app = app
         self.host = host
         self.port: int = int(self._server.effective_port)
-        self.threads = threads
+        self.threads = serve.threads
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()
@@ -71,10 +119,14 @@ class Server:
         finally:
             self._stopped.set()
 
-    def shutdown(self) -> None:
-        """Stop ``serve_forever`` and wait for it to return; connections stay open."""
+    def stop(self) -> None:
+        """Ask ``serve_forever`` to return, without waiting (safe in a signal handler)."""
         self._stop.set()
         self._server.pull_trigger()  # wake the poll now, not at its timeout
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` and wait for it to return; connections stay open."""
+        self.stop()
         self._stopped.wait()
 
     def server_close(self) -> None:
@@ -107,8 +159,9 @@ def build_server(
             f"cannot listen on {host}:{port}: {exc.strerror or exc}. "
             "Is another server using the port? Try --port."
         ) from None
+    serve = config.serve.model_copy(update={"threads": threads}) if threads else config.serve
     try:
-        return Server(app, sock, host, threads or config.serve.threads)
+        return Server(app, sock, host, serve)
     except BaseException:
         sock.close()
         raise
@@ -127,7 +180,8 @@ def url_for_server(server: Server, token: str | None = None) -> str:
 def run(
     config: Config, host: str = "127.0.0.1", port: int = 8000, token: str | None = None
 ) -> None:
-    """Serve until Ctrl+C. Raises PixseekError (one clear line) for a refused or failed bind."""
+    """Serve until Ctrl+C or SIGTERM, then exit cleanly (status 0: systemd's ``stop`` is
+    not a failure). Raises PixseekError (one clear line) for a refused or failed bind."""
     token = (token or "").strip() or None
     check_bind(host, token)  # before opening anything
     engine = Engine(config)
@@ -138,11 +192,21 @@ def run(
         # Load the model while the first person is still typing, not after they press Enter.
         threading.Thread(target=service.warm_up, args=(server.app,), daemon=True,
                          name="pixseek-warm-up").start()
+        # SIGTERM (systemctl stop) ends the loop like Ctrl+C, and run returns: exit 0. A
+        # second one kills at once. (Only the main thread may set a handler.)
+        def graceful(signum: int, _frame) -> None:
+            signal.signal(signum, signal.SIG_DFL)
+            server.stop()
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, graceful) if main else None
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
             server.server_close()
     finally:
         engine.close()

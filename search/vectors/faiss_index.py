@@ -50,6 +50,7 @@ RETUNE_MIN = 256  # new vectors in a merge worth re-checking the search depth fo
 # Integrity at query time: unit vectors score within [-1, 1] (fp16 storage adds ~1e-3), and
 # the first results' scores match the store's vectors within fp16 rounding.
 SCORE_LIMIT = 1.001
+EXACT_CHUNK = 2048  # store rows per step of an exact search over the store
 SPOT_CHECK = 8
 SPOT_TOLERANCE = 0.01
 
@@ -510,8 +511,10 @@ class FaissIndex(VectorIndex):
             chunks = [(np.fromiter(stored, np.int64, len(stored)),
                        np.stack(list(stored.values())) if stored else np.zeros((0, self.dim)))]
         else:
+            # Small chunks: each server thread's allocator keeps what a chunk took, and an
+            # exact search may run on any of them (16k rows took serve to 1.27 GB at 1M).
             chunks = ((ids, vecs) for _e, ids, vecs in self.store.iter_embeddings(
-                self.model_id, chunk=16_384))
+                self.model_id, chunk=EXACT_CHUNK))
         return kinds.exact_top(q, chunks, k)
 
     def _plain_search(
@@ -653,7 +656,7 @@ class FaissIndex(VectorIndex):
         ):
             # New photos may be a new kind of photo the cells were not trained on, and new
             # served queries may ask what the last tuning never saw: measure again.
-            tuning = self._measure(m.kind, index, None, self.marks.embedding)
+            tuning = self._measure(m.kind, index, None, self.marks.embedding, floor=m.depth)
         manifest = replace(
             m,
             count=int(index.ntotal),
@@ -778,14 +781,15 @@ class FaissIndex(VectorIndex):
     # -- tuning ----------------------------------------------------------------------------
 
     def _measure(
-        self, kind: str, index: faiss.Index, library: np.ndarray | None, upto: int
+        self, kind: str, index: faiss.Index, library: np.ndarray | None, upto: int,
+        floor: int = 0,
     ) -> dict:
         """Tune ``index``'s depth on the queries this engine serves (``queries``): text
         (the model's text embeddings and served text queries), image (served image queries
         and library photos) and text under an id filter. Exact neighbours come from one
         pass over the store's vectors up to embedding ``upto``."""
         sample = QuerySample(self.folder, self.model_id)
-        sets = {name: v[: 2 * kinds.MAX_SET] for name, v in sample.sets().items()}
+        sets = {name: v[: kinds.MAX_SET] for name, v in sample.sets().items()}
         if library is None:
             library = self.store.sample_vectors(self.model_id, kinds.TUNE_QUERIES)
         if len(library):
@@ -793,24 +797,27 @@ class FaissIndex(VectorIndex):
         sets = {name: np.ascontiguousarray(v, np.float32) for name, v in sets.items() if len(v)}
         filter_by = "text" if "text" in sets else "image"
         tops = {name: kinds.TopK(len(v), TUNE_K) for name, v in sets.items()}
-        filtered = kinds.TopK(len(sets[filter_by]), TUNE_K)
+        # An even spread of the set, so both halves keep their share.
+        pick = np.linspace(0, len(sets[filter_by]) - 1,
+                           min(kinds.MAX_FILTERED, len(sets[filter_by]))).astype(int)
+        filtered = kinds.TopK(len(pick), TUNE_K)
         allowed = []
         for _emb, ids, vectors in self.store.iter_embeddings(
-            self.model_id, upto_id=upto, chunk=16_384
+            self.model_id, upto_id=upto, chunk=8192
         ):
             for name, queries in sets.items():
                 scores = queries @ vectors.T
                 tops[name].add(scores, ids)
                 if name == filter_by:
                     keep = np.isin(ids, kinds.filter_ids(ids))
-                    filtered.add(np.where(keep, scores, -np.inf), ids)
+                    filtered.add(np.where(keep, scores[pick], -np.inf), ids)
                     allowed.append(ids[keep])
         qsets = {name: kinds.QuerySet(v, tops[name].result()[1]) for name, v in sets.items()}
         qsets["filtered"] = kinds.QuerySet(
-            sets[filter_by], filtered.result()[1],
+            sets[filter_by][pick], filtered.result()[1],
             np.concatenate(allowed) if allowed else np.zeros(0, np.int64),
         )
-        depth, recall = kinds.tune(kind, index, qsets, TUNE_K, int(index.ntotal))
+        depth, recall = kinds.tune(kind, index, qsets, TUNE_K, int(index.ntotal), floor)
         tuned_on = {"queries": {name: len(v.queries) for name, v in qsets.items()},
                     "seed": sample.seed() is not None, "served": sample.served_counts()}
         return {"depth": depth, "recall": recall, "tuned_on": tuned_on}

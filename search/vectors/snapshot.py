@@ -230,7 +230,11 @@ def write(folder: Path, index: faiss.Index, manifest: Manifest) -> Manifest:
     name = f"vectors-{generation:06d}.faiss"
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     # What the file will take, for the message if the disk is full: codes and ids.
-    needed = int(index.ntotal * (index.sa_code_size() + 8) * 1.1) + 2**20
+    try:
+        code = index.sa_code_size()
+    except RuntimeError:  # not every index type can tell: assume float32 vectors
+        code = 4 * index.d
+    needed = int(index.ntotal * (code + 8) * 1.1) + 2**20
     try:
         folder.mkdir(parents=True, exist_ok=True)
         try:
@@ -266,8 +270,10 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 
 
 def remove_stale(folder: Path, keep: str | None) -> None:
-    """Delete index files the manifest no longer names, and leftovers of a crashed write.
+    """Delete index files the manifest no longer names, leftovers of a crashed write, and
+    the single file format 1 kept beside the folder (writers only: a reader never writes).
     A reader that still maps an old file keeps reading it: unlinking does not unmap."""
+    (folder.parent / (folder.name + ".faiss")).unlink(missing_ok=True)
     for path in folder.glob("*.faiss"):
         if path.name != keep:
             path.unlink(missing_ok=True)

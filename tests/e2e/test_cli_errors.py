@@ -4,6 +4,9 @@ console script's own ``main`` (a subprocess each would take minutes)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 CASES = [
@@ -60,3 +63,65 @@ def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, cli_error):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     line = cli_error(["--data-dir", str(tmp_path / "data"), "--model", "offline", *argv])
     assert message in line
+
+
+@pytest.mark.parametrize("flag", ["--folder", "--not", "--similar"])
+def test_too_many_repeated_values_are_one_line(flag, tmp_path, cli_error):
+    """#24: 991 --folder flags overflowed SQLite's expression depth into an 81-line
+    traceback. Every repeated field has one limit (search.query.MAX_REPEATED)."""
+    from search.query import MAX_REPEATED
+
+    many = [flag, str(tmp_path)] * (MAX_REPEATED + 1)
+    line = cli_error(["--data-dir", str(tmp_path / "data"), "--model", "offline",
+                      "search", "cat", *many])
+    assert f"at most {MAX_REPEATED} values per search, not {MAX_REPEATED + 1}" in line
+    assert flag.lstrip("-") in line
+
+
+@pytest.fixture
+def cli_failure(monkeypatch, capsys, tmp_path):
+    """``cli_failure(argv) -> line``: like ``cli_error``, for a failure that is not a bad
+    value: exit 1 and one ``Error:`` line, no traceback."""
+    from pixseek.cli import main
+
+    def run(argv: list[str]) -> str:
+        monkeypatch.setattr(sys, "argv", ["pixseek", *argv])
+        monkeypatch.chdir(tmp_path)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main()
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert exited.value.code == 1, err
+        assert len(lines) == 1 and lines[0].startswith("Error: "), err
+        assert "Traceback" not in err
+        return lines[0]
+
+    return run
+
+
+@pytest.mark.parametrize("command", [["status"], ["index", "{tmp}"], ["search", "cat"], ["gc"],
+                                     ["db", "upgrade"]])
+@pytest.mark.parametrize("where", ["database_url", "data_dir"])
+def test_a_database_folder_that_cannot_be_made_is_one_line(command, where, tmp_path,
+                                                           monkeypatch, cli_failure):
+    """#24: a database where no folder can be made (here under a file, which stops root
+    too) gave index and status a traceback."""
+    for key in [k for k in os.environ if k.startswith("PIXSEEK_")]:
+        monkeypatch.delenv(key)
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    blocked = tmp_path / "a-file.txt" / "data"
+    data = tmp_path / "data"
+    if where == "database_url":
+        monkeypatch.setenv("PIXSEEK_DATABASE_URL", f"sqlite:///{blocked / 'x.db'}")
+    else:
+        data = blocked
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    line = cli_failure(["--data-dir", str(data), "--model", "offline", *argv])
+    assert str(blocked) in line
+
+
+def test_a_file_the_system_refuses_is_one_line(tmp_path, cli_failure):
+    (tmp_path / "a-file.txt").write_text("not a folder")
+    line = cli_failure(["bench", "samples", str(tmp_path / "a-file.txt" / "photos")])
+    assert "a-file.txt" in line

@@ -7,6 +7,7 @@ import configparser
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,9 @@ def run_doctor(tmp_path, monkeypatch, capsys):
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
 
-    def run(*args: str, model: str = "offline") -> tuple[int, str]:
+    def run(*args: str, model: str = "offline", data: Path | None = None) -> tuple[int, str]:
         monkeypatch.setattr(sys, "argv", [
-            "pixseek", "--config", str(config), "--data-dir", str(tmp_path / "data"),
+            "pixseek", "--config", str(config), "--data-dir", str(data or tmp_path / "data"),
             "--model", model, "doctor", *args,
         ])
         try:
@@ -122,6 +123,103 @@ def test_an_unknown_schema_revision_fails(run_doctor, tmp_path):
     assert code == 1
     database = _by_name(out)["database"]
     assert database["status"] == "FAIL" and "9999" in database["detail"]
+
+
+@contextmanager
+def read_only(folder: Path):
+    """``folder`` made read-only: chmod 0o555, and for root (whom permission bits do not
+    stop) a read-only bind mount of it; skips where neither can be made."""
+    from search.disk import writable
+    from tests.e2e.test_storage_faults import read_only_view
+
+    folder.chmod(0o555)
+    try:
+        if not writable(folder):
+            yield folder
+        else:
+            with read_only_view(folder, folder.parent / f"{folder.name}-ro") as view:
+                yield view
+    finally:
+        folder.chmod(0o755)
+
+
+def _is_not_a_folder(tmp_path: Path) -> Path:
+    """A path whose folder cannot be made, even by root: it would sit under a file."""
+    (tmp_path / "a-file").write_text("not a folder")
+    return tmp_path / "a-file" / "data"
+
+
+def test_a_data_dir_that_cannot_be_made_fails(run_doctor, tmp_path):
+    code, out = run_doctor("--json", data=_is_not_a_folder(tmp_path))
+    assert code == 1, out
+    results = _by_name(out)
+    assert results["data_dir"]["status"] == "FAIL"
+    assert "a-file/data cannot be created" in results["data_dir"]["detail"]
+    assert results["database"]["status"] == "FAIL"
+    assert "cannot be created" in results["database"]["detail"]
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "proc"])
+def test_a_database_url_that_cannot_be_made_fails(run_doctor, tmp_path, monkeypatch, where):
+    """What #24 met: a database_url in a folder that cannot exist passed as "not created
+    yet", and index then printed a traceback."""
+    if where == "proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc here")
+        file = Path("/proc/nope/x.db")
+    else:
+        file = _is_not_a_folder(tmp_path) / "x.db"
+    monkeypatch.setenv("PIXSEEK_DATABASE_URL", f"sqlite:///{file}")
+    code, out = run_doctor("--json")
+    assert code == 1, out
+    database = _by_name(out)["database"]
+    assert database["status"] == "FAIL" and "cannot be created" in database["detail"]
+    assert str(file.parent) in database["detail"]
+
+
+def test_a_read_only_data_dir_searches_but_cannot_index(run_doctor, tmp_path):
+    _make_db(tmp_path / "data").close()
+    with read_only(tmp_path / "data") as data:
+        code, out = run_doctor("--json", data=data)
+    assert code == 0, out
+    results = _by_name(out)
+    data_dir, database = results["data_dir"], results["database"]
+    assert data_dir["status"] == "warn", data_dir
+    assert "searching works, indexing cannot" in data_dir["detail"]
+    # The database is in it, so it cannot be written either, and says so.
+    assert database["status"] == "warn", database
+    assert "read-only" in database["detail"] and "indexing cannot" in database["detail"]
+    assert "0 files, 0 indexed" in results["library"]["detail"]  # it still opens
+
+
+def test_a_read_only_database_behind_head_fails(run_doctor, tmp_path):
+    from alembic import command
+
+    from search.migrate import alembic_config
+
+    store = _make_db(tmp_path / "data")
+    cfg = alembic_config(store.engine)
+    with store.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0001")
+    store.close()
+    with read_only(tmp_path / "data") as data:
+        code, out = run_doctor("--json", data=data)
+    assert code == 1, out
+    database = _by_name(out)["database"]
+    assert database["status"] == "FAIL" and "schema at 0001" in database["detail"]
+    assert "read-only" in database["detail"]
+
+
+def test_an_empty_read_only_data_dir_fails_the_database(run_doctor, tmp_path):
+    (tmp_path / "data").mkdir()
+    with read_only(tmp_path / "data") as data:
+        code, out = run_doctor("--json", data=data)
+    assert code == 1, out
+    results = _by_name(out)
+    assert results["data_dir"]["status"] == "warn"
+    assert results["database"]["status"] == "FAIL"
+    assert "cannot be created" in results["database"]["detail"]
 
 
 def test_a_check_that_raises_is_a_fail_line(tmp_path):
