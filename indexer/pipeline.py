@@ -80,6 +80,7 @@ class IndexSummary:
     places_read: int = 0  # photos whose EXIF GPS position the place stage read
     texts_read: int = 0  # photos whose text the OCR stage read in this run
     texts_failed: int = 0
+    texts_seconds: float = 0.0  # of ``seconds``, the OCR stage's (after the CLIP pass)
     cancelled: bool = False  # stopped early on request; a later run finishes the job
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -256,6 +257,7 @@ class Indexer:
 
             text = TextStage(self.config, self.store, self.cancel).run()
             summary.texts_read, summary.texts_failed = text.read, text.failed
+            summary.texts_seconds = text.seconds
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
