@@ -4,7 +4,8 @@ For each backend (``offline``, and a randomly initialised CLIP of ViT-B/32 shape
 what ``openai/clip-vit-base-patch32`` costs), each precision (``--precisions``; default:
 every precision the device supports, plus ``auto`` resolved to what it picks) and each photo
 size (``--sizes``: 12 MP camera JPEGs, 4000 x 3000, and sub-megapixel photos, 800 x 600), one
-run measures, in images per second:
+run measures, in images per second (``--ocr [--count N]`` instead measures what reading the
+text in photos costs: ``benchmarks/ocr_throughput.py``):
 
 - **bare model**: ``encoder.encode_pixels`` on tensors preprocessed beforehand, in batches
   of ``model.batch_size`` (the pipeline's), after a warm-up call on each batch shape. The
@@ -526,6 +527,13 @@ def measure_size(
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--ocr" in argv:  # what reading the text in photos costs: benchmarks/ocr_throughput.py
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from benchmarks.ocr_throughput import main as ocr_main
+
+        return ocr_main([a for a in argv if a != "--ocr"])
     args = parse_args(argv)
     wall = time.perf_counter()
     out: Path = args.out
