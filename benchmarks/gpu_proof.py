@@ -1,4 +1,4 @@
-"""The GPU proof (issue #10, item 5): one prepared script, under 5 minutes on one H100/H200.
+"""The GPU proof: one prepared script, under 5 minutes on one H100/H200.
 
 Steps, each independent (a failure is recorded and the next step runs):
 

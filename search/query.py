@@ -56,10 +56,6 @@ class SearchRequest:
     in_text: str | None = None  # words to find in the text read from photos (--text)
     collapse: bool = True  # one result per group of near-duplicates (search.duplicates)
 
-    @property
-    def has_text(self) -> bool:
-        return any(t.kind == "text" and t.weight > 0 for t in self.terms)
-
 
 def split_weight(raw: str, what: str) -> tuple[float, str]:
     """``"2:golden retriever"`` -> (2.0, "golden retriever"); no prefix -> weight 1."""

@@ -74,7 +74,7 @@ def fit_open_files(connections: int) -> int:
 
 def waitress_settings(serve: ServeConfig) -> dict[str, object]:
     """waitress's connection handling from ``serve``: enough connections that idle or slow
-    clients do not lock everyone else out, closed soon once idle (issue #24)."""
+    clients do not lock everyone else out, closed soon once idle."""
     return {
         "threads": serve.threads,
         "connection_limit": fit_open_files(serve.connection_limit),

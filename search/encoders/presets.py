@@ -29,7 +29,7 @@ _SIGLIP2_PAPER = (
     "(read via a copy of the table; the model card shows the same table as an image)"
 )
 _IMMICH = (
-    "Immich's smart-search model table (docs), as quoted in pixseek issue #10; "
+    "Immich's smart-search model table (docs), as quoted when the presets were chosen; "
     "not re-checked here"
 )
 _MEASURE_CMD = "python benchmarks/model_presets.py"
@@ -151,12 +151,6 @@ def resolve(name: str) -> str:
 def preset_for(hub_id: str) -> Preset | None:
     """The preset that names this hub id, if any."""
     return next((p for p in PRESETS.values() if p.hub_id == hub_id), None)
-
-
-def help_text() -> str:
-    """One line for ``--model`` flags."""
-    names = ", ".join(f"{p.name} ({p.hub_id})" for p in PRESETS.values())
-    return f"presets: {names}; see pixseek models"
 
 
 def _best_rate(speed: Speed | None, key: str) -> tuple[str, float] | None:
