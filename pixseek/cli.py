@@ -252,16 +252,26 @@ def _print_page(page, as_json: bool) -> None:
 @click.option("--folder", "folders", multiple=True, type=click.Path(file_okay=False),
               help="Only photos under this folder (repeatable).")
 @click.option("--camera", metavar="TEXT", help="Only photos whose camera name contains TEXT.")
+@click.option("--text", "in_text", metavar="WORDS",
+              help="Photos whose text (read by OCR: signs, receipts, screenshots) holds "
+                   "WORDS; alone, or beside QUERY.")
+@click.option("--place", "places", multiple=True, metavar="NAME",
+              help="Only photos taken in this city, region or country (repeatable: any).")
+@click.option("--near", metavar="LAT,LON[,KM]",
+              help="Only photos taken within KM (default 5) of this GPS position.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many results.")
 @click.option("--min-score", type=click.FloatRange(-1, 1), help="Drop results below this cosine.")
 @click.option("--sort", type=click.Choice(["relevance", "newest", "oldest"]),
               default="relevance", help="Date orders apply among the strong matches.")
 @click.option("--exact", is_flag=True,
               help="Exact search, bypassing the approximate index (to check its recall).")
+@click.option("--no-collapse", is_flag=True,
+              help="Show every near-duplicate (by default a group is one result).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.pass_context
 def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,
-           camera, offset, min_score, sort, exact, as_json) -> None:
+           camera, in_text, places, near, offset, min_score, sort, exact, no_collapse,
+           as_json) -> None:
     """Find photos matching QUERY text, example images or library photos.
 
     \b
@@ -274,7 +284,7 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
     request = queries.build(
         query, images=images, similar=similar, negatives=negatives, after=after, before=before,
         folders=folders, camera=camera, k=k, offset=offset, min_score=min_score, sort=sort,
-        exact=exact,
+        exact=exact, collapse=not no_collapse, in_text=in_text, places=places, near=near,
     )
     engine = Engine(_config(ctx))
     try:
@@ -285,6 +295,10 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
     finally:
         engine.close()
     _print_page(page, as_json)
+    folded = sum(len(r.duplicates) for r in page.results)
+    if folded and not as_json:
+        click.echo(f"({folded} near-duplicates folded into these results: --no-collapse "
+                   "shows them)", err=True)
 
 
 @cli.command()
@@ -341,6 +355,13 @@ def status(ctx: click.Context, as_json) -> None:
         f"{info['pending']} waiting for this model"
     )
     click.echo(f"index:      {describe_line(info['index'], info['index_current'])}")
+    text = info["ocr"]
+    if text["enabled"]:
+        click.echo(f"text:       read in {text['read']} photos, {text['failed']} failed "
+                   f"({text['engine']})")
+    else:
+        why = "not installed: pip install 'pixseek[ocr]'" if not text["installed"] else "off"
+        click.echo(f"text:       not read from photos ({why}; ocr.enabled)")
     for model, m in info["models"].items():
         click.echo(f"  {model}: {m['vectors']} vectors, {m['files_indexed']} files")
     for f in info["failures"]:
@@ -398,6 +419,98 @@ def gc(ctx: click.Context, as_json) -> None:
     )
     if compacted:
         click.echo(f"rewrote the vector index: {index.count} vectors, none pending")
+
+
+@cli.command()
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Cosine at or above which photos are near-duplicates (default: the "
+                   "model's own, see search/duplicates.py).")
+@click.option("--move-to", "move_to", type=click.Path(file_okay=False),
+              help="Move every photo but the one to keep into DIR (paths relative to the "
+                   "library root kept), with a journal that --undo reads.")
+@click.option("--undo", "journal", type=click.Path(dir_okay=False),
+              help="Put back every photo a --move-to journal lists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the groups (or what moved) as JSON.")
+@click.pass_context
+def duplicates(ctx: click.Context, threshold, move_to, journal, as_json) -> None:
+    """Groups of near-duplicate photos: re-saves, resizes, small crops, edits, bursts.
+
+    \b
+    Each group keeps the photo with the most pixels, then the largest file, then the
+    earliest date. Nothing is ever deleted:
+      pixseek duplicates                      # list the groups, the keeper marked
+      pixseek duplicates --move-to ~/dups     # move the others out, with a journal
+      pixseek duplicates --undo ~/dups/pixseek-duplicates-journal-<time>.json
+    """
+    from search import duplicates as dups
+
+    if journal and (move_to or threshold is not None):
+        raise InputError("--undo puts a journal's photos back: give it alone")
+    if journal:
+        report = dups.undo(journal)
+        if as_json:
+            _echo_json(report)
+        else:
+            click.echo(f"put back {report['restored']} photos"
+                       + (f" ({report['already_back']} were back already)"
+                          if report["already_back"] else ""))
+            for item in report["conflicts"] + report["missing"]:
+                click.echo(f"  left {item['moved_to']}: {item['reason']}", err=True)
+        left = len(report["conflicts"]) + len(report["missing"])
+        if left:
+            raise click.ClickException(f"{left} photos were left where they are (above); "
+                                       "nothing was overwritten")
+        return
+    from search.engine import Engine
+
+    config = _config(ctx)
+    engine = Engine(config)
+    try:
+        index = engine.vectors
+        if index.count == 0:
+            raise InputError(f"no photos are indexed for the model {engine.model_id} yet: "
+                             "run pixseek index FOLDER first")
+        cut = dups.threshold_for(engine.model_id) if threshold is None else threshold
+        groups = dups.find_groups(engine.store, index, engine.model_id, cut)
+        roots = dups.library_roots(config.library.roots, engine.store) if move_to else []
+    finally:
+        engine.close()
+    if move_to:
+        inside = [r for r in roots if Path(move_to).expanduser().resolve().is_relative_to(r)]
+        if inside:
+            click.echo(f"note: {move_to} is inside the library ({inside[0]}): the next index "
+                       "run will index the moved photos there", err=True)
+        _path, report = dups.move_others(groups, move_to, roots, model_id=engine.model_id,
+                                         threshold=cut)
+        if as_json:
+            _echo_json(report)
+            return
+        click.echo(f"moved {report['moved']} photos from {len(groups)} groups into "
+                   f"{report['dest']}")
+        for item in report["skipped"]:
+            click.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
+        click.echo(f"journal: {report['journal']} (pixseek duplicates --undo JOURNAL puts "
+                   "them back)", err=True)
+        if report["failed"]:
+            raise click.ClickException(f"{report['failed']} photos could not be moved; "
+                                       "the journal lists why")
+        return
+    if as_json:
+        _echo_json([g.as_dict() for g in groups])
+        return
+    for n, group in enumerate(groups):
+        if n:
+            click.echo("")
+        keep = group.keep
+        click.echo(f"keep    {keep.path}  ({keep.width}x{keep.height}, {keep.size} bytes)")
+        for other in group.others:
+            click.echo(f"{other.similarity:.4f}  {other.path}  "
+                       f"({other.width}x{other.height}, {other.size} bytes)")
+    others = sum(len(g.others) for g in groups)
+    calibrated = "" if dups.calibrated(engine.model_id) or threshold is not None else (
+        ", not calibrated for this model")
+    click.echo(f"{len(groups)} groups of near-duplicates, {others} photos besides the ones to "
+               f"keep (threshold {cut:g}{calibrated})", err=True)
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search import ocr, relevance
+from search import duplicates, ocr, relevance
 from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder, pick_device
 from search.errors import ConfigError, InputError
@@ -60,6 +60,7 @@ class Result:
     hash: str = ""
     text: str | None = None  # a snippet of the text read from the photo (OCR)
     matched: list[str] = field(default_factory=list)  # "image" (CLIP), "text" (its words)
+    duplicates: list[int] = field(default_factory=list)  # near-duplicates folded into it
 
     @classmethod
     def of(cls, cid: int, score: float, photo: Photo, strong: bool = True) -> Result:
@@ -80,6 +81,7 @@ class Result:
             "date": self.date.isoformat() if self.date else None,
             "text": self.text,
             "matched": self.matched,
+            "duplicates": self.duplicates,
         }
 
 
@@ -182,6 +184,8 @@ class Engine:
         query, sources = self._query_vector(request.terms)
         self.query_sample.record("text" if text_led(request.terms) else "image", query)
         want = request.offset + k + 1  # one more tells whether a next page exists
+        if request.collapse:  # near-duplicates fold away: look further (search.duplicates)
+            want += duplicates.lookahead(want)
         pool = max(want, SORT_POOL) if request.sort != "relevance" else want
         found = [
             hit for hit in self._nearest(query, pool + len(sources), request.exact,
@@ -215,12 +219,15 @@ class Engine:
                            key=lambda r: (r.date or dt.datetime.min), reverse=newest)
             ranked = dated + [r for r in ranked if not r.strong]
         end = request.offset + k
+        more = len(ranked) > end
+        if request.collapse:  # one result per group of near-duplicates (search.duplicates)
+            ranked, more = duplicates.collapse(ranked, self.store, self.model_id, end)
         page = ranked[request.offset:end]
         texts = self.store.texts(r.content_id for r in page) if page else {}
         for r in page:
             if r.content_id in texts:
                 r.text = ocr.snippet(texts[r.content_id], words)
-        return Page(page, request.offset, end if len(ranked) > end else None)
+        return Page(page, request.offset, end if more else None)
 
     def _text_hits(self, words: list[str], where: Filter, exclude: set[int]) -> dict[int, int]:
         """{content id: rank} of photos whose text holds the words, passing ``where``."""
@@ -258,6 +265,8 @@ class Engine:
         if not words:
             raise InputError("text: give a word to look for in the photos, e.g. --text receipt")
         want = request.offset + k + 1
+        if request.collapse:
+            want += duplicates.lookahead(want)
         pool = max(want, SORT_POOL) if request.sort != "relevance" else want
         hits = self.store.text_search(words, max(pool, TEXT_POOL))
         if request.where:
@@ -452,6 +461,21 @@ class Engine:
             "database": self.store.engine.url.render_as_string(hide_password=True),
             "data_dir": str(self.config.data_path),
             "precision": self.precision(),
+            "ocr": self.ocr_status(),
+        }
+
+    def ocr_status(self) -> dict:
+        """Whether text in photos is read, by what, and how far it got."""
+        cfg = self.config.ocr
+        engine = ocr.engine_id()
+        counts = self.store.text_counts().get(engine, {})
+        return {
+            "enabled": cfg.active(),
+            "setting": cfg.enabled,
+            "installed": ocr.available(),
+            "engine": engine if ocr.available() else None,
+            "read": counts.get("ok", 0),
+            "failed": counts.get("failed", 0),
         }
 
     def precision(self) -> dict:

@@ -36,6 +36,13 @@ SEARCH_FIELDS: dict[str, dict] = {
     "folder": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
                "description": "Only photos under one of these folders."},
     "camera": {"type": "string", "description": "A case-insensitive part of the camera name."},
+    "text": {"type": "string", "description": "Words to find in the text read from photos "
+             "(OCR): alone, or beside q. Alone, a result's score is the text relevance."},
+    "place": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
+              "description": "Only photos taken in one of these cities, regions or "
+              "countries (EXIF GPS; case and accents ignored)."},
+    "near": {"type": "string", "description": "LAT,LON[,KM]: only photos taken within KM "
+             "(default 5) of this position."},
     "min_score": {"type": "number", "minimum": -1, "maximum": 1},
     "similar": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
                 "description": "Photos like these library photos: an id or an indexed path "
@@ -72,6 +79,10 @@ RESULT = {
         "duplicates": {"type": "array", "items": {"type": "integer"},
                        "description": "Ids of the near-duplicates folded into this result "
                        "(empty when none, or with collapse=0)."},
+        "text": {**NULLABLE_STRING, "description": "A snippet of the text read from the "
+                 "photo (OCR): around the query's words, else its start."},
+        "matched": {"type": "array", "items": {"type": "string", "enum": ["image", "text"]},
+                    "description": "How it matched: its pixels (image) and/or its text."},
     },
 }
 
@@ -103,6 +114,12 @@ PHOTO = {
         "camera": NULLABLE_STRING,
         "date": NULLABLE_STRING,
         "date_source": {"type": "string", "enum": ["exif", "file"]},
+        "text": NULLABLE_STRING,
+        "place": {"type": "object", "nullable": True, "properties": {
+            "latitude": {"type": "number"}, "longitude": {"type": "number"},
+            "altitude": {"type": "number", "nullable": True}, "city": NULLABLE_STRING,
+            "area": NULLABLE_STRING, "region": NULLABLE_STRING, "country": NULLABLE_STRING,
+            "country_code": NULLABLE_STRING}},
         "image_url": {"type": "string"},
         "thumb_url": {"type": "string"},
         "thumb_url_2x": {"type": "string"},
@@ -121,6 +138,14 @@ FACETS = {
             "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}},
         "dates": {"type": "object", "properties": {
             "oldest": NULLABLE_STRING, "newest": NULLABLE_STRING}},
+        "places": {"type": "object", "properties": {
+            "countries": {"type": "array", "items": {
+                "type": "object", "required": ["name", "count"],
+                "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}},
+            "cities": {"type": "array", "items": {
+                "type": "object", "required": ["name", "count"],
+                "properties": {"name": {"type": "string"}, "country": NULLABLE_STRING,
+                               "count": {"type": "integer"}}}}}},
     },
 }
 

@@ -34,7 +34,7 @@ MAX_OFFSET = 10_000  # deeper pages make the index fetch offset + k candidates
 
 # The query-string fields a search takes (GET /, GET /api/search, and POST with an image).
 FIELDS = ("q", "k", "offset", "not", "after", "before", "folder", "camera", "min_score",
-          "similar", "sort", "exact")
+          "similar", "sort", "exact", "collapse", "text", "place", "near")
 
 
 @dataclass
@@ -82,12 +82,19 @@ def read_upload(upload: FileStorage | None) -> tuple[bytes, str]:
 
 def parse_exact(raw: str | None) -> bool:
     """``exact=1``: bypass the approximate index (to check its recall against exact search)."""
+    return parse_flag(raw, "exact", default=False)
+
+
+def parse_flag(raw: str | None, name: str, default: bool) -> bool:
+    """A 1/0 field (also true/false, yes/no); absent or empty is ``default``."""
     value = (raw or "").strip().lower()
-    if value in ("", "0", "false", "no"):
+    if value == "":
+        return default
+    if value in ("0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True
-    raise InputError(f"exact must be 1 or 0, not {raw!r}")
+    raise InputError(f"{name} must be 1 or 0, not {raw!r}")
 
 
 def _number(raw: str | None, what: str, kind: type, low: float, high: float):
@@ -105,7 +112,7 @@ def _number(raw: str | None, what: str, kind: type, low: float, high: float):
 
 def is_search(args: MultiDict) -> bool:
     """Whether a page URL asks for a search (``/?q=...``, ``/?similar=7``) or just the page."""
-    return any(args.get(name) is not None for name in ("q", "similar"))
+    return any(args.get(name) is not None for name in ("q", "similar", "text"))
 
 
 def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest:
@@ -124,11 +131,16 @@ def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest
         before=args.get("before"),
         folders=args.getlist("folder"),
         camera=args.get("camera"),
+        in_text=args.get("text"),
+        places=[p for p in args.getlist("place") if p.strip()],
+        near=args.get("near"),
         k=parse_k(args.get("k")),
         offset=_number(args.get("offset"), "offset", int, 0, MAX_OFFSET) or 0,
         min_score=_number(args.get("min_score"), "min_score", float, -1, 1),
         sort=(args.get("sort") or "relevance").strip(),
         exact=parse_exact(args.get("exact")),
+        # collapse=0: every near-duplicate as its own result (search.duplicates)
+        collapse=parse_flag(args.get("collapse"), "collapse", default=True),
     )
 
 
@@ -217,6 +229,8 @@ def photo_details(cid: int) -> dict | None:
         "camera": photo.camera,
         "date": _iso(photo.date),
         "date_source": "exif" if photo.taken_at else "file",
+        "text": engine().store.texts([cid]).get(cid),  # read from its pixels (OCR)
+        "place": engine().store.place(cid),  # EXIF GPS, named offline
         "image_url": url_for("photos.image", cid=cid),
         **thumb_urls(cid, photo.hash),
     }

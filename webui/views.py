@@ -34,7 +34,7 @@ from webui.photos import EXTRA_TYPES, YEAR
 
 bp = Blueprint("views", __name__)
 # The fields the filter panel sets; it carries every other field of the URL along.
-FILTERS = ("after", "before", "folder", "camera", "sort")
+FILTERS = ("after", "before", "folder", "camera", "place", "sort")
 FACETS_KEY = "pixseek.facets"
 FACETS_TTL = 60.0  # seconds: listing the folders reads every path in the store
 

@@ -10,7 +10,7 @@ from sqlalchemy import insert
 
 from search import places
 from search.migrate import alembic_config, current_revision, head_revision
-from search.store import Content, Embedding, File, Filter, Store, utcnow, vector_to_blob
+from search.store import Embedding, File, Filter, Store, utcnow, vector_to_blob
 
 
 def _library(store: Store, n: int = 4) -> list[int]:

@@ -216,6 +216,12 @@
     $("date").textContent = (info.date || "unknown").replace("T", " ").slice(0, 16)
       + (info.date_source === "exif" ? " (from EXIF)" : " (file time)");
     $("camera").textContent = info.camera || "unknown";
+    const place = info.place;
+    $("place").textContent = place
+      ? [place.city, place.region, place.country].filter(Boolean).join(", ")
+        + " (" + place.latitude.toFixed(5) + ", " + place.longitude.toFixed(5) + ")"
+      : "unknown";
+    $("text").textContent = info.text || "none read";
     $("dims").textContent = info.width + " × " + info.height + " pixels";
     $("size").textContent = size(info.size);
     $("score").textContent = tile ? Number(tile.dataset.score).toFixed(3) : "not in these results";
