@@ -36,7 +36,7 @@ def place_row(cid: int, path: str, source: str) -> dict:
 def read_places(store: Store, cancel: threading.Event) -> PlaceSummary:
     summary = PlaceSummary()
     source = places.source()
-    after = 0
+    after = store.newest_place_read(source)  # every content below was read in id order
     while not cancel.is_set():
         queue = store.contents_needing_place(source, after, QUEUE_CHUNK)
         if not queue:

@@ -87,7 +87,7 @@ class TextStage:
     def run(self) -> TextSummary:
         summary = TextSummary()
         started = time.perf_counter()
-        after = 0
+        after = self.store.newest_text_read(self.engine)  # those below were read, in id order
         try:
             while not self.cancel.is_set():
                 queue = self.store.contents_needing_text(self.engine, after, QUEUE_CHUNK)

@@ -777,6 +777,15 @@ class Store:
             ).all()
         return [(int(cid), path) for cid, path in rows]
 
+    def newest_text_read(self, engine: str) -> int:
+        """The highest content id ``engine`` has read (0: none). Contents get growing ids,
+        so the OCR stage's queue starts past it: an index run with nothing new to read
+        costs one backwards step of the primary key, not a pass over every content."""
+        with self.session() as s:
+            found = s.scalar(select(ContentText.content_id).where(ContentText.engine == engine)
+                             .order_by(ContentText.content_id.desc()).limit(1))
+        return int(found or 0)
+
     def save_texts(self, rows: list[dict]) -> None:
         """Replace the texts of these contents (dicts of ``ContentText`` columns); a content
         deleted meanwhile is skipped."""
@@ -856,6 +865,15 @@ class Store:
                 .group_by(Content.id).order_by(Content.id).limit(limit)
             ).all()
         return [(int(cid), path) for cid, path in rows]
+
+    def newest_place_read(self, source: str) -> int:
+        """The highest content id whose place was read with ``source`` (0: none); see
+        ``newest_text_read``."""
+        with self.session() as s:
+            found = s.scalar(select(ContentPlace.content_id)
+                             .where(ContentPlace.source == source)
+                             .order_by(ContentPlace.content_id.desc()).limit(1))
+        return int(found or 0)
 
     def save_places(self, rows: list[dict]) -> None:
         """Replace the place rows of these contents (dicts of ``ContentPlace`` columns)."""
