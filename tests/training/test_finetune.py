@@ -136,7 +136,7 @@ def test_the_trained_folder_indexes_and_searches(tuned, synth, tmp_path):
                                           "model.device": "cpu"}, environ={})
     with Engine(config) as engine:
         client = create_app(config, engine).test_client()
-        response = client.get("/api/search?q=a+red+circle&k=5")
+        response = client.get("/api/search?q=a+red+circle&k=5&collapse=0")
         assert response.status_code == 200, response.get_data(as_text=True)
         served = [r["path"] for r in response.get_json()["results"]]
         assert served == [r["path"] for r in results]
