@@ -767,7 +767,12 @@ class Store:
     ) -> list[tuple[int, str]]:
         """(content id, one of its paths) of indexed contents ``engine`` has not read yet,
         in id order after ``after_id``: the OCR stage's queue."""
-        read = exists().where(ContentText.content_id == Content.id, ContentText.engine == engine)
+        return self._unread(ContentText.engine == engine, ContentText, after_id, limit)
+
+    def _unread(self, made_by, table, after_id: int, limit: int) -> list[tuple[int, str]]:
+        """(content id, one of its paths) of indexed contents after ``after_id`` with no
+        row in ``table`` (ContentText, ContentPlace) that ``made_by`` matches, in id order."""
+        read = exists().where(table.content_id == Content.id, made_by)
         with self.session() as s:
             rows = s.execute(
                 select(Content.id, func.min(File.path))
@@ -777,29 +782,36 @@ class Store:
             ).all()
         return [(int(cid), path) for cid, path in rows]
 
+    def _newest(self, made_by, table) -> int:
+        """The highest content id with a row in ``table`` that ``made_by`` matches (0: none)."""
+        with self.session() as s:
+            found = s.scalar(select(table.content_id).where(made_by)
+                             .order_by(table.content_id.desc()).limit(1))
+        return int(found or 0)
+
+    def _replace(self, table, rows: list[dict]) -> None:
+        """Replace the rows of these contents in ``table``; a content deleted meanwhile is
+        skipped."""
+        ids = [row["content_id"] for row in rows]
+        with self.session() as s:
+            live = set(s.scalars(select(Content.id).where(Content.id.in_(ids))))
+            s.execute(delete(table).where(table.content_id.in_(ids)))
+            kept = [row for row in rows if row["content_id"] in live]
+            if kept:
+                s.execute(insert(table), kept)
+
     def newest_text_read(self, engine: str) -> int:
         """The highest content id ``engine`` has read (0: none). Contents get growing ids,
         so the OCR stage's queue starts past it: an index run with nothing new to read
         costs one backwards step of the primary key, not a pass over every content."""
-        with self.session() as s:
-            found = s.scalar(select(ContentText.content_id).where(ContentText.engine == engine)
-                             .order_by(ContentText.content_id.desc()).limit(1))
-        return int(found or 0)
+        return self._newest(ContentText.engine == engine, ContentText)
 
     def save_texts(self, rows: list[dict]) -> None:
         """Replace the texts of these contents (dicts of ``ContentText`` columns); a content
         deleted meanwhile is skipped."""
-        if not rows:
-            return
-        ids = [row["content_id"] for row in rows]
-        with self.session() as s:
-            live = set(s.scalars(select(Content.id).where(Content.id.in_(ids))))
-            s.execute(delete(ContentText).where(ContentText.content_id.in_(ids)))
+        if rows:
             now = utcnow()
-            kept = [{"created_at": now, "error": None, **row}
-                    for row in rows if row["content_id"] in live]
-            if kept:
-                s.execute(insert(ContentText), kept)
+            self._replace(ContentText, [{"created_at": now, "error": None, **r} for r in rows])
 
     def texts(self, content_ids: Iterable[int]) -> dict[int, str]:
         """The non-empty texts read from these contents."""
@@ -855,37 +867,17 @@ class Store:
         """(content id, one of its paths) of indexed contents whose place was not read with
         the geocoder data ``source``: the place stage's queue (new photos, and every photo
         of a library indexed before places existed)."""
-        read = exists().where(ContentPlace.content_id == Content.id,
-                              ContentPlace.source == source)
-        with self.session() as s:
-            rows = s.execute(
-                select(Content.id, func.min(File.path))
-                .join(File, File.content_id == Content.id)
-                .where(File.status == STATUS_OK, Content.id > after_id, ~read)
-                .group_by(Content.id).order_by(Content.id).limit(limit)
-            ).all()
-        return [(int(cid), path) for cid, path in rows]
+        return self._unread(ContentPlace.source == source, ContentPlace, after_id, limit)
 
     def newest_place_read(self, source: str) -> int:
         """The highest content id whose place was read with ``source`` (0: none); see
         ``newest_text_read``."""
-        with self.session() as s:
-            found = s.scalar(select(ContentPlace.content_id)
-                             .where(ContentPlace.source == source)
-                             .order_by(ContentPlace.content_id.desc()).limit(1))
-        return int(found or 0)
+        return self._newest(ContentPlace.source == source, ContentPlace)
 
     def save_places(self, rows: list[dict]) -> None:
         """Replace the place rows of these contents (dicts of ``ContentPlace`` columns)."""
-        if not rows:
-            return
-        ids = [row["content_id"] for row in rows]
-        with self.session() as s:
-            live = set(s.scalars(select(Content.id).where(Content.id.in_(ids))))
-            s.execute(delete(ContentPlace).where(ContentPlace.content_id.in_(ids)))
-            kept = [row for row in rows if row["content_id"] in live]
-            if kept:
-                s.execute(insert(ContentPlace), kept)
+        if rows:
+            self._replace(ContentPlace, rows)
 
     def positions(self, content_ids: Iterable[int]) -> dict[int, tuple[float, float]]:
         ids = list(content_ids)
