@@ -420,7 +420,7 @@ class Proof:
         from sqlalchemy import insert
 
         from search.store import Content, Embedding, Store, vector_to_blob
-        from search.vectors import FaissIndex, faiss_index
+        from search.vectors import FaissIndex, gpu
 
         def add(store, vecs, tag):
             with store.session() as s:
@@ -441,7 +441,7 @@ class Proof:
                 add(store, _unit(rng.normal(size=(n, 512)).astype(np.float32)), "a")
                 index = FaissIndex(store, "m", Path(tmp), kind="flat", verify=False).open()
                 q = _unit(rng.normal(size=(8, 512)).astype(np.float32))
-                for _ in range(faiss_index.GPU_AFTER_SEARCHES + 1):
+                for _ in range(gpu.GPU_AFTER_SEARCHES + 1):
                     index.search(q, 10)
                 made = index.gpu_clones
                 add(store, _unit(rng.normal(size=(2000, 512)).astype(np.float32)), "b")

@@ -40,7 +40,6 @@ from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, select
 
 from indexer.decode import DecodeJob, content_hash, decode_pool, ordered_map, run_decode_job
 from indexer.scan import Scanner, Seen
@@ -48,15 +47,7 @@ from search.config import Config
 from search.encoders import Encoder
 from search.errors import InputError
 from search.preprocess import BadImage, Decoded
-from search.store import (
-    STATUS_FAILED,
-    STATUS_OK,
-    Content,
-    Embedding,
-    File,
-    Store,
-    utcnow,
-)
+from search.store import STATUS_FAILED, STATUS_OK, Store
 from search.vectors import VectorIndex, index_for, snapshot
 from search.vectors.queries import QuerySample, worth_seeding
 
@@ -333,15 +324,9 @@ class Indexer:
         """(files to hash, unchanged files whose stored content lacks this model's vector,
         failures); unchanged files that need nothing are only counted."""
         with self.store.session() as s:
-            rows = {
-                r.path: r
-                for r in s.execute(
-                    select(File.path, File.size, File.mtime_ns, File.status, File.content_id)
-                    .where(File.path.in_([seen.path for seen in chunk]))
-                ).all()
-            }
+            rows = Store.file_states(s, [seen.path for seen in chunk])
             known_ids = [r.content_id for r in rows.values() if r.content_id is not None]
-            with_vector = self._contents_with_vector(s, known_ids)
+            with_vector = Store.contents_with_vector(s, self.model, known_ids)
         to_hash: list[Seen] = []
         stored_content: list[tuple[Seen, int]] = []
         failures: list[tuple[Seen, str]] = []
@@ -380,20 +365,11 @@ class Indexer:
         """(files that reuse a content's stored vector, contents still to encode)."""
         with self.store.session() as s:
             if stored_content:  # unchanged files: their stored hash spares a re-read
-                hash_of = dict(
-                    s.execute(
-                        select(Content.id, Content.hash).where(
-                            Content.id.in_([cid for _, cid in stored_content])
-                        )
-                    ).all()
-                )
+                hash_of = Store.content_hashes(s, [cid for _, cid in stored_content])
                 for seen, cid in stored_content:
                     by_hash.setdefault(hash_of[cid], []).append(seen)
-            known = dict(
-                s.execute(select(Content.hash, Content.id).where(Content.hash.in_(list(by_hash))))
-                .all()
-            )
-            have = self._contents_with_vector(s, list(known.values()))
+            known = Store.content_ids_by_hash(s, list(by_hash))
+            have = Store.contents_with_vector(s, self.model, list(known.values()))
         reuse: list[tuple[Seen, int]] = []
         pending: list[_Pending] = []
         for digest, files in by_hash.items():
@@ -522,8 +498,8 @@ class Indexer:
         writer thread; its own session). Hashes are resolved again here: a content the
         previous chunk committed meanwhile, or twice in this batch, is reused, not doubled."""
         with self.store.session() as s:
-            known = self._content_ids(s, [item.hash for item in batch.items])
-            have = self._contents_with_vector(s, list(known.values()))
+            known = Store.content_ids_by_hash(s, [item.hash for item in batch.items])
+            have = Store.contents_with_vector(s, self.model, list(known.values()))
             new_rows = {}  # by hash: a content twice in the batch is inserted once
             for item, row in zip(batch.items, batch.contents, strict=True):
                 if item.hash not in known:
@@ -549,47 +525,11 @@ class Indexer:
         summary.reused += sum(len(item.files) for item in batch.items) - len(encoded)
         self.batches_committed += 1
 
-    # -- store helpers -------------------------------------------------------------------
-
-    @staticmethod
-    def _content_ids(s, hashes: list[str]) -> dict[str, int]:
-        if not hashes:
-            return {}
-        return dict(
-            s.execute(select(Content.hash, Content.id).where(Content.hash.in_(hashes))).all()
-        )
-
-    def _contents_with_vector(self, s, content_ids: list[int]) -> set[int]:
-        if not content_ids:
-            return set()
-        return set(
-            s.execute(
-                select(Embedding.content_id).where(
-                    Embedding.model == self.model, Embedding.content_id.in_(content_ids)
-                )
-            ).scalars()
-        )
+    # -- file rows -----------------------------------------------------------------------
 
     def _upsert_files(self, s, items: list[tuple[Seen, int | None, str, str | None]]) -> None:
-        if not items:
-            return
-        existing = {
-            f.path: f
-            for f in s.execute(
-                select(File).where(File.path.in_([seen.path for seen, *_ in items]))
-            ).scalars()
-        }
-        for seen, cid, status, error in items:
-            row = existing.get(seen.path)
-            if row is None:
-                row = File(path=seen.path)
-                s.add(row)
-                existing[seen.path] = row
-            if row.content_id is not None and row.content_id != cid:
-                self._unlinked.add(row.content_id)  # edited, or now unreadable
-            row.size, row.mtime_ns = seen.size, seen.mtime_ns
-            row.content_id, row.status, row.error = cid, status, error
-            row.updated_at = utcnow()
+        """Write file rows; contents they no longer show are candidates for collection."""
+        self._unlinked.update(Store.upsert_files(s, items))
 
     def _record_failures(self, failures: list[tuple[Seen, str]], summary: IndexSummary) -> None:
         if not failures:
@@ -610,18 +550,13 @@ class Indexer:
         removed, last = 0, ""
         while True:
             with self.store.session() as s:
-                rows = s.execute(
-                    select(File.id, File.path, File.content_id)
-                    .where(File.path.startswith(prefix, autoescape=True), File.path > last)
-                    .order_by(File.path)
-                    .limit(1000)
-                ).all()
+                rows = Store.files_under(s, prefix, last, 1000)
                 if not rows:
                     return removed
                 last = rows[-1].path
                 gone = [r for r in rows if not self.scanner.wants(r.path, root)]
                 if gone:
-                    s.execute(delete(File).where(File.id.in_([r.id for r in gone])))
+                    Store.delete_files(s, [r.id for r in gone])
                     self._unlinked.update(r.content_id for r in gone if r.content_id is not None)
                     removed += len(gone)
 

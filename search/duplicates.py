@@ -232,7 +232,8 @@ def _scan(index: VectorIndex, queries: np.ndarray, k: int) -> tuple | None:
     additions; None for any other index (or one being repaired): search it as it is."""
     try:
         from search.vectors import kinds
-        from search.vectors.faiss_index import FaissIndex, _merge_results
+        from search.vectors.delta import merge_results
+        from search.vectors.faiss_index import FaissIndex
     except ImportError:  # pragma: no cover - no FAISS: the index's own search says so
         return None
     if not isinstance(index, FaissIndex) or index.damaged or index.snap is None:
@@ -247,7 +248,7 @@ def _scan(index: VectorIndex, queries: np.ndarray, k: int) -> tuple | None:
     parts = [faiss_index.search(q, k, params=kinds.params(kind, depth, selector))]
     if len(index.delta):
         parts.append(index.delta.search(q, k, None))
-    return _merge_results(parts, k)
+    return merge_results(parts, k)
 
 
 def _rescore(

@@ -118,6 +118,11 @@ class Engine:
         return self._queries
 
     @property
+    def model_loaded(self) -> bool:
+        """Whether the model is in memory (else the first encode loads it: seconds)."""
+        return self._encoder is not None
+
+    @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
             self._encoder = load_encoder(self.config.model, cache_dir=self.config.data_path)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 import numpy as np
@@ -41,7 +42,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine, Row, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -162,6 +163,14 @@ class ContentPlace(Base):
     country: Mapped[str | None] = mapped_column(String(128))
     country_code: Mapped[str | None] = mapped_column(String(8))
     place_key: Mapped[str | None] = mapped_column(Text)
+
+
+class FileStat(Protocol):
+    """What the store records of a file on disk (the indexer's scanned ``Seen``)."""
+
+    path: str
+    size: int
+    mtime_ns: int
 
 
 @dataclass
@@ -463,6 +472,96 @@ class Store:
                 for cid, vec in zip(content_ids, vectors, strict=True)
             ],
         )
+
+    # -- the indexing pipeline's reads and writes (in the caller's transaction) -----------
+
+    @staticmethod
+    def file_states(s: Session, paths: list[str]) -> dict[str, Row]:
+        """The stored (path, size, mtime_ns, status, content_id) of those of ``paths`` the
+        store knows, by path."""
+        if not paths:
+            return {}
+        return {
+            r.path: r
+            for r in s.execute(
+                select(File.path, File.size, File.mtime_ns, File.status, File.content_id)
+                .where(File.path.in_(paths))
+            ).all()
+        }
+
+    @staticmethod
+    def contents_with_vector(s: Session, model: str, content_ids: list[int]) -> set[int]:
+        """Those of ``content_ids`` that have a vector of ``model``."""
+        if not content_ids:
+            return set()
+        return set(
+            s.execute(
+                select(Embedding.content_id).where(
+                    Embedding.model == model, Embedding.content_id.in_(content_ids)
+                )
+            ).scalars()
+        )
+
+    @staticmethod
+    def content_hashes(s: Session, content_ids: list[int]) -> dict[int, str]:
+        """The hash of each of ``content_ids``."""
+        if not content_ids:
+            return {}
+        return dict(s.execute(select(Content.id, Content.hash)
+                              .where(Content.id.in_(content_ids))).all())
+
+    @staticmethod
+    def content_ids_by_hash(s: Session, hashes: list[str]) -> dict[str, int]:
+        """The id of each stored content among ``hashes``, by hash."""
+        if not hashes:
+            return {}
+        return dict(
+            s.execute(select(Content.hash, Content.id).where(Content.hash.in_(hashes))).all()
+        )
+
+    @staticmethod
+    def upsert_files(s: Session, items: list[tuple[FileStat, int | None, str, str | None]]
+                     ) -> set[int]:
+        """Write the file rows (stat, content id, status, error), new or updated; the
+        contents these files pointed at before and no longer do (edited, or unreadable)."""
+        unlinked: set[int] = set()
+        if not items:
+            return unlinked
+        existing = {
+            f.path: f
+            for f in s.execute(
+                select(File).where(File.path.in_([seen.path for seen, *_ in items]))
+            ).scalars()
+        }
+        for seen, cid, status, error in items:
+            row = existing.get(seen.path)
+            if row is None:
+                row = File(path=seen.path)
+                s.add(row)
+                existing[seen.path] = row
+            if row.content_id is not None and row.content_id != cid:
+                unlinked.add(row.content_id)
+            row.size, row.mtime_ns = seen.size, seen.mtime_ns
+            row.content_id, row.status, row.error = cid, status, error
+            row.updated_at = utcnow()
+        return unlinked
+
+    @staticmethod
+    def files_under(s: Session, prefix: str, after: str, limit: int) -> list[Row]:
+        """(id, path, content_id) of up to ``limit`` files whose path starts with ``prefix``
+        and sorts after ``after``, in path order: one page of a walk over a folder's rows."""
+        return list(s.execute(
+            select(File.id, File.path, File.content_id)
+            .where(File.path.startswith(prefix, autoescape=True), File.path > after)
+            .order_by(File.path)
+            .limit(limit)
+        ).all())
+
+    @staticmethod
+    def delete_files(s: Session, file_ids: list[int]) -> None:
+        """Delete file rows (their contents stay until ``collect_orphans``)."""
+        if file_ids:
+            s.execute(delete(File).where(File.id.in_(file_ids)))
 
     # -- queries shared by the indexer, the engine and the CLI ---------------------------
 

@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from search import duplicates
 from webui import service
-from webui.photos import thumb_urls
+from webui.urls import thumb_urls
 
 bp = Blueprint("duplicates", __name__)
 CACHE_KEY = "pixseek.duplicates"

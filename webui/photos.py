@@ -17,10 +17,11 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-from flask import Blueprint, Response, abort, send_file, url_for
+from flask import Blueprint, Response, abort, send_file
 
 from search.store import Content
 from webui import service, thumbs
+from webui.urls import thumb_urls  # noqa: F401  (importable from here too)
 
 bp = Blueprint("photos", __name__)
 log = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ def content_disposition(name: str) -> str:
     # only letters, digits and "_.-~" stay unencoded, all of them RFC 5987 attr-chars.
     exact = quote(name.encode("utf-8", "surrogateescape"), safe="")
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
-
-
-def thumb_urls(cid: int, content_hash: str) -> dict:
-    """The immutable 1x and 2x thumbnail URLs of a content, for ``<img src srcset>``."""
-    one, two = thumbs.SIZES
-    return {
-        "thumb_url": url_for("photos.thumb_immutable", cid=cid, digest=content_hash, size=one),
-        "thumb_url_2x": url_for("photos.thumb_immutable", cid=cid, digest=content_hash, size=two),
-    }
 
 
 def _located(cid: int) -> tuple[Path, Content]:

@@ -24,7 +24,7 @@ from search.errors import InputError
 from search.query import SearchRequest
 from search.store import Content
 from search.vectors import VectorIndex
-from webui.photos import thumb_urls
+from webui.urls import thumb_urls
 
 ENGINE_KEY = "pixseek"
 LOCK_KEY = "pixseek.lock"

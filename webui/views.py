@@ -41,7 +41,7 @@ FACETS_TTL = 60.0  # seconds: listing the folders reads every path in the store
 
 def model_loaded() -> bool:
     """Whether the first search will have to load the model first (seconds, not ms)."""
-    return service.engine()._encoder is not None
+    return service.engine().model_loaded
 
 
 @bp.app_template_global()

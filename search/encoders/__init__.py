@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 from search.encoders.base import Encoder, pick_device
-from search.encoders.clip import ALIASES
-
-OFFLINE_NAMES = {"offline"}
+from search.encoders.names import ALIASES, OFFLINE_NAMES, canonical_model_id, resolve_name
 
 __all__ = [
     "ALIASES", "Encoder", "canonical_model_id", "load_encoder", "pick_device", "resolve_name",
 ]
-
-
-def resolve_name(name: str) -> str:
-    """A preset (``fast``, ``best``, ``multilingual``) or an OpenAI alias -> its hub id;
-    anything else (hub id, folder) unchanged. A folder named like a preset wins."""
-    from search.encoders.presets import resolve
-
-    return ALIASES.get(name) or resolve(name)
-
-
-def canonical_model_id(name: str) -> str:
-    """The id vectors are tagged with, without loading the model."""
-    from pathlib import Path
-
-    from search.encoders.offline import MODEL_ID
-
-    if name in OFFLINE_NAMES or name == MODEL_ID:
-        return MODEL_ID
-    name = resolve_name(name)
-    local = Path(name).expanduser()
-    return str(local.resolve()) if local.is_dir() else name
 
 
 def load_encoder(

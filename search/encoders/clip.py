@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.encoders.names import ALIASES, canonical_model_id, resolve_name  # noqa: F401
 from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
 from search.encoders.precision import check_supported, input_dtype
@@ -19,15 +20,6 @@ from search.errors import DependencyError, ModelLoadError, PixseekError, first_l
 from search.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
-
-# OpenAI's names for its released models, as the original `clip` package spells them.
-ALIASES = {
-    "ViT-B/32": "openai/clip-vit-base-patch32",
-    "ViT-B/16": "openai/clip-vit-base-patch16",
-    "ViT-L/14": "openai/clip-vit-large-patch14",
-    "ViT-L/14@336px": "openai/clip-vit-large-patch14-336",
-}
-
 
 def _side(value: object, key: str) -> int | None:
     if value is None:
@@ -133,7 +125,6 @@ class ClipEncoder(Encoder):
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.image_processing_utils import ImageProcessingMixin
 
-        from search.encoders import canonical_model_id, resolve_name
         from search.encoders.presets import is_preset
 
         preset = name if is_preset(name) else None

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,8 @@ import numpy as np
 from search.errors import InputError, StorageError
 from search.faiss_lib import faiss
 from search.store import Removal, Store
-from search.vectors import kinds, snapshot
+from search.vectors import gpu, kinds, snapshot
+from search.vectors.delta import Delta, merge_results
 from search.vectors.interface import Marks, VectorIndex
 from search.vectors.queries import QuerySample
 from search.vectors.snapshot import Manifest, Snapshot
@@ -53,151 +53,6 @@ SCORE_LIMIT = 1.001
 EXACT_CHUNK = 2048  # store rows per step of an exact search over the store
 SPOT_CHECK = 8
 SPOT_TOLERANCE = 0.01
-
-
-# FAISS's GPU k-selection stops at 2048 (GPU_MAX_SELECTION_K; "GPU index only supports
-# min/max-K selection up to 2048", facebookresearch/faiss#1384, #2103), while -k goes to
-# 10,000 and the engine's refetch asks for 4x that: a larger k searches the CPU index.
-GPU_MAX_K = 2048
-# When a GPU copy pays. Copying a snapshot to the GPU moves the whole index (200 MB per 100k
-# 512-d float32 vectors) and starts CUDA: a one-shot `pixseek search` never earns that back.
-# So the copy is made only by a process that has searched this index GPU_AFTER_SEARCHES
-# times (a server, not a one-shot command), and only from GPU_MIN_VECTORS vectors (below,
-# an exact CPU search is a few milliseconds: no GPU needed). Documented at index.use_gpu.
-GPU_AFTER_SEARCHES = 8
-GPU_MIN_VECTORS = 20_000
-GPU_KINDS = ("flat", "fp16")
-
-
-class GpuBackend:
-    """FAISS on the GPU, for the whole process: one ``StandardGpuResources`` (its streams,
-    cuBLAS handle and temporary memory, ~1.5 GiB on a large GPU), made on first need and
-    shared by every index, released when a failed copy leaves no index using it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resources: object | None = None
-        self.holders: weakref.WeakSet[FaissIndex] = weakref.WeakSet()
-
-    def count(self) -> int:
-        # faiss-cpu has no get_num_gpus in some builds.
-        return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-
-    def resources(self) -> object:
-        with self._lock:
-            if self._resources is None:
-                self._resources = faiss.StandardGpuResources()
-            return self._resources
-
-    def clone(self, index: faiss.Index) -> faiss.Index:
-        return faiss.index_cpu_to_gpu(self.resources(), 0, index)
-
-    def release_if_unused(self) -> bool:
-        """Drop the resources when no index holds a GPU copy (frees their memory)."""
-        with self._lock:
-            if any(i._gpu is not None for i in self.holders):
-                return False
-            self._resources = None
-            return True
-
-
-GPU = GpuBackend()
-
-
-def gpu_can_search(k: int, params: object | None) -> bool:
-    """Whether a search may run on the GPU copy: no id selector (GPU search takes none) and
-    k within FAISS's GPU limit."""
-    return k <= GPU_MAX_K and (params is None or getattr(params, "sel", None) is None)
-
-
-def gpu_pays(kind: str, ntotal: int, searches: int) -> bool:
-    """Whether to make a GPU copy now (see GPU_AFTER_SEARCHES)."""
-    return kind in GPU_KINDS and ntotal >= GPU_MIN_VECTORS and searches >= GPU_AFTER_SEARCHES
-
-
-@dataclass
-class GpuCopy:
-    """A GPU copy of a snapshot, and the snapshot state it reflects."""
-
-    index: faiss.Index
-    kind: str
-    dim: int
-    marks: Marks
-    stamp: object
-
-
-class Delta:
-    """Vectors added since the snapshot: few (the merge policy bounds them), searched exactly.
-    Additions queue up in parts and are joined into one array when next needed."""
-
-    def __init__(self) -> None:
-        self.emb_ids = np.zeros(0, np.int64)
-        self.ids = np.zeros(0, np.int64)
-        self.vectors = np.zeros((0, 0), np.float32)
-        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def __len__(self) -> int:
-        return len(self.emb_ids) + sum(len(p[0]) for p in self._parts)
-
-    def add(self, emb_ids: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> None:
-        self._parts.append((emb_ids, ids, np.asarray(vectors, np.float32)))
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(content ids, vectors) of everything added."""
-        if self._parts:
-            parts = [(self.emb_ids, self.ids, self.vectors)] if len(self.emb_ids) else []
-            parts += self._parts
-            self.emb_ids = np.concatenate([p[0] for p in parts])
-            self.ids = np.concatenate([p[1] for p in parts])
-            self.vectors = np.ascontiguousarray(np.concatenate([p[2] for p in parts]))
-            self._parts = []
-        return self.ids, self.vectors
-
-    def drop(self, emb_ids: list[int]) -> None:
-        self.arrays()
-        if emb_ids and len(self.emb_ids):
-            keep = ~np.isin(self.emb_ids, np.asarray(emb_ids, np.int64))
-            self.emb_ids, self.ids = self.emb_ids[keep], self.ids[keep]
-            self.vectors = self.vectors[keep]
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        ids, vectors = self.arrays()
-        if allowed is not None:
-            keep = np.isin(ids, allowed)
-            ids, vectors = ids[keep], vectors[keep]
-        if len(ids) == 0:
-            n = len(queries)
-            return kinds.pad(np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64), k)
-        # FAISS, not numpy: a numpy matrix product leaves OpenBLAS threads spinning, which
-        # took the cores from torch and doubled the next text encoding (50 -> 134 ms).
-        scores, positions = faiss.knn(
-            queries, vectors, min(k, len(ids)), metric=faiss.METRIC_INNER_PRODUCT
-        )
-        found = np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
-        return kinds.pad(scores, found, k)
-
-
-def _merge_results(
-    parts: list[tuple[np.ndarray, np.ndarray]], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The best k of several searches' results; an id found by two of them counts once."""
-    scores = np.concatenate([p[0] for p in parts], axis=1).astype(np.float32)
-    ids = np.concatenate([p[1] for p in parts], axis=1)
-    scores = np.where(ids < 0, -np.inf, scores)
-    order = np.argsort(-scores, axis=1, kind="stable")
-    scores, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
-    if len(parts) > 1:
-        for row in range(len(ids)):
-            _, first = np.unique(ids[row], return_index=True)
-            repeat = np.ones(ids.shape[1], bool)
-            repeat[first] = False
-            scores[row, repeat & (ids[row] >= 0)] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")
-        scores = np.take_along_axis(scores, order, axis=1)
-        ids = np.where(np.isneginf(scores), -1, np.take_along_axis(ids, order, axis=1))
-    return scores[:, :k], ids[:, :k]
 
 
 class FaissIndex(VectorIndex):
@@ -231,7 +86,7 @@ class FaissIndex(VectorIndex):
         self._repairing: threading.Thread | None = None
         self._selector_cache: tuple[int, object] | None = None
         # Kept across snapshots: a new snapshot is brought in by adding its new vectors.
-        self._gpu: GpuCopy | None = None
+        self._gpu: gpu.GpuCopy | None = None
         self.searches = 0  # snapshot searches by this process: when a GPU copy pays
         self.gpu_clones = 0  # full copies to the GPU made (the rest were incremental)
 
@@ -371,7 +226,7 @@ class FaissIndex(VectorIndex):
             parts.append(self.delta.search(q, k, allowed))
         if not parts:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        return _merge_results(parts, k)
+        return merge_results(parts, k)
 
     # -- integrity -------------------------------------------------------------------------
 
@@ -521,10 +376,10 @@ class FaissIndex(VectorIndex):
         self, index: faiss.Index, q: np.ndarray, k: int, params: faiss.SearchParameters | None
     ) -> tuple[np.ndarray, np.ndarray]:
         self.searches += 1
-        gpu = self._gpu_index() if gpu_can_search(k, params) else None
-        if gpu is not None:
+        gpu_copy = self._gpu_index() if gpu.gpu_can_search(k, params) else None
+        if gpu_copy is not None:
             try:
-                return gpu.search(q, k)
+                return gpu_copy.search(q, k)
             except (RuntimeError, AttributeError) as exc:
                 log.warning("searching on the CPU: the GPU search failed (%s)", exc)
                 self.use_gpu = False
@@ -540,51 +395,26 @@ class FaissIndex(VectorIndex):
         copy = self._gpu
         if copy is not None and copy.stamp == self.snap.stamp:
             return copy.index
-        if m.kind not in GPU_KINDS:
+        if m.kind not in gpu.GPU_KINDS:
             self._gpu = None
             return None
-        if copy is not None and self._sync_gpu(copy):
+        if copy is not None and copy.catch_up(self.snap, self.store, self.model_id):
             return copy.index
         self._gpu = None
-        if not gpu_pays(m.kind, self.snap.index.ntotal, self.searches) or GPU.count() == 0:
+        if not gpu.gpu_pays(m.kind, self.snap.index.ntotal, self.searches) or gpu.GPU.count() == 0:
             return None
         try:
-            gpu_index = GPU.clone(self.snap.index)
+            gpu_index = gpu.GPU.clone(self.snap.index)
         except (RuntimeError, AttributeError, MemoryError) as exc:
             log.warning("searching on the CPU: this index cannot move to the GPU (%s)", exc)
             self.use_gpu = False
-            GPU.release_if_unused()  # a failed copy must not keep the GPU memory
+            gpu.GPU.release_if_unused()  # a failed copy must not keep the GPU memory
             return None
         self.gpu_clones += 1
-        self._gpu = GpuCopy(gpu_index, m.kind, m.dim,
+        self._gpu = gpu.GpuCopy(gpu_index, m.kind, m.dim,
                             Marks(m.embedding_mark, m.removal_mark), self.snap.stamp)
-        GPU.holders.add(self)
+        gpu.GPU.holders.add(self)
         return gpu_index
-
-    def _sync_gpu(self, copy: GpuCopy) -> bool:
-        """Bring the GPU copy from the snapshot it reflects to the current one by adding the
-        vectors the store gained in between. GPU indexes cannot remove vectors
-        (facebookresearch/faiss#1818), so a removal among them means a fresh copy (False)."""
-        assert self.snap is not None
-        m = self.snap.manifest
-        now = Marks(m.embedding_mark, m.removal_mark)
-        if (copy.kind, copy.dim) != (m.kind, m.dim) or copy.marks.ahead_of(now):
-            return False
-        removed = self.store.removals_since(self.model_id, copy.marks.removal, now.removal)
-        if any(r.embedding_id <= copy.marks.embedding for r in removed):
-            return False
-        try:
-            for _emb_ids, ids, vectors in self.store.iter_embeddings(
-                self.model_id, after_id=copy.marks.embedding, upto_id=now.embedding
-            ):
-                copy.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
-        except (RuntimeError, AttributeError) as exc:
-            log.info("copying the index to the GPU anew: adding to it failed (%s)", exc)
-            return False
-        if copy.index.ntotal != self.snap.index.ntotal:  # e.g. a vector removed since
-            return False
-        copy.marks, copy.stamp = now, self.snap.stamp
-        return True
 
     # -- persisting ------------------------------------------------------------------------
 

@@ -174,10 +174,12 @@ def params(
 
 class TopK:
     """The exact top-k per query of scores that arrive in chunks (bounded memory): the one
-    top-k merge of the package."""
+    top-k merge of the package. ``distinct``: an id that arrives twice (a photo found by
+    two searches) counts once, with its best score."""
 
-    def __init__(self, n: int, k: int) -> None:
+    def __init__(self, n: int, k: int, distinct: bool = False) -> None:
         self.k = k
+        self.distinct = distinct
         self.scores = np.zeros((n, 0), np.float32)
         self.ids = np.zeros((n, 0), np.int64)
 
@@ -186,6 +188,8 @@ class TopK:
         ids = np.broadcast_to(np.asarray(ids, np.int64), scores.shape)
         s = np.concatenate([self.scores, np.where(ids < 0, -np.inf, scores)], axis=1)
         i = np.concatenate([self.ids, ids], axis=1)
+        if self.distinct:
+            s = _best_of_each_id(s, i)
         if s.shape[1] > self.k:
             part = np.argpartition(-s, self.k - 1, axis=1)[:, :self.k]
             s, i = np.take_along_axis(s, part, axis=1), np.take_along_axis(i, part, axis=1)
@@ -198,6 +202,19 @@ class TopK:
         i = np.take_along_axis(self.ids, order, axis=1)
         i = np.where(np.isneginf(s), -1, i)
         return pad(s, i, self.k)
+
+
+def _best_of_each_id(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``scores`` with every repeat of an id in a row set to -inf but its best one."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(ids, order, axis=1)
+    out = scores.astype(np.float32)  # a copy
+    for row in range(len(ids)):
+        _, first = np.unique(ranked[row], return_index=True)
+        repeat = np.ones(ids.shape[1], bool)
+        repeat[first] = False
+        out[row, order[row][repeat & (ranked[row] >= 0)]] = -np.inf
+    return out
 
 
 def pad(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

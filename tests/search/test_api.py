@@ -1,6 +1,5 @@
 """The documented Python API (README, search/__init__.py) and the package boundaries."""
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -27,30 +26,6 @@ def test_readme_python_api(tmp_path, library):
     results = engine.search_text("a cat", k=5)
     assert len(results) == 5 and Path(results[0].path).name == "chelsea_cat.png"
     assert results[0].score >= results[-1].score
-
-
-def test_search_imports_neither_indexer_nor_webui():
-    for path in (ROOT / "search").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                top = name.split(".")[0]
-                assert top not in {"indexer", "webui", "pixseek", "training"}, (
-                    f"{path} imports {name}")
-
-
-def test_training_imports_neither_webui_nor_the_cli():
-    for path in (ROOT / "training").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                assert node.module.split(".")[0] not in {"webui", "pixseek"}, path
-            if isinstance(node, ast.Import):
-                assert all(a.name.split(".")[0] not in {"webui", "pixseek"}
-                           for a in node.names), path
 
 
 def test_decode_workers_do_not_load_torch():

@@ -19,7 +19,8 @@ from search.encoders.oom import Splitter, is_oom, load_with_fallback
 from search.errors import ConfigError, ResourceError
 from search.faiss_lib import faiss
 from search.store import Store
-from search.vectors import FaissIndex, faiss_index
+from search.vectors import FaissIndex
+from search.vectors import gpu as faiss_gpu
 from tests.search.test_vectors import MODEL, add_vectors, clustered
 
 
@@ -237,17 +238,17 @@ def test_decode_workers_auto_takes_the_cores_when_a_gpu_encodes(tmp_path, monkey
 
 
 def test_k_past_faiss_gpu_limit_searches_on_the_cpu():
-    assert faiss_index.gpu_can_search(2048, None)
-    assert not faiss_index.gpu_can_search(2049, None)
-    assert not faiss_index.gpu_can_search(10, faiss.SearchParameters(sel=faiss.IDSelectorAll()))
+    assert faiss_gpu.gpu_can_search(2048, None)
+    assert not faiss_gpu.gpu_can_search(2049, None)
+    assert not faiss_gpu.gpu_can_search(10, faiss.SearchParameters(sel=faiss.IDSelectorAll()))
 
 
 def test_a_gpu_copy_pays_only_for_a_large_index_searched_often():
-    many = faiss_index.GPU_MIN_VECTORS
-    assert not faiss_index.gpu_pays("flat", many, 1)  # a one-shot `pixseek search`
-    assert faiss_index.gpu_pays("flat", many, faiss_index.GPU_AFTER_SEARCHES)
-    assert not faiss_index.gpu_pays("flat", many - 1, 100)
-    assert not faiss_index.gpu_pays("ivf", many, 100)
+    many = faiss_gpu.GPU_MIN_VECTORS
+    assert not faiss_gpu.gpu_pays("flat", many, 1)  # a one-shot `pixseek search`
+    assert faiss_gpu.gpu_pays("flat", many, faiss_gpu.GPU_AFTER_SEARCHES)
+    assert not faiss_gpu.gpu_pays("flat", many - 1, 100)
+    assert not faiss_gpu.gpu_pays("ivf", many, 100)
 
 
 class _Recorded:
@@ -269,7 +270,7 @@ class _Recorded:
         self.index.add_with_ids(x, ids)
 
 
-class CpuStandIn(faiss_index.GpuBackend):
+class CpuStandIn(faiss_gpu.GpuBackend):
     """The GPU backend with its one device replaced by RAM: clones are real FAISS copies
     (serialised), resources a counted token. Everything else is the real logic."""
 
@@ -299,8 +300,8 @@ class CpuStandIn(faiss_index.GpuBackend):
 @pytest.fixture
 def gpu(monkeypatch):
     backend = CpuStandIn()
-    monkeypatch.setattr(faiss_index, "GPU", backend)
-    monkeypatch.setattr(faiss_index, "GPU_MIN_VECTORS", 1000)
+    monkeypatch.setattr(faiss_gpu, "GPU", backend)
+    monkeypatch.setattr(faiss_gpu, "GPU_MIN_VECTORS", 1000)
     return backend
 
 
@@ -312,7 +313,7 @@ def store(tmp_path):
 
 
 def _search_often(index: FaissIndex, q: np.ndarray, k: int = 10):
-    for _ in range(faiss_index.GPU_AFTER_SEARCHES):
+    for _ in range(faiss_gpu.GPU_AFTER_SEARCHES):
         out = index.search(q, k)
     return out
 
@@ -380,8 +381,8 @@ def test_removals_copy_the_index_anew(store, tmp_path, gpu):
 
 def test_a_failed_move_releases_the_gpu_resources(store, tmp_path, monkeypatch, caplog):
     failing = CpuStandIn(fail=True)
-    monkeypatch.setattr(faiss_index, "GPU", failing)
-    monkeypatch.setattr(faiss_index, "GPU_MIN_VECTORS", 1000)
+    monkeypatch.setattr(faiss_gpu, "GPU", failing)
+    monkeypatch.setattr(faiss_gpu, "GPU_MIN_VECTORS", 1000)
     add_vectors(store, clustered(2000))
     index = FaissIndex(store, MODEL, tmp_path / "data", kind="flat").open()
     q = clustered(5, seed=9)

@@ -118,9 +118,9 @@ def test_warm_up_loads_the_model_before_the_first_query(indexed):
     engine = Engine(indexed)  # no encoder yet: serve's engine loads it on demand
     try:
         app = create_app(indexed, engine)
-        assert engine._encoder is None
+        assert not engine.model_loaded
         service.warm_up(app)
-        assert engine._encoder is not None and engine._text_reference is not None
+        assert engine.model_loaded and engine._text_reference is not None
         body = app.test_client().get("/api/search?q=a+cat&k=1").get_json()
         assert Path(body["results"][0]["path"]).name == "chelsea_cat.png"
     finally:

@@ -165,7 +165,7 @@ def test_image_serves_any_file_name(make_config, make_app, offline, tmp_path):
 
 
 def test_hashed_thumbnails_are_immutable_at_1x_and_2x(client, app, indexed):
-    from webui.photos import thumb_urls
+    from webui.urls import thumb_urls
 
     cid = content_id(client, "deep_field_galaxies.jpg")  # 1000 x 872
     digest = content_hash(indexed, cid)
