@@ -239,7 +239,7 @@ def _print_page(page, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("query", required=False)
-@click.option("-k", "k", type=click.IntRange(1, 10_000), help="How many results.")
+@click.option("-k", "k", metavar="N", help="How many results (1 to 1000, search.limits.MAX_K).")
 @click.option("--image", "images", multiple=True, metavar="[W:]PATH",
               help="Search by example: photos like this image (repeatable).")
 @click.option("--similar", "similar", multiple=True, metavar="[W:]ID_OR_PATH",

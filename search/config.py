@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from search.errors import ConfigError
+from search.limits import MAX_K
 
 ENV_PREFIX = "PIXSEEK_"
 # Variables read elsewhere, not settings: the config file path and the web UI's access token.
@@ -155,7 +156,7 @@ class IndexConfig(_Section):
 
 
 class SearchConfig(_Section):
-    default_k: int = Field(default=20, gt=0, le=10_000)
+    default_k: int = Field(default=20, gt=0, le=MAX_K)
     max_query_chars: int = Field(default=1000, gt=0)
 
 

@@ -17,6 +17,7 @@ from search import duplicates, ocr, relevance
 from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder, pick_device
 from search.errors import ConfigError, InputError
+from search.limits import MAX_ID, check_k
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
 from search.store import Filter, Photo, Store
@@ -176,9 +177,7 @@ class Engine:
         """Everything a search can ask (``search.query.build`` makes the request): weighted
         text, example images and library photos, negatives, filters, paging, a score floor
         and an order. Each result says whether it is a strong match (search.relevance)."""
-        k = request.k or self.config.search.default_k
-        if k <= 0:
-            raise InputError("k must be a positive number of results")
+        k = check_k(request.k) or self.config.search.default_k
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
         query, sources = self._query_vector(request.terms)
@@ -309,7 +308,7 @@ class Engine:
         """A content id from an id or the path of an indexed file, and its vector."""
         cid: int | None = None
         if isinstance(ref, int):
-            cid = ref if 0 <= ref < 2**63 else None  # SQLite's integer range
+            cid = ref if 0 <= ref <= MAX_ID else None
         else:
             try:
                 cid = self.store.content_for_path(str(Path(str(ref)).expanduser().resolve()))
