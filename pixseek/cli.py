@@ -396,11 +396,13 @@ def gc(ctx: click.Context, as_json) -> None:
     """
     from indexer.session import locked_store
     from search.encoders import canonical_model_id
+    from search.library import adopt_model
     from search.vectors import index_for
 
     config = _config(ctx)
     with locked_store(config) as store:
         collected = store.collect_orphans()
+        config = adopt_model(config, store)
         index = index_for(store, canonical_model_id(config.model.name), config).open()
         compacted = index.persist(force=True)
         report = {

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from search.errors import ConfigError
 from search.limits import MAX_K
@@ -206,6 +206,14 @@ class Config(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)
+    # Whether a person chose model.name (file, environment or flag). When not, a library
+    # searches with the model it was indexed with (search.library); built directly in
+    # code, a Config's model counts as chosen.
+    _model_chosen: bool = PrivateAttr(default=True)
+
+    @property
+    def model_chosen(self) -> bool:
+        return self._model_chosen
 
     @property
     def data_path(self) -> Path:
@@ -339,6 +347,9 @@ def load_config(
             _set_path(flag_tree, dotted.split("."), value)
     tree = _merge(tree, flag_tree)
     try:
-        return Config.model_validate(tree)
+        config = Config.model_validate(tree)
     except ValidationError as exc:
         raise _explain(exc, "command line") from None
+    model = tree.get("model")
+    config._model_chosen = isinstance(model, dict) and model.get("name") is not None
+    return config

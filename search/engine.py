@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search import duplicates, ocr, relevance
+from search import duplicates, library, ocr, relevance
 from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder, pick_device
 from search.errors import ConfigError, InputError
@@ -101,8 +101,8 @@ class Page:
 
 class Engine:
     def __init__(self, config: Config, encoder: Encoder | None = None) -> None:
-        self.config = config
         self.store = Store(config.db_url)
+        self.config = config = library.adopt_model(config, self.store)  # unless one is chosen
         self._encoder = encoder
         self._vectors: VectorIndex | None = None
         self._text_reference: relevance.Reference | None = None
@@ -178,6 +178,8 @@ class Engine:
         text, example images and library photos, negatives, filters, paging, a score floor
         and an order. Each result says whether it is a strong match (search.relevance)."""
         k = check_k(request.k) or self.config.search.default_k
+        if self.vectors.count == 0:  # a model this library was not indexed with: say so
+            library.check_has_vectors(self.store, self.model_id)
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
         query, sources = self._query_vector(request.terms)
