@@ -486,11 +486,11 @@ class Engine:
         from search.encoders.precision import cached_choice
 
         setting = self.config.model.precision
+        if self.model_id == MODEL_ID:  # loaded or not: the same words
+            return {"setting": setting, "in_use": "fp32", "reason": "the offline model: fp32"}
         if self._encoder is not None:
             enc = self._encoder
             return {"setting": setting, "in_use": enc.precision, "reason": enc.precision_reason}
-        if self.model_id == MODEL_ID:
-            return {"setting": setting, "in_use": "fp32", "reason": "the offline model: fp32"}
         if setting != "auto":
             return {"setting": setting, "in_use": setting, "reason": "asked for"}
         try:
