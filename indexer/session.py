@@ -14,7 +14,10 @@ from indexer.lock import IndexLock
 from search import disk
 from search.config import Config
 from search.encoders import Encoder, load_encoder
+from search.encoders.offline import cache_dir
 from search.errors import StorageError
+from search.library import adopt_model
+from search.relevance import text_reference
 from search.store import Store
 
 
@@ -45,5 +48,9 @@ def open_indexer(
     from indexer.pipeline import Indexer  # the pipeline pulls in numpy, faiss and workers
 
     with locked_store(config) as store:
+        config = adopt_model(config, store)  # a library keeps the model it was indexed with
         encoder = encoder or load_encoder(config.model, cache_dir=config.data_path)
         yield Indexer(config, store, encoder, progress=progress)
+        # The relevance reference is built here, once per model (cached on disk), so that
+        # the first search does not pay for it.
+        text_reference(encoder, cache_dir())

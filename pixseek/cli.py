@@ -55,15 +55,10 @@ class _Group(click.Group):
 
 
 def _quiet_libraries() -> None:
+    # Environment, not calls: importing transformers here would cost every command seconds.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars too
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def _config(ctx: click.Context, **flags: object) -> Config:
@@ -84,6 +79,14 @@ def _caption_set_options(command):
     return click.option(
         "--captions", "captions_file", required=True, type=click.Path(),
         help="Karpathy split JSON, COCO captions JSON, or CSV/TSV of image,caption.")(command)
+
+
+def _local_option(command):
+    """``--local``: run in this process even when a ``pixseek serve`` for the same library
+    and model is running (by default the command asks it: no model to load)."""
+    return click.option(
+        "--local", is_flag=True,
+        help="Run in this process, not through a running pixseek serve.")(command)
 
 
 def _echo_json(obj: object) -> None:
@@ -239,7 +242,7 @@ def _print_page(page, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("query", required=False)
-@click.option("-k", "k", type=click.IntRange(1, 10_000), help="How many results.")
+@click.option("-k", "k", metavar="N", help="How many results (1 to 1000, search.limits.MAX_K).")
 @click.option("--image", "images", multiple=True, metavar="[W:]PATH",
               help="Search by example: photos like this image (repeatable).")
 @click.option("--similar", "similar", multiple=True, metavar="[W:]ID_OR_PATH",
@@ -268,16 +271,28 @@ def _print_page(page, as_json: bool) -> None:
 @click.option("--no-collapse", is_flag=True,
               help="Show every near-duplicate (by default a group is one result).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
+@_local_option
 @click.pass_context
 def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,
            camera, in_text, places, near, offset, min_score, sort, exact, no_collapse,
-           as_json) -> None:
+           as_json, local) -> None:
     """Find photos matching QUERY text, example images or library photos.
 
     \b
     Terms add up, each with an optional WEIGHT: prefix (default 1):
       pixseek search "2:golden retriever + puppy - leash" --image 0.5:pool.jpg --not people
     """
+    if not local:
+        from pixseek import client
+
+        served = client.search(
+            _config(ctx), query, images=images, similar=similar, folders=folders,
+            negatives=negatives, after=after, before=before, camera=camera, k=k, offset=offset,
+            min_score=min_score, sort=sort, exact=exact, collapse=not no_collapse,
+            in_text=in_text, places=places, near=near)
+        if served is not None:
+            _show_search(served, served.empty, as_json)
+            return
     from search import query as queries
     from search.engine import Engine
 
@@ -289,11 +304,17 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
     engine = Engine(_config(ctx))
     try:
         page = engine.search(request)
-        if engine.vectors.count == 0:
-            _print_results([], as_json)
-            return
+        empty = engine.vectors.count == 0
     finally:
         engine.close()
+    _show_search(page, empty, as_json)
+
+
+def _show_search(page, empty: bool, as_json: bool) -> None:
+    """A search's page as the command prints it, from this process or from a server."""
+    if empty:
+        _print_results([], as_json)
+        return
     _print_page(page, as_json)
     folded = sum(len(r.duplicates) for r in page.results)
     if folded and not as_json:
@@ -308,18 +329,25 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
               help="Average each label over prompt templates: CLIP's 80 ImageNet ones, or a "
                    "file with one template per line, {} where the label goes.")
 @click.option("--json", "as_json", is_flag=True)
+@_local_option
 @click.pass_context
-def classify(ctx: click.Context, image, labels, templates, as_json) -> None:
+def classify(ctx: click.Context, image, labels, templates, as_json, local) -> None:
     """Zero-shot classification of IMAGE among LABELS (softmax of 100 x cosine)."""
-    from search.engine import Engine
-    from search.prompts import load_templates
+    ranked = None
+    if not local:
+        from pixseek import client
 
-    prompts = load_templates(templates)  # a bad file fails before the model loads
-    engine = Engine(_config(ctx))
-    try:
-        ranked = engine.classify(image, list(labels), prompts)
-    finally:
-        engine.close()
+        ranked = client.classify(_config(ctx), image, list(labels), templates)
+    if ranked is None:
+        from search.engine import Engine
+        from search.prompts import load_templates
+
+        prompts = load_templates(templates)  # a bad file fails before the model loads
+        engine = Engine(_config(ctx))
+        try:
+            ranked = engine.classify(image, list(labels), prompts)
+        finally:
+            engine.close()
     if as_json:
         _echo_json([{"label": label, "probability": p} for label, p in ranked])
         return
@@ -330,17 +358,23 @@ def classify(ctx: click.Context, image, labels, templates, as_json) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@_local_option
 @click.pass_context
-def status(ctx: click.Context, as_json) -> None:
+def status(ctx: click.Context, as_json, local) -> None:
     """What is indexed, what failed and why, per model."""
-    from search.engine import Engine
-    from search.vectors import describe_line
+    info = None
+    if not local:
+        from pixseek import client
 
-    engine = Engine(_config(ctx))
-    try:
-        info = engine.status()
-    finally:
-        engine.close()
+        info = client.status(_config(ctx))
+    if info is None:
+        from search.engine import Engine
+
+        engine = Engine(_config(ctx))
+        try:
+            info = json.loads(json.dumps(engine.status(), default=str))  # as a server sends it
+        finally:
+            engine.close()
     if as_json:
         _echo_json(info)
         return
@@ -354,6 +388,8 @@ def status(ctx: click.Context, as_json) -> None:
         f"files:      {info['files']} seen, {info['indexed']} indexed, {info['failed']} failed, "
         f"{info['pending']} waiting for this model"
     )
+    from search.index_line import describe_line
+
     click.echo(f"index:      {describe_line(info['index'], info['index_current'])}")
     text = info["ocr"]
     if text["enabled"]:
@@ -396,11 +432,13 @@ def gc(ctx: click.Context, as_json) -> None:
     """
     from indexer.session import locked_store
     from search.encoders import canonical_model_id
+    from search.library import adopt_model
     from search.vectors import index_for
 
     config = _config(ctx)
     with locked_store(config) as store:
         collected = store.collect_orphans()
+        config = adopt_model(config, store)
         index = index_for(store, canonical_model_id(config.model.name), config).open()
         compacted = index.persist(force=True)
         report = {

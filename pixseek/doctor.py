@@ -204,8 +204,9 @@ def check_data_dir(facts: Facts) -> Result:
         return OK, f"{path}: " + ("writable" if path.exists() else "made by the first index run")
     if not path.is_dir():  # nothing to search, and nowhere to index
         return FAIL, problem
-    # A snapshot, a backup or a read-only share: the store and the index open read-only.
-    return WARN, (f"{problem}: searching works, indexing cannot (index, watch and gc write "
+    # A snapshot, a backup or a read-only share: the store and the index open read-only,
+    # so searches work; but index, watch and gc cannot, and that is a failed check.
+    return FAIL, (f"{problem}: searching works, indexing cannot (index, watch and gc write "
                   "the lock and the vector index here)")
 
 
@@ -254,7 +255,7 @@ def check_database(facts: Facts) -> Result:
         status, detail = _read_status(facts, shown, head)
         if read_only:
             why = _unwritable(file.parent) or f"{file} is read-only"
-            return WARN, f"{detail}; read-only ({why}): searching works, indexing cannot"
+            return FAIL, f"{detail}; read-only ({why}): searching works, indexing cannot"
         return status, detail
     facts.skipped = "the schema is behind"
     known = {s.revision for s in scripts.walk_revisions()}

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from search.errors import ConfigError
+from search.limits import MAX_K
 
 ENV_PREFIX = "PIXSEEK_"
 # Variables read elsewhere, not settings: the config file path and the web UI's access token.
@@ -155,7 +156,7 @@ class IndexConfig(_Section):
 
 
 class SearchConfig(_Section):
-    default_k: int = Field(default=20, gt=0, le=10_000)
+    default_k: int = Field(default=20, gt=0, le=MAX_K)
     max_query_chars: int = Field(default=1000, gt=0)
 
 
@@ -205,6 +206,22 @@ class Config(_Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     ocr: OcrConfig = Field(default_factory=OcrConfig)
+    # Whether a person chose model.name (file, environment or flag). When not, a library
+    # searches with the model it was indexed with (search.library); built directly in
+    # code, a Config's model counts as chosen.
+    _model_chosen: bool = PrivateAttr(default=True)
+
+    @property
+    def model_chosen(self) -> bool:
+        return self._model_chosen
+
+    def __eq__(self, other: object) -> bool:
+        # The settings, not who chose them.
+        if not isinstance(other, Config):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as BaseModel's: mutable, so unhashable
 
     @property
     def data_path(self) -> Path:
@@ -338,6 +355,9 @@ def load_config(
             _set_path(flag_tree, dotted.split("."), value)
     tree = _merge(tree, flag_tree)
     try:
-        return Config.model_validate(tree)
+        config = Config.model_validate(tree)
     except ValidationError as exc:
         raise _explain(exc, "command line") from None
+    model = tree.get("model")
+    config._model_chosen = isinstance(model, dict) and model.get("name") is not None
+    return config

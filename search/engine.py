@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from search import duplicates, ocr, relevance
+from search import duplicates, library, ocr, relevance
 from search.config import Config
 from search.encoders import Encoder, canonical_model_id, load_encoder, pick_device
 from search.errors import ConfigError, InputError
+from search.limits import MAX_ID, check_k
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
 from search.store import Filter, Photo, Store
@@ -100,8 +101,8 @@ class Page:
 
 class Engine:
     def __init__(self, config: Config, encoder: Encoder | None = None) -> None:
-        self.config = config
         self.store = Store(config.db_url)
+        self.config = config = library.adopt_model(config, self.store)  # unless one is chosen
         self._encoder = encoder
         self._vectors: VectorIndex | None = None
         self._text_reference: relevance.Reference | None = None
@@ -181,9 +182,9 @@ class Engine:
         """Everything a search can ask (``search.query.build`` makes the request): weighted
         text, example images and library photos, negatives, filters, paging, a score floor
         and an order. Each result says whether it is a strong match (search.relevance)."""
-        k = request.k or self.config.search.default_k
-        if k <= 0:
-            raise InputError("k must be a positive number of results")
+        k = check_k(request.k) or self.config.search.default_k
+        if self.vectors.count == 0:  # a model this library was not indexed with: say so
+            library.check_has_vectors(self.store, self.model_id)
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
         query, sources = self._query_vector(request.terms)
@@ -314,7 +315,7 @@ class Engine:
         """A content id from an id or the path of an indexed file, and its vector."""
         cid: int | None = None
         if isinstance(ref, int):
-            cid = ref if 0 <= ref < 2**63 else None  # SQLite's integer range
+            cid = ref if 0 <= ref <= MAX_ID else None
         else:
             try:
                 cid = self.store.content_for_path(str(Path(str(ref)).expanduser().resolve()))
@@ -490,11 +491,11 @@ class Engine:
         from search.encoders.precision import cached_choice
 
         setting = self.config.model.precision
+        if self.model_id == MODEL_ID:  # loaded or not: the same words
+            return {"setting": setting, "in_use": "fp32", "reason": "the offline model: fp32"}
         if self._encoder is not None:
             enc = self._encoder
             return {"setting": setting, "in_use": enc.precision, "reason": enc.precision_reason}
-        if self.model_id == MODEL_ID:
-            return {"setting": setting, "in_use": "fp32", "reason": "the offline model: fp32"}
         if setting != "auto":
             return {"setting": setting, "in_use": setting, "reason": "asked for"}
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from search.errors import InputError
+from search.limits import MAX_ID, MAX_K, check_k  # noqa: F401 - the bounds, one place
 from search.places import normalise, parse_near
 from search.store import Filter
 
@@ -176,6 +177,7 @@ def build(
 ) -> SearchRequest:
     """A checked SearchRequest from the options every door offers. ``in_text`` searches
     the text read from photos (alone, or beside the other terms)."""
+    k = check_k(k)
     _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders,
                   place=places)
     terms: list[Term] = []

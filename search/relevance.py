@@ -65,14 +65,18 @@ def reference_texts() -> list[str]:
 def text_reference(encoder: Encoder, cache_dir: Path) -> Reference:
     """The encoder's reference texts as a Reference, cached on disk by model id.
 
-    A few rows are re-encoded on load and compared, so a folder checkpoint that was
-    retrained under the same path gets a fresh reference instead of a stale one.
+    For a folder checkpoint a few rows are re-encoded on load and compared, so one that was
+    retrained under the same path gets a fresh reference instead of a stale one. A named
+    model (hub id, the offline model's versioned id) is trusted: a search then encodes
+    nothing but its query.
     """
     texts = reference_texts()
     key = hashlib.sha256(f"{encoder.model_id}\n{len(texts)}".encode()).hexdigest()[:16]
     path = cache_dir / f"relevance-{key}.npz"
     try:
         cached = np.load(path)
+        if not Path(encoder.model_id).is_dir():
+            return Reference(cached["mean"], cached["cov"])
         fresh = encoder.encode_texts(texts[:CHECK_ROWS])
         if cached["check"].shape == fresh.shape and np.allclose(cached["check"], fresh, atol=1e-3):
             return Reference(cached["mean"], cached["cov"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from search.limits import MAX_ID
 from webui import openapi, service
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -39,7 +40,7 @@ def search_image() -> Response:
     return _answer((request.values.get("q") or "").strip() or None, outcome, example=name)
 
 
-@bp.get("/photos/<int(max=9223372036854775807):cid>")
+@bp.get(f"/photos/<int(max={MAX_ID}):cid>")
 def photo(cid: int) -> Response:
     """Everything the store knows of one photo: its paths, size, dimensions, format,
     capture time and camera."""

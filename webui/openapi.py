@@ -6,8 +6,9 @@ schemathesis, so it cannot drift from what the routes do.
 
 from __future__ import annotations
 
+from search.limits import MAX_ID, MAX_K
 from search.query import MAX_REPEATED, SORTS
-from webui.service import MAX_K, MAX_OFFSET
+from webui.service import MAX_OFFSET
 
 NULLABLE_STRING = {"type": "string", "nullable": True}
 NULLABLE_INT = {"type": "integer", "nullable": True}
@@ -204,7 +205,7 @@ def document() -> dict:
                     "summary": "One photo's paths and metadata.",
                     "parameters": [{"name": "id", "in": "path", "required": True,
                                     "schema": {"type": "integer", "minimum": 0,
-                                               "maximum": 2**63 - 1}}],
+                                               "maximum": MAX_ID}}],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Photo"}, "The photo."),
                         "404": _error("No indexed photo has this id."),

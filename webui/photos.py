@@ -19,13 +19,13 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, send_file
 
+from search.limits import MAX_ID
 from search.store import Content
 from webui import service, thumbs
 from webui.urls import thumb_urls  # noqa: F401  (importable from here too)
 
 bp = Blueprint("photos", __name__)
 log = logging.getLogger(__name__)
-MAX_ID = 2**63 - 1  # SQLite's integer range; larger ids would be a database error
 # Formats the indexer reads that Python's mimetypes table may not know.
 EXTRA_TYPES = {
     ".webp": "image/webp", ".heic": "image/heic", ".heif": "image/heif", ".avif": "image/avif",

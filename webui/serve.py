@@ -22,6 +22,7 @@ from flask import Flask
 from waitress import wasyncore
 from werkzeug.serving import get_sockaddr, select_address_family
 
+from search import server_file
 from search.config import Config, ServeConfig
 from search.engine import Engine
 from search.errors import InputError, PixseekError
@@ -167,10 +168,12 @@ def build_server(
         raise
 
 
-def url_for_server(server: Server, token: str | None = None) -> str:
+def url_for_server(server: Server, token: str | None = None, local: bool = False) -> str:
+    """The server's address; ``local``: the one a process on this machine reaches it at
+    (loopback for a server bound to every interface)."""
     host = server.host.strip("[]")
     if host in ("0.0.0.0", "::", ""):
-        host = socket.gethostname()
+        host = ("::1" if host == "::" else "127.0.0.1") if local else socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
     url = f"http://{host}:{server.port}/"
@@ -187,6 +190,9 @@ def run(
     engine = Engine(config)
     try:
         server = build_server(config, host, port, token, engine)
+        written = server_file.write(config.data_path, {
+            "url": url_for_server(server, None, local=True), "token": token,
+            "database": server_file.database_key(config.db_url), "model": engine.model_id})
         print(f"pixseek: serving {url_for_server(server, token)} with {server.threads} threads "
               "(Ctrl+C to stop)", file=sys.stderr)
         # Load the model while the first person is still typing, not after they press Enter.
@@ -207,6 +213,7 @@ def run(
         finally:
             if main:
                 signal.signal(signal.SIGTERM, previous)
+            server_file.remove(written)
             server.server_close()
     finally:
         engine.close()

@@ -28,7 +28,6 @@ from webui.urls import thumb_urls
 
 ENGINE_KEY = "pixseek"
 LOCK_KEY = "pixseek.lock"
-MAX_K = 200
 MAX_OFFSET = 10_000  # deeper pages make the index fetch offset + k candidates
 
 
@@ -61,15 +60,7 @@ def engine() -> Engine:
 
 
 def parse_k(raw: str | None) -> int:
-    if raw is None or raw.strip() == "":
-        return min(engine().config.search.default_k, MAX_K)
-    try:
-        k = int(raw)
-    except ValueError:
-        k = 0
-    if not 1 <= k <= MAX_K:
-        raise InputError(f"k must be a whole number from 1 to {MAX_K}, not {raw!r}")
-    return k
+    return query.check_k(raw) or engine().config.search.default_k
 
 
 def read_upload(upload: FileStorage | None) -> tuple[bytes, str]:

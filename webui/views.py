@@ -28,6 +28,7 @@ from flask import (
 from werkzeug.datastructures import MultiDict
 
 from search.errors import InputError
+from search.limits import MAX_ID
 from webui import examples, service
 from webui.auth import QUERY_PARAM
 from webui.photos import EXTRA_TYPES, YEAR
@@ -106,7 +107,7 @@ def _photo(raw: str | None, results: list[dict]) -> dict | None:
     """The detail view's photo (``photo=ID``), with its score and neighbours on this page."""
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) > 2**63 - 1:
+    if not raw.isdigit() or int(raw) > MAX_ID:
         raise InputError(f"photo must be a photo id (a whole number), not {raw!r}")
     info = service.photo_details(int(raw))
     if info is None:

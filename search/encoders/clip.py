@@ -13,6 +13,7 @@ from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.encoders.names import ALIASES, canonical_model_id, resolve_name  # noqa: F401
+from search.encoders.hub import no_hub_message, quiet_hub, unreachable_hub
 from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
 from search.encoders.precision import check_supported, input_dtype
@@ -149,7 +150,11 @@ class ClipEncoder(Encoder):
             except OSError:
                 if local.exists():
                     raise
-                config = AutoConfig.from_pretrained(source)
+                hub = unreachable_hub()
+                if hub:
+                    raise ModelLoadError(no_hub_message(name, preset, hub)) from None
+                with quiet_hub():
+                    config = AutoConfig.from_pretrained(source)
                 local_only = False
             kw = {"local_files_only": local_only}
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kw)

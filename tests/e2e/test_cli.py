@@ -114,7 +114,7 @@ def test_status_json(indexed):
         (["search", "--similar", "999999"], "is not a photo in the library"),
         (["search", "2:cat - 2:cat"], "cancel each other out"),
         (["index", "/no/such/folder"], "no such file or folder"),
-        (["--model", "org/not-a-model", "search", "cat"], "cannot load model 'org/not-a-model'"),
+        (["--model", "org/not-a-model", "search", "cat"], "no vectors for the model org/not-a"),
         (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without an access token"),
     ],
 )

@@ -23,7 +23,7 @@ CASES = [
     # watch
     (["watch", "{tmp}/no-such-folder"], "not a folder"),
     # search
-    (["search", "cat", "-k", "0"], "-k"),
+    (["search", "cat", "-k", "0"], "k must be a whole number from 1 to 1000, not '0'"),
     (["search", "cat", "--offset", "-1"], "--offset"),
     (["search", "cat", "--min-score", "2"], "--min-score"),
     (["search", "cat", "--sort", "random"], "--sort"),

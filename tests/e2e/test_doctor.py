@@ -177,17 +177,17 @@ def test_a_database_url_that_cannot_be_made_fails(run_doctor, tmp_path, monkeypa
     assert str(file.parent) in database["detail"]
 
 
-def test_a_read_only_data_dir_searches_but_cannot_index(run_doctor, tmp_path):
+def test_a_read_only_data_dir_fails_though_searching_works(run_doctor, tmp_path):
     _make_db(tmp_path / "data").close()
     with read_only(tmp_path / "data") as data:
         code, out = run_doctor("--json", data=data)
-    assert code == 0, out
+    assert code == 1, out
     results = _by_name(out)
     data_dir, database = results["data_dir"], results["database"]
-    assert data_dir["status"] == "warn", data_dir
+    assert data_dir["status"] == "FAIL", data_dir
     assert "searching works, indexing cannot" in data_dir["detail"]
     # The database is in it, so it cannot be written either, and says so.
-    assert database["status"] == "warn", database
+    assert database["status"] == "FAIL", database
     assert "read-only" in database["detail"] and "indexing cannot" in database["detail"]
     assert "0 files, 0 indexed" in results["library"]["detail"]  # it still opens
 
@@ -217,7 +217,7 @@ def test_an_empty_read_only_data_dir_fails_the_database(run_doctor, tmp_path):
         code, out = run_doctor("--json", data=data)
     assert code == 1, out
     results = _by_name(out)
-    assert results["data_dir"]["status"] == "warn"
+    assert results["data_dir"]["status"] == "FAIL"
     assert results["database"]["status"] == "FAIL"
     assert "cannot be created" in results["database"]["detail"]
 
