@@ -20,6 +20,7 @@ from search.errors import ConfigError, InputError
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
 from search.store import Filter, Photo, Store
+from search.tags import check_known as check_tags
 from search.vectors import VectorIndex, index_for, snapshot
 from search.vectors.queries import QuerySample
 
@@ -179,6 +180,7 @@ class Engine:
         k = request.k or self.config.search.default_k
         if k <= 0:
             raise InputError("k must be a positive number of results")
+        check_tags(self.store, (*request.where.tags, *request.where.not_tags))
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
         query, sources = self._query_vector(request.terms)

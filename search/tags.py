@@ -246,6 +246,13 @@ def photo_ids(store, refs: Iterable[str | int]) -> list[int]:
     return out
 
 
+def check_known(store, names: Iterable[str]) -> None:
+    """One clear error for a tag name the library does not have."""
+    for name in names:
+        if store.tag(name) is None:
+            raise InputError(f"no tag named {name!r} (see `pixseek tags`)")
+
+
 def classifier_of(tag) -> Classifier | None:
     if tag is None or tag.weights is None:
         return None
@@ -253,8 +260,9 @@ def classifier_of(tag) -> Classifier | None:
                       float(tag.threshold))
 
 
-def train(store, encoder, model: str, name: str) -> Classifier:
-    """Fit a tag's classifier for ``model`` from its examples and prompts, and store it."""
+def train(store, encode_texts, model: str, name: str) -> Classifier:
+    """Fit a tag's classifier for ``model`` from its examples and prompts, and store it.
+    ``encode_texts(list of str) -> vectors`` is called only when the tag has prompts."""
     tag = store.tag(name)
     if tag is None:
         raise InputError(f"no tag named {name!r} (see `pixseek tags`)")
@@ -263,16 +271,89 @@ def train(store, encoder, model: str, name: str) -> Classifier:
     pos = np.array([vectors[c] for c, p in examples.items() if p and c in vectors])
     neg = np.array([vectors[c] for c, p in examples.items() if not p and c in vectors])
     prompts = tag.prompt_list
-    txt = encoder.encode_texts(prompts) if prompts else None
     if not len(pos) and not prompts:
         raise InputError(f"tag {name!r} has no positive example and no text prompt: "
                          "add one with --add or --text")
+    txt = encode_texts(prompts) if prompts else None
     library = store.sample_vectors(model, LIBRARY_SAMPLE)
     classifier = fit(pos if len(pos) else None, neg if len(neg) else None, txt,
                      library if library.size else None)
     store.fit_tag(tag.id, tag.version, model, classifier.weights, classifier.bias,
                   classifier.threshold)
     return classifier
+
+
+def teach(store, model: str, encode_texts, name: str, add: Iterable[str | int] = (),
+          reject: Iterable[str | int] = (), texts: Iterable[str] = ()) -> dict:
+    """Add examples (photo ids or paths) and prompts to a tag, refit it and apply it to the
+    whole library. Everything is checked before anything is written."""
+    name = check_name(name)
+    texts = [t.strip() for t in texts]
+    if any(not t for t in texts):
+        raise InputError("--text: give the words the tag is about, e.g. --text 'a receipt'")
+    positives, negatives = photo_ids(store, add), photo_ids(store, reject)
+    if not (positives or negatives or texts):
+        raise InputError(f"tag {name!r}: give examples (--add, --not) or a prompt (--text)")
+    both = set(positives) & set(negatives)
+    if both:
+        raise InputError(f"photo {min(both)} is given both as an example and as --not")
+    tag = store.tag(name)
+    known = store.tag_examples(tag.id) if tag else {}
+    has_positive = any(known.get(c, False) for c in known if c not in negatives) or positives
+    if not has_positive and not texts and not (tag and tag.prompt_list):
+        raise InputError(f"tag {name!r} needs at least one example (--add) or a prompt "
+                         "(--text), not only --not")
+    store.require_writable()
+    store.teach_tag(name, positives, negatives, texts)
+    train(store, encode_texts, model, name)
+    apply_to_library(store, model, [name])
+    return describe(store, name)
+
+
+def describe(store, name: str) -> dict:
+    """A tag's examples, prompts, version and member count."""
+    tag = store.tag(name)
+    if tag is None:
+        raise InputError(f"no tag named {name!r} (see `pixseek tags`)")
+    examples = store.tag_examples(tag.id)
+    count = next((n for t, n in store.all_tags() if t.id == tag.id), 0)
+    return {"name": tag.name, "version": tag.version, "count": count,
+            "positives": sorted(c for c, p in examples.items() if p),
+            "negatives": sorted(c for c, p in examples.items() if not p),
+            "prompts": tag.prompt_list, "threshold": tag.threshold}
+
+
+def members(store, name: str) -> list[dict]:
+    """A tag's members, best first: {"id", "path", "score"} (path: its first indexed file)."""
+    tag = store.tag(check_name(name))
+    if tag is None:
+        raise InputError(f"no tag named {name!r} (see `pixseek tags`)")
+    return _with_paths(store, store.tag_members(tag.id))
+
+
+def _with_paths(store, scored: list[tuple[int, float]]) -> list[dict]:
+    paths = store.paths_for_contents([cid for cid, _ in scored])
+    return [{"id": cid, "path": paths[cid][0], "score": round(float(score), 4)}
+            for cid, score in scored if cid in paths]
+
+
+def suggestions(store, model: str, name: str, k: int = 20) -> list[dict]:
+    """``suggest`` with paths: {"id", "path", "score"}."""
+    if k < 1:
+        raise InputError(f"k must be 1 or more, not {k}")
+    return _with_paths(store, suggest(store, model, check_name(name), k))
+
+
+def apply_pending(store, model: str, encode_texts) -> dict[str, int]:
+    """What the indexer calls after adding photos: tags fitted for another model (or never
+    fitted) are refitted for ``model``, then every tag scores the photos it has not seen."""
+    for tag, _ in store.all_tags():
+        if tag.model != model or tag.weights is None:
+            try:
+                train(store, encode_texts, model, tag.name)
+            except InputError:  # examples without a vector for this model yet
+                continue
+    return apply_to_library(store, model)
 
 
 def apply_to_library(store, model: str, names: list[str] | None = None,
