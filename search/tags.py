@@ -384,6 +384,12 @@ def apply_to_library(store, model: str, names: list[str] | None = None,
             members[j] += zip(ids[rows, 1].tolist(), scores[rows, j].tolist(), strict=True)
     added = {}
     for tag, found in zip(tags, members, strict=True):
+        # A person's answers outrank the classifier: positives in, negatives out.
+        examples = store.tag_examples(tag.id)
+        seen = {cid for cid, _ in found}
+        found = [(cid, score) for cid, score in found if examples.get(cid, True)]
+        found += [(cid, 0.5) for cid, positive in examples.items()
+                  if positive and cid not in seen and (tag.applied_upto == 0)]
         if store.save_tag_members(tag.id, tag.version, found, newest,
                                   replace=tag.applied_upto == 0):
             added[tag.name] = len(found)
