@@ -242,6 +242,9 @@ class Indexer:
             from indexer.place_stage import read_places
 
             summary.places_read = read_places(self.store, self.cancel).read
+            from indexer.tag_stage import apply_tags
+
+            apply_tags(self.store, self.encoder, self.cancel)
         if self.config.ocr.active() and not self.cancel.is_set():
             # Second stage: every photo above is searchable by CLIP already.
             from indexer.text_stage import TextStage

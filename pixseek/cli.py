@@ -262,6 +262,10 @@ def _print_page(page, as_json: bool) -> None:
               help="Only photos taken in this city, region or country (repeatable: any).")
 @click.option("--near", metavar="LAT,LON[,KM]",
               help="Only photos taken within KM (default 5) of this GPS position.")
+@click.option("--tag", "tags", multiple=True, metavar="NAME",
+              help="Only photos with this tag (repeat: all of them).")
+@click.option("--not-tag", "not_tags", multiple=True, metavar="NAME",
+              help="Only photos without this tag.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many results.")
 @click.option("--min-score", type=click.FloatRange(-1, 1), help="Drop results below this cosine.")
 @click.option("--sort", type=click.Choice(["relevance", "newest", "oldest"]),
@@ -275,7 +279,7 @@ def _print_page(page, as_json: bool) -> None:
 @click.pass_context
 def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,
            camera, in_text, places, near, offset, min_score, sort, exact, no_collapse,
-           as_json, local) -> None:
+           as_json, local, tags=(), not_tags=()) -> None:
     """Find photos matching QUERY text, example images or library photos.
 
     \b
@@ -300,6 +304,7 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
         query, images=images, similar=similar, negatives=negatives, after=after, before=before,
         folders=folders, camera=camera, k=k, offset=offset, min_score=min_score, sort=sort,
         exact=exact, collapse=not no_collapse, in_text=in_text, places=places, near=near,
+        tags=tags, not_tags=not_tags,
     )
     engine = Engine(_config(ctx))
     try:
@@ -783,6 +788,12 @@ def models(as_json) -> None:
         click.echo(f"(speed: random weights in the checkpoint's shape, {s['cpu']}, "
                    f"{s['threads']} threads, {s['date']}: {s['command']}{note})")
     click.echo(advice)
+
+
+from pixseek.tag_cli import tag, tags  # noqa: E402 (tags taught by example)
+
+cli.add_command(tag)
+cli.add_command(tags)
 
 
 def main() -> None:

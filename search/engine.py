@@ -21,6 +21,7 @@ from search.limits import MAX_ID, check_k
 from search.preprocess import BadImage, decode
 from search.query import SearchRequest, Term
 from search.store import Filter, Photo, Store
+from search.tags import check_known as check_tags
 from search.vectors import VectorIndex, index_for, snapshot
 from search.vectors.queries import QuerySample
 
@@ -185,6 +186,7 @@ class Engine:
         k = check_k(request.k) or self.config.search.default_k
         if self.vectors.count == 0:  # a model this library was not indexed with: say so
             library.check_has_vectors(self.store, self.model_id)
+        check_tags(self.store, (*request.where.tags, *request.where.not_tags))
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
         query, sources = self._query_vector(request.terms)

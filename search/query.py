@@ -174,12 +174,14 @@ def build(
     places: list[str] | tuple[str, ...] = (),
     near: str | tuple[float, float, float] | None = None,
     collapse: bool = True,
+    tags: list[str] | tuple[str, ...] = (),
+    not_tags: list[str] | tuple[str, ...] = (),
 ) -> SearchRequest:
     """A checked SearchRequest from the options every door offers. ``in_text`` searches
     the text read from photos (alone, or beside the other terms)."""
     k = check_k(k)
     _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders,
-                  place=places)
+                  place=places, tag=tags, not_tag=not_tags)
     terms: list[Term] = []
     if text is not None and text.strip():
         terms += text_terms(text)
@@ -208,6 +210,18 @@ def build(
     if near is not None and not isinstance(near, tuple):
         near = parse_near(near) if str(near).strip() else None
     where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None,
-                   place_names, near)
+                   place_names, near, *_tag_names(tags, not_tags))
     return SearchRequest(terms, where, k, offset, min_score, sort,  # type: ignore[arg-type]
                          exact, in_text, collapse=collapse)
+
+
+def _tag_names(tags, not_tags) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Tag names to have and not to have; one in both is a contradiction."""
+    from search.tags import check_name
+
+    have = tuple(dict.fromkeys(check_name(t) for t in tags))
+    lack = tuple(dict.fromkeys(check_name(t) for t in not_tags))
+    both = set(have) & set(lack)
+    if both:
+        raise InputError(f"tag {min(both)!r} is asked for and excluded at once")
+    return have, lack

@@ -10,6 +10,7 @@ The schema is created and upgraded only by Alembic (``migrations/``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from urllib.parse import quote
 import numpy as np
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -224,10 +226,12 @@ class Filter:
     # photo was taken in; several mean any of them.
     places: tuple[str, ...] = ()
     near: tuple[float, float, float] | None = None  # (lat, lon, km): taken within km
+    tags: tuple[str, ...] = ()  # tag names the photo has, every one of them
+    not_tags: tuple[str, ...] = ()  # tag names the photo must not have
 
     def __bool__(self) -> bool:
         return bool(self.after or self.before or self.folders or self.camera or self.places
-                    or self.near)
+                    or self.near or self.tags or self.not_tags)
 
 
 def _ts_word(word: str) -> str:
@@ -751,6 +755,7 @@ class Store:
                 ContentPlace.content_id == Content.id,
                 ContentPlace.latitude.between(lat_min, lat_max),
                 ContentPlace.longitude.between(lon_min, lon_max)))
+        conditions += tag_conditions(where)
         has_vector = exists().where(Embedding.content_id == Content.id, Embedding.model == model)
         query = (select(Content.id).distinct().join(File, File.content_id == Content.id)
                  .where(*conditions, has_vector))
@@ -1074,3 +1079,164 @@ class Store:
             for cid, path in rows:
                 out.setdefault(cid, []).append(path)
         return out
+
+    # -- tags taught by example (search.tags fits them) -----------------------------------
+
+    def tag(self, name: str) -> Tag | None:
+        with self.session() as s:
+            return s.scalar(select(Tag).where(Tag.name == name))
+
+    def all_tags(self) -> list[tuple[Tag, int]]:
+        """Every tag, by name, with its member count."""
+        counts = (select(TagMember.tag_id, func.count().label("n"))
+                  .group_by(TagMember.tag_id).subquery())
+        with self.session() as s:
+            rows = s.execute(select(Tag, func.coalesce(counts.c.n, 0))
+                             .outerjoin(counts, counts.c.tag_id == Tag.id)
+                             .order_by(Tag.name)).all()
+        return [(tag, int(n)) for tag, n in rows]
+
+    def teach_tag(self, name: str, positives: Iterable[int] = (), negatives: Iterable[int] = (),
+                  prompts: Iterable[str] = ()) -> Tag:
+        """Add examples and prompts to a tag (made if new) and raise its version; a photo
+        given again takes its latest side. Its classifier must then be fitted again."""
+        sides = {int(c): True for c in positives}
+        sides.update({int(c): False for c in negatives})
+        with self.session() as s:
+            tag = s.scalar(select(Tag).where(Tag.name == name))
+            if tag is None:
+                tag = Tag(name=name, version=0, prompts="[]", applied_upto=0,
+                          created_at=utcnow())
+                s.add(tag)
+                s.flush()
+            tag.prompts = json.dumps(list(dict.fromkeys(
+                [*json.loads(tag.prompts), *(p.strip() for p in prompts if p.strip())])))
+            if sides:
+                s.execute(delete(TagExample).where(TagExample.tag_id == tag.id,
+                                                   TagExample.content_id.in_(list(sides))))
+                now = utcnow()
+                s.execute(insert(TagExample), [
+                    {"tag_id": tag.id, "content_id": cid, "positive": pos, "created_at": now}
+                    for cid, pos in sides.items()])
+            tag.version += 1
+            tag.weights, tag.applied_upto = None, 0
+        return tag
+
+    def tag_examples(self, tag_id: int) -> dict[int, bool]:
+        """{content id: positive} of a tag's examples."""
+        with self.session() as s:
+            return dict(s.execute(select(TagExample.content_id, TagExample.positive)
+                                  .where(TagExample.tag_id == tag_id)).all())
+
+    def fit_tag(self, tag_id: int, version: int, model: str, weights: np.ndarray, bias: float,
+                threshold: float) -> bool:
+        """Store the classifier fitted for this version (False: the tag changed meanwhile)."""
+        with self.session() as s:
+            tag = s.get(Tag, tag_id)
+            if tag is None or tag.version != version:
+                return False
+            tag.model, tag.weights = model, vector_to_blob(weights)
+            tag.bias, tag.threshold, tag.applied_upto = float(bias), float(threshold), 0
+        return True
+
+    def save_tag_members(self, tag_id: int, version: int, rows: list[tuple[int, float]],
+                         upto: int, replace: bool) -> bool:
+        """Record the members scored by this version, up to embedding id ``upto``; ``replace``
+        drops the earlier members first (one transaction). False: the tag changed meanwhile."""
+        with self.session() as s:
+            tag = s.get(Tag, tag_id)
+            if tag is None or tag.version != version:
+                return False
+            if replace:
+                s.execute(delete(TagMember).where(TagMember.tag_id == tag_id))
+            else:
+                s.execute(delete(TagMember).where(
+                    TagMember.tag_id == tag_id,
+                    TagMember.content_id.in_([cid for cid, _ in rows])))
+            live = set()
+            ids = [cid for cid, _ in rows]
+            for start in range(0, len(ids), 500):
+                live.update(s.scalars(select(Content.id).where(
+                    Content.id.in_(ids[start:start + 500]))))
+            kept = [{"tag_id": tag_id, "content_id": cid, "score": float(score),
+                     "version": version} for cid, score in rows if cid in live]
+            for start in range(0, len(kept), 10_000):
+                s.execute(insert(TagMember), kept[start:start + 10_000])
+            tag.applied_upto = max(int(upto), tag.applied_upto if not replace else 0)
+        return True
+
+    def tag_members(self, tag_id: int) -> list[tuple[int, float]]:
+        """(content id, score) of a tag's members, best first."""
+        with self.session() as s:
+            rows = s.execute(select(TagMember.content_id, TagMember.score)
+                             .where(TagMember.tag_id == tag_id)
+                             .order_by(TagMember.score.desc(), TagMember.content_id)).all()
+        return [(int(c), float(v)) for c, v in rows]
+
+    def delete_tag(self, name: str) -> bool:
+        with self.session() as s:
+            tag = s.scalar(select(Tag).where(Tag.name == name))
+            if tag is None:
+                return False
+            # Explicitly: a SQLite connection without foreign keys would not cascade.
+            s.execute(delete(TagMember).where(TagMember.tag_id == tag.id))
+            s.execute(delete(TagExample).where(TagExample.tag_id == tag.id))
+            s.delete(tag)
+        return True
+
+    def tag_facets(self) -> list[dict]:
+        """Tags with photos, and how many."""
+        return [{"name": tag.name, "count": n} for tag, n in self.all_tags() if n]
+
+
+class Tag(Base):
+    """A tag taught by example, and the classifier last fitted for it (search.tags)."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    version: Mapped[int] = mapped_column(Integer)  # raised when examples or prompts change
+    prompts: Mapped[str] = mapped_column(Text)  # a JSON list of texts
+    model: Mapped[str | None] = mapped_column(String(512))
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+    bias: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    applied_upto: Mapped[int] = mapped_column(Integer)  # newest embedding id scored
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def prompt_list(self) -> list[str]:
+        return json.loads(self.prompts)
+
+
+class TagExample(Base):
+    __tablename__ = "tag_examples"
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    positive: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class TagMember(Base):
+    __tablename__ = "tag_members"
+    __table_args__ = (Index("ix_tag_members_content", "content_id", "tag_id"),)
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer)  # the tag version that scored it
+
+
+def tag_conditions(where: Filter) -> list:
+    """The filter's tag clauses on ``Content.id``: has every tag, has none of the others."""
+    def has(name: str):
+        return exists().where(TagMember.content_id == Content.id,
+                              TagMember.tag_id == select(Tag.id).where(Tag.name == name)
+                              .scalar_subquery())
+    return [has(n) for n in where.tags] + [~has(n) for n in where.not_tags]

@@ -53,7 +53,7 @@ def create_app(config: Config, engine: Engine | None = None, token: str | None =
     service.install(app, engine or Engine(config))
     auth.install(app, token)
 
-    from webui import api, duplicates, local_cli, photos, status_page, views
+    from webui import api, duplicates, local_cli, photos, status_page, tags, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
@@ -61,6 +61,7 @@ def create_app(config: Config, engine: Engine | None = None, token: str | None =
     app.register_blueprint(status_page.bp)
     app.register_blueprint(duplicates.bp)
     app.register_blueprint(local_cli.bp)
+    app.register_blueprint(tags.bp)
     app.add_template_filter(lambda p: Path(p).name, "basename")
 
     @app.after_request

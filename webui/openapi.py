@@ -44,6 +44,10 @@ SEARCH_FIELDS: dict[str, dict] = {
               "countries (EXIF GPS; case and accents ignored)."},
     "near": {"type": "string", "description": "LAT,LON[,KM]: only photos taken within KM "
              "(default 5) of this position."},
+    "tag": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
+            "description": "Only photos with every one of these tags (pixseek tag)."},
+    "not_tag": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
+                "description": "Only photos with none of these tags."},
     "min_score": {"type": "number", "minimum": -1, "maximum": 1},
     "similar": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
                 "description": "Photos like these library photos: an id or an indexed path "
@@ -147,6 +151,9 @@ FACETS = {
                 "type": "object", "required": ["name", "count"],
                 "properties": {"name": {"type": "string"}, "country": NULLABLE_STRING,
                                "count": {"type": "integer"}}}}}},
+        "tags": {"type": "array", "description": "Tags with photos (pixseek tag).", "items": {
+            "type": "object", "required": ["name", "count"],
+            "properties": {"name": {"type": "string"}, "count": {"type": "integer"}}}},
     },
 }
 

@@ -33,7 +33,7 @@ MAX_OFFSET = 10_000  # deeper pages make the index fetch offset + k candidates
 
 # The query-string fields a search takes (GET /, GET /api/search, and POST with an image).
 FIELDS = ("q", "k", "offset", "not", "after", "before", "folder", "camera", "min_score",
-          "similar", "sort", "exact", "collapse", "text", "place", "near")
+          "similar", "sort", "exact", "collapse", "text", "place", "near", "tag", "not_tag")
 
 
 @dataclass
@@ -125,6 +125,8 @@ def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest
         in_text=args.get("text"),
         places=[p for p in args.getlist("place") if p.strip()],
         near=args.get("near"),
+        tags=[t for t in args.getlist("tag") if t.strip()],
+        not_tags=[t for t in args.getlist("not_tag") if t.strip()],
         k=parse_k(args.get("k")),
         offset=_number(args.get("offset"), "offset", int, 0, MAX_OFFSET) or 0,
         min_score=_number(args.get("min_score"), "min_score", float, -1, 1),
@@ -230,8 +232,62 @@ def photo_details(cid: int) -> dict | None:
 def facets() -> dict:
     found = engine().store.facets()
     found["dates"] = {key: _iso(value) for key, value in found["dates"].items()}
+    found["tags"] = engine().store.tag_facets()
     return found
 
 
 def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat() if when else None
+
+
+# -- tags taught by example (search.tags; routes in webui/tags.py) -------------------------
+
+
+def teach_tag(name: str, body: object) -> dict:
+    """``POST /api/tags/<name>`` with ``{"add": [ids], "not": [ids], "text": [prompts]}``:
+    the tag's examples grow, it is refitted and applied to the library."""
+    from search import tags
+
+    if not isinstance(body, dict):
+        raise InputError('send JSON like {"add": [12, 40], "not": [7], "text": ["a receipt"]}')
+    fields = {}
+    for key in ("add", "not", "text"):
+        value = body.get(key, [])
+        if isinstance(value, str | int):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+            raise InputError(f"{key}: a list of photo ids{' or texts' if key == 'text' else ''}")
+        fields[key] = [str(v) for v in value]
+    eng = engine()
+    with current_app.extensions[LOCK_KEY]:
+        return tags.teach(eng.store, eng.model_id, lambda t: eng.encoder.encode_texts(t), name,
+                          fields["add"], fields["not"], fields["text"])
+
+
+def _tag_photo(row: dict) -> dict:
+    out = dict(row)
+    out.update(thumb_urls(row["id"], _hash(row["id"])))
+    out["details_url"] = url_for("views.index", similar=row["id"])
+    return out
+
+
+def _hash(cid: int) -> str:
+    content = engine().store.content(cid)
+    return content.hash if content else ""
+
+
+def tag_view(name: str, k: int = 20) -> dict:
+    """A tag, its members and its suggestions (``GET /api/tags/<name>``)."""
+    from search import tags
+
+    eng = engine()
+    info = tags.describe(eng.store, tags.check_name(name))
+    info["members"] = [_tag_photo(r) for r in tags.members(eng.store, name)]
+    info["suggestions"] = [_tag_photo(r) for r in tags.suggestions(eng.store, eng.model_id,
+                                                                    name, k)]
+    return info
+
+
+def tag_list() -> list[dict]:
+    return [{"name": t.name, "count": n, "version": t.version, "prompts": t.prompt_list}
+            for t, n in engine().store.all_tags()]

@@ -1,0 +1,168 @@
+"""Tags taught by example (search.tags): the classifier on real offline-model vectors, and a
+tag's life in a real library (store, indexer, search, CLI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from benchmarks.tags import KINDS, PROMPTS, evaluate, shape_photos
+from search import tags
+from search.errors import InputError
+
+
+def test_taught_tags_beat_text_only_on_shapes(offline):
+    """5 positive + 5 negative examples: macro F1 >= 0.8 on the rest of a labelled set,
+    and at least 0.2 above tags given only a text prompt."""
+    images, labels = shape_photos(14, seed=7)
+    vectors = offline.encode_images(images)
+    prompts = dict(zip(KINDS, offline.encode_texts([PROMPTS[k] for k in KINDS]), strict=True))
+    result = evaluate(vectors, labels, prompts, shots=5, seed=7)
+    assert result["taught_macro_f1"] >= 0.8, result
+    assert result["taught_macro_f1"] >= result["text_only_macro_f1"] + 0.2, result
+
+
+def test_threshold_separates_held_out_examples_and_apply_matches_scores():
+    rng = np.random.default_rng(0)
+    centre_a, centre_b = rng.standard_normal(64), rng.standard_normal(64)
+    a = centre_a + 0.6 * rng.standard_normal((60, 64))
+    b = centre_b + 0.6 * rng.standard_normal((300, 64))
+    library = np.concatenate([a, b])
+    classifier = tags.fit(a[:5], b[:5], None, library)
+    scores = classifier.scores(library)
+    assert (scores[5:60] >= 0.5).mean() > 0.9 and (scores[65:] < 0.5).mean() > 0.9
+    [(ids, applied)] = list(tags.apply([classifier], [(np.arange(360), library)]))
+    assert np.allclose(applied[:, 0], scores, atol=1e-3) and list(ids) == list(range(360))
+
+
+def test_fit_needs_a_positive_or_a_prompt():
+    with pytest.raises(InputError, match="positive example or a text prompt"):
+        tags.fit(None, np.ones((2, 4)), None, np.ones((3, 4)))
+
+
+def test_bad_tag_names_are_refused():
+    for bad in ("", "   ", "a/b", "x" * 200, "two\nlines"):
+        with pytest.raises(InputError):
+            tags.check_name(bad)
+
+
+# -- a tag in a library ----------------------------------------------------------------------
+
+SPACE = ["lunar_surface", "deep_field_galaxies", "launch_pad_rocket"]
+NOT_SPACE = ["chelsea_cat", "espresso_cup"]
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory, samples, offline):
+    """The sample photos indexed with the offline model; ``space`` taught by example."""
+    from indexer.pipeline import Indexer
+    from search.config import load_config
+    from search.store import Store
+
+    root = tmp_path_factory.mktemp("tags")
+    photos = root / "photos"
+    photos.mkdir()
+    for p in samples:
+        if not str(p.path).startswith("/usr/share"):
+            shutil.copy2(p.path, photos / f"{p.name}{p.path.suffix}")
+    (root / "c.yaml").write_text("{}\n")
+    config = load_config(root / "c.yaml", environ={}, overrides={
+        "data_dir": str(root / "data"), "indexer.decode_workers": 0, "model.name": "offline"})
+    store = Store(config.db_url)
+    Indexer(config, store, offline, progress=False).index([photos])
+    path = {p.stem: str(p) for p in photos.iterdir()}
+    info = tags.teach(store, offline.model_id, offline.encode_texts, "space",
+                      [path[n] for n in SPACE], [path[n] for n in NOT_SPACE])
+    yield config, store, photos, path, info
+    store.close()
+
+
+def test_teaching_applies_the_tag_to_the_library(lib, offline):
+    config, store, photos, path, info = lib
+    members = {Path(m["path"]).stem for m in tags.members(store, "space")}
+    assert set(SPACE) <= members and not members & set(NOT_SPACE)
+    assert info["version"] == 1 and len(info["positives"]) == 3 and len(info["negatives"]) == 2
+    suggested = tags.suggestions(store, offline.model_id, "space", 3)
+    ids = {c for c, _ in store.tag_examples(store.tag("space").id).items()}
+    assert len(suggested) == 3 and not ids & {s["id"] for s in suggested}
+
+
+def test_a_photo_indexed_later_carries_its_tag(lib, offline, tmp_path):
+    from indexer.pipeline import Indexer
+
+    config, store, photos, path, _ = lib
+    later = photos / "moon_again.jpg"  # other bytes (a new content), the same picture
+    Image.open(path["lunar_surface"]).convert("RGB").save(later, quality=90)
+    Indexer(config, store, offline, progress=False).index([photos])
+    cid = store.content_for_path(str(later))
+    tag = store.tag("space")
+    assert cid in dict(store.tag_members(tag.id))
+    from search.store import TagMember
+
+    with store.session() as s:
+        assert s.get(TagMember, (tag.id, cid)).version == tag.version
+
+
+def test_search_with_tag_returns_only_tagged_photos(lib, offline):
+    from search.engine import Engine
+    from search.query import build
+
+    config, store, *_ = lib
+    members = {c for c, _ in store.tag_members(store.tag("space").id)}
+    with Engine(config, encoder=offline) as engine:
+        inside = engine.search(build("a photo", tags=["space"], k=20, collapse=False))
+        outside = engine.search(build("a photo", not_tags=["space"], k=20, collapse=False))
+        assert {r.content_id for r in inside.results} == members
+        assert not {r.content_id for r in outside.results} & members
+        assert outside.results
+        with pytest.raises(InputError, match="no tag named 'nope'"):
+            engine.search(build("a photo", tags=["nope"]))
+    with pytest.raises(InputError, match="asked for and excluded"):
+        build("a photo", tags=["space"], not_tags=["space"])
+
+
+def test_cli_commands(lib, monkeypatch):
+    from pixseek.cli import cli
+
+    config, store, photos, path, _ = lib
+    monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
+    base = ["--data-dir", str(config.data_path), "--model", "offline"]
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, [*base, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = run("tag", "cats", "--add", path["chelsea_cat"], "--text", "a cat")
+    assert "tag 'cats' (version 1)" in out
+    listed = json.loads(run("tag", "cats", "--list", "--json"))
+    assert listed and all(set(r) == {"id", "path", "score"} for r in listed)
+    assert path["chelsea_cat"] in [r["path"] for r in listed]
+    assert path["chelsea_cat"] in run("tag", "cats", "--export").splitlines()
+    assert len(json.loads(run("tag", "cats", "--suggest", "-k", "2", "--json"))) == 2
+    assert "version 2" in run("tag", "cats", "--not", path["espresso_cup"])
+    every = {t["name"]: t["count"] for t in json.loads(run("tags", "--json"))}
+    assert every["cats"] >= 1
+    assert "space" in every
+    assert "deleted tag 'cats'" in run("tag", "cats", "--delete")
+    assert "cats" not in {t["name"] for t in json.loads(run("tags", "--json"))}
+
+
+def test_cli_errors(lib, cli_error):
+    config, store, photos, path, _ = lib
+    base = ["--data-dir", str(config.data_path), "--model", "offline"]
+    assert "no tag named 'nope'" in cli_error([*base, "tag", "nope", "--list"])
+    assert "not an indexed photo" in cli_error([*base, "tag", "x", "--add", "/no/such.jpg"])
+    assert "no photo with id 99999" in cli_error([*base, "tag", "x", "--add", "99999"])
+    assert "needs a name" in cli_error([*base, "tag", "", "--list"])
+    assert "say what to do" in cli_error([*base, "tag", "space"])
+    assert "no tag named 'nope'" in cli_error([*base, "search", "a", "--tag", "nope"])
+    assert "not only --not" in cli_error([*base, "tag", "fresh", "--not", path["chelsea_cat"]])
+    assert store.tag("x") is None and store.tag("fresh") is None  # nothing half-written
