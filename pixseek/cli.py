@@ -103,9 +103,15 @@ def _echo_json(obj: object) -> None:
     "--precision",
     help="auto, fp32, bf16, fp16 or int8 (auto: the fastest faithful one, measured once).",
 )
+@click.option(
+    "--runtime",
+    help="auto, torch, onnxruntime or openvino (auto: the fastest faithful runtime and "
+         "precision, measured once).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
-def cli(ctx: click.Context, config_path, data_dir, model, device, precision, verbose) -> None:
+def cli(ctx: click.Context, config_path, data_dir, model, device, precision, runtime,
+        verbose) -> None:
     """pixseek: semantic search over your photos."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -117,6 +123,7 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, precision, ver
         "model.name": model,
         "model.device": device,
         "model.precision": precision,
+        "model.runtime": runtime,
     }
     try:
         config = load_config(config_path, overrides=overrides)
