@@ -357,6 +357,9 @@ def status(ctx: click.Context, as_json) -> None:
     in_use = prec["in_use"] or "not chosen yet"
     setting = f" (setting {prec['setting']})" if prec["setting"] != prec["in_use"] else ""
     click.echo(f"precision:  {in_use}{setting}: {prec['reason']}")
+    rt = info["runtime"]
+    rt_setting = f" (setting {rt['setting']})" if rt["setting"] != rt["in_use"] else ""
+    click.echo(f"runtime:    {rt['in_use'] or 'not chosen yet'}{rt_setting}")
     click.echo(
         f"files:      {info['files']} seen, {info['indexed']} indexed, {info['failed']} failed, "
         f"{info['pending']} waiting for this model"

@@ -173,3 +173,49 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
     log.info("%s", message)
     print(message, file=sys.stderr)
     return runtime, precision, f"auto: {why}"
+
+
+def installed() -> list[str]:
+    """The runtimes this machine can run, with their versions."""
+    return [r if r == "torch" else f"{r} {runtimes.version(r)}"
+            for r in runtimes.RUNTIMES if runtimes.available(r)]
+
+
+def describe(model_cfg, model_id: str, cache_dir) -> dict:
+    """The runtime the configured model runs on, without loading it: ``setting``, ``in_use``
+    (None until auto has measured), ``precision`` (the pair's, None if not known here),
+    ``reason`` and ``installed``."""
+    from search.encoders import pick_device
+    from search.encoders.offline import MODEL_ID
+
+    setting, precision = model_cfg.runtime, model_cfg.precision
+    out = {"setting": setting, "in_use": "torch", "precision": None, "reason": "asked for",
+           "installed": installed()}
+    if model_id == MODEL_ID:
+        return out | {"reason": "the offline model runs on torch"}
+    try:
+        device = pick_device(model_cfg.device)
+    except ConfigError as exc:
+        return out | {"in_use": None, "reason": str(exc)}
+    if setting not in ("auto", "torch") and not runtimes.available(setting, precision):
+        try:
+            runtimes.require(setting, precision)
+        except Exception as exc:  # noqa: BLE001 - the DependencyError's message
+            return out | {"in_use": None, "reason": str(exc)}
+    if setting == "torch":
+        return out
+    if device != "cpu":
+        return out | {"reason": f"torch is the {device} path"}
+    if precision != "auto":
+        if setting == "auto":
+            chosen = runtimes.default_for(precision)
+            return out | {"in_use": chosen, "precision": precision,
+                          "reason": f"auto with precision {precision} asked for: {chosen}"}
+        return out | {"in_use": setting, "precision": precision}
+    allowed = list(runtimes.RUNTIMES) if setting == "auto" else [setting]
+    hit = cached_choice(cache_dir, model_id, device, allowed)
+    if hit is None:
+        return out | {"in_use": None, "reason": f"not measured yet on this machine ({device}): "
+                      "measured the first time the model is used"}
+    return out | {"in_use": hit["runtime"], "precision": hit["precision"],
+                  "reason": hit.get("reason", "")}
