@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[float]] = {p: [] for p in args.precisions}
     ceilings: dict[str, list[float]] = {p: [] for p in args.precisions}
     chosen: dict[str, str] = {}
-    auto_cost: float | None = None
+    auto_costs: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pixseek-precision-") as tmp:
         tmp_root = Path(tmp)
         folder = tmp_root / "photos"
@@ -82,17 +82,17 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy2(p, folder / p.name)
         empty = tmp_root / "empty.yaml"
         empty.write_text("{}\n")
-        cache = None  # auto's precision.json / runtime.json from the first round, reused after
+        caches: dict[str, Path] = {}  # each auto pair's choice from the first round, reused
         for rnd in range(args.rounds):
             for pair in args.precisions:
                 runtime, _, precision = pair.rpartition(":")
                 runtime = runtime or "torch"
                 data_dir = tmp_root / f"data-{rnd}-{pair.replace(':', '-')}"
                 data_dir.mkdir()
-                if precision == "auto" and cache is not None:
+                if pair in caches:
                     for name in ("precision.json", "runtime.json"):
-                        if (cache / name).is_file():
-                            shutil.copy2(cache / name, data_dir / name)
+                        if (caches[pair] / name).is_file():
+                            shutil.copy2(caches[pair] / name, data_dir / name)
                 config = load_config(
                     empty,
                     overrides={
@@ -119,14 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                 ceilings[pair].append(ceiling)
                 runs_as = f"{getattr(enc, 'runtime', 'torch')} {enc.precision}"
                 chosen[pair] = runs_as
-                if precision == "auto" and cache is None:
-                    cache = tmp_root / "auto-cache"
-                    cache.mkdir()
-                    for name in ("precision.json", "runtime.json"):
-                        if (data_dir / name).is_file():
-                            shutil.copy2(data_dir / name, cache / name)
-                    auto_cost = loaded
-                    chosen["auto_reason"] = enc.precision_reason
+                if "auto" in pair and pair not in caches:
+                    caches[pair] = data_dir
+                    auto_costs[pair] = loaded
+                    chosen[f"{pair} reason"] = enc.precision_reason
                 log(f"round {rnd + 1} {pair} ({runs_as}): {rate:.1f} img/s, ceiling "
                     f"{ceiling:.1f} (model load {loaded:.1f} s)")
 
@@ -149,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
             ratio = f"{m / base:.2f}x ({lo:.2f}-{hi:.2f})"
         c = ceiling_medians[p]
         lines.append(f"| {p} | {chosen[p]} | {m:.1f} | {ratio} | {c:.1f} | {m / c:.2f} |")
-    if auto_cost is not None:
-        lines += ["", f"auto, first use: load + measure {auto_cost:.1f} s once; "
-                  f"{chosen.get('auto_reason', '')}"]
+    for pair, cost in auto_costs.items():
+        lines += ["", f"{pair}, first use: load + measure {cost:.1f} s once (exports cached "
+                  f"before excluded); {chosen.get(f'{pair} reason', '')}"]
     print("\n".join(lines))
     out.mkdir(parents=True, exist_ok=True)
     (out / "precision.json").write_text(json.dumps({
         "runs": results, "medians": medians, "ceilings": ceilings, "runs_as": chosen,
-        "auto_first_load_s": auto_cost,
+        "auto_first_load_s": auto_costs,
         "count": args.count, "long_side": args.long_side, "batch_size": args.batch_size,
         "threads": torch.get_num_threads(), "cpu": cpu_name(),
         "load_average": os.getloadavg(), "torch": torch.__version__,
