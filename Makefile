@@ -21,7 +21,7 @@ $(VENV)/.installed-$(FAISS): pyproject.toml
 	$(PIP) install torch==2.13.0
 	@# setuptools warns about every flat-layout editable install (a box of asterisks that
 	@# reads like a failure); the layout is deliberate, so that one warning is silenced.
-	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[$(FAISS),offline,train,postgres,milvus,ray,ocr,test]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -e '.[$(FAISS),offline,train,postgres,milvus,ray,ocr,onnx,openvino,test]'
 	@# Switching builds: the two share their files, so removing the other one deletes this
 	@# one's too, and this one is installed again.
 	@if $(PY) -m pip show -q $(OTHER_FAISS) 2>/dev/null; then \

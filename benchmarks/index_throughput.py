@@ -147,7 +147,9 @@ def load_backend(name: str, device: str, models_dir: Path, precision: str = "fp3
         if not (folder / "preprocessor_config.json").is_file():  # written last
             log(f"building a random-weight ViT-B/32 CLIP in {folder}")
             build_random_clip(folder, size="vit-b-32")
-        return load_encoder(str(folder), device=device, precision=precision, cache_dir=models_dir)
+        runtime, _, precision = precision.rpartition(":")  # RUNTIME:PRECISION (model.runtime)
+        return load_encoder(str(folder), device=device, precision=precision, cache_dir=models_dir,
+                            runtime=runtime or "torch")
     raise SystemExit(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
@@ -156,13 +158,17 @@ def load_cases(args, device: str) -> list[Case]:
     (adding it when it is not among the others)."""
     cases: list[Case] = []
     for name in args.backends:
-        wanted = ["fp32"] if name == "offline" else [p for p in args.precisions if p != "auto"]
-        pick = None
-        if name != "offline" and "auto" in args.precisions:
+        autos = [p for p in args.precisions if p in ("auto", "auto:auto")]
+        wanted = ["fp32"] if name == "offline" else [
+            p for p in args.precisions if p not in autos]
+        picks = set()
+        for which in autos if name != "offline" else []:
             started = time.perf_counter()
-            auto = load_backend(name, device, args.out / "models", "auto")
-            pick = auto.precision
-            log(f"{name}: auto picks {pick} ({time.perf_counter() - started:.1f} s to load; "
+            auto = load_backend(name, device, args.out / "models", which)
+            runtime = getattr(auto, "runtime", "torch")
+            pick = auto.precision if runtime == "torch" else f"{runtime}:{auto.precision}"
+            picks.add(pick)
+            log(f"{name}: {which} picks {pick} ({time.perf_counter() - started:.1f} s to load; "
                 f"{auto.precision_reason})")
             if pick not in wanted:
                 wanted.append(pick)
@@ -172,7 +178,7 @@ def load_cases(args, device: str) -> list[Case]:
             enc = load_backend(name, device, args.out / "models", precision)
             log(f"loaded {name} ({enc.model_id}) at {enc.precision} on {enc.device} "
                 f"in {time.perf_counter() - started:.1f} s")
-            cases.append(Case(name, enc.precision, enc, auto=precision == pick))
+            cases.append(Case(name, precision, enc, auto=precision in picks))
     return cases
 
 
@@ -433,8 +439,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"comma-separated, from {', '.join(BACKENDS)} (default: all)")
     p.add_argument("--precisions",
                    help="comma-separated, from fp32, bf16, fp16, int8, auto (default: every "
-                   "one the device supports, and auto; --quick: fp32). The offline model "
-                   "runs in fp32 only")
+                   "one the device supports, and auto; --quick: fp32), or RUNTIME:PRECISION "
+                   "pairs (onnxruntime:int8, openvino:int8-static, auto:auto). The offline "
+                   "model runs in fp32 only")
     p.add_argument("--sizes", default=",".join(SIZES),
                    help=f"photo sizes, from {', '.join(SIZES)} (default: both)")
     p.add_argument("--long-side", type=int,
@@ -475,9 +482,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--photos needs one size (--sizes NAME or --long-side PX)")
     if args.precisions is not None:
         args.precisions = [x.strip() for x in args.precisions.split(",") if x.strip()]
-        bad = [x for x in args.precisions if x not in ("auto", "fp32", "bf16", "fp16", "int8")]
+        bad = [x for x in args.precisions if x.rpartition(":")[2] not in (
+            "auto", "fp32", "bf16", "fp16", "int8", "int8-static") or x.rpartition(":")[0] not in (
+            "", "auto", "torch", "onnxruntime", "openvino")]
         if bad or not args.precisions:
-            p.error(f"--precisions: unknown {bad}; choose from fp32, bf16, fp16, int8, auto")
+            p.error(f"--precisions: unknown {bad}; choose from fp32, bf16, fp16, int8, auto, "
+                    "or RUNTIME:PRECISION (onnxruntime:int8, openvino:int8-static, auto:auto)")
     if args.count < 1 or args.repeats < 1:
         p.error("--count and --repeats must be at least 1")
     if args.workers is not None and args.workers < 0:

@@ -10,6 +10,12 @@ apart: a one-time cost per model and machine); later rounds find it cached, as a
 
     python benchmarks/precision.py                    # 96 photos, 800 px, 2 rounds
     python benchmarks/precision.py --rounds 3 --precisions fp32 int8 auto
+    python benchmarks/precision.py --precisions torch:fp32 onnxruntime:int8 \
+        openvino:int8-static auto:auto         # RUNTIME:PRECISION pairs (model.runtime)
+
+A bare precision runs on torch. Each pair's *ceiling* is the encoder alone on a batch of
+already-decoded pixels (the best of 3 calls): what indexing could reach if decoding were
+free; ``of ceiling`` is the index run's rate over it.
 
 Prints a markdown table and writes ``bench-out/precision.json``.
 """
@@ -62,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         build_random_clip(model_dir, size="vit-b-32")
 
     results: dict[str, list[float]] = {p: [] for p in args.precisions}
+    ceilings: dict[str, list[float]] = {p: [] for p in args.precisions}
     chosen: dict[str, str] = {}
-    auto_cost: float | None = None
+    auto_costs: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pixseek-precision-") as tmp:
         tmp_root = Path(tmp)
         folder = tmp_root / "photos"
@@ -75,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy2(p, folder / p.name)
         empty = tmp_root / "empty.yaml"
         empty.write_text("{}\n")
-        cache = None  # auto's precision.json from the first round, reused after
+        caches: dict[str, Path] = {}  # each auto pair's choice from the first round, reused
         for rnd in range(args.rounds):
-            for precision in args.precisions:
-                data_dir = tmp_root / f"data-{rnd}-{precision}"
+            for pair in args.precisions:
+                runtime, _, precision = pair.rpartition(":")
+                runtime = runtime or "torch"
+                data_dir = tmp_root / f"data-{rnd}-{pair.replace(':', '-')}"
                 data_dir.mkdir()
-                if precision == "auto" and cache is not None:
-                    shutil.copy2(cache, data_dir / "precision.json")
+                if pair in caches:
+                    for name in ("precision.json", "runtime.json"):
+                        if (caches[pair] / name).is_file():
+                            shutil.copy2(caches[pair] / name, data_dir / name)
                 config = load_config(
                     empty,
                     overrides={
@@ -89,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                         "model.name": str(model_dir),
                         "model.device": "cpu",
                         "model.precision": precision,
+                        "model.runtime": runtime,
+                        "ocr.enabled": False,  # the CLIP pass alone (OCR: ocr_throughput.py)
                         "model.batch_size": args.batch_size,
                     },
                     environ={},
@@ -100,42 +113,67 @@ def main(argv: list[str] | None = None) -> int:
                     enc = indexer.encoder
                 if summary.encoded != len(photos) or summary.failed:
                     raise SystemExit(f"did not encode every photo: {summary.as_dict()}")
+                ceiling = _ceiling(enc, photos[: args.batch_size])
                 rate = summary.encoded / summary.seconds
-                results[precision].append(rate)
-                chosen[precision] = enc.precision
-                if precision == "auto" and cache is None:
-                    cache = tmp_root / "precision.json"
-                    shutil.copy2(data_dir / "precision.json", cache)
-                    auto_cost = loaded
-                    chosen["auto_reason"] = enc.precision_reason
-                log(f"round {rnd + 1} {precision} ({enc.precision}): {rate:.1f} img/s "
-                    f"(model load {loaded:.1f} s)")
+                results[pair].append(rate)
+                ceilings[pair].append(ceiling)
+                runs_as = f"{getattr(enc, 'runtime', 'torch')} {enc.precision}"
+                chosen[pair] = runs_as
+                if "auto" in pair and pair not in caches:
+                    caches[pair] = data_dir
+                    auto_costs[pair] = loaded
+                    chosen[f"{pair} reason"] = enc.precision_reason
+                log(f"round {rnd + 1} {pair} ({runs_as}): {rate:.1f} img/s, ceiling "
+                    f"{ceiling:.1f} (model load {loaded:.1f} s)")
 
     medians = {p: statistics.median(v) for p, v in results.items()}
-    base = medians.get("fp32")
+    ceiling_medians = {p: statistics.median(v) for p, v in ceilings.items()}
+    base = medians.get("fp32") or medians.get("torch:fp32")
     lines = [
         f"{args.count} photos, {args.long_side} px long side, random ViT-B/32 CLIP, cpu, "
         f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.rounds} rounds "
         "interleaved (median)",
         "",
-        "| precision | runs as | images/s | vs fp32 |",
-        "|---|---|---:|---:|",
+        "| runtime:precision | runs as | images/s | vs torch fp32 (range) | ceiling | "
+        "of ceiling |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for p, m in medians.items():
-        ratio = f"{m / base:.2f}x" if base else "-"
-        lines.append(f"| {p} | {chosen[p]} | {m:.1f} | {ratio} |")
-    if auto_cost is not None:
-        lines += ["", f"auto, first use: load + measure {auto_cost:.1f} s once; "
-                  f"{chosen.get('auto_reason', '')}"]
+        ratio = "-"
+        if base:
+            lo, hi = min(results[p]) / base, max(results[p]) / base
+            ratio = f"{m / base:.2f}x ({lo:.2f}-{hi:.2f})"
+        c = ceiling_medians[p]
+        lines.append(f"| {p} | {chosen[p]} | {m:.1f} | {ratio} | {c:.1f} | {m / c:.2f} |")
+    for pair, cost in auto_costs.items():
+        lines += ["", f"{pair}, first use: load + measure {cost:.1f} s once (exports cached "
+                  f"before excluded); {chosen.get(f'{pair} reason', '')}"]
     print("\n".join(lines))
     out.mkdir(parents=True, exist_ok=True)
     (out / "precision.json").write_text(json.dumps({
-        "runs": results, "medians": medians, "runs_as": chosen, "auto_first_load_s": auto_cost,
+        "runs": results, "medians": medians, "ceilings": ceilings, "runs_as": chosen,
+        "auto_first_load_s": auto_costs,
         "count": args.count, "long_side": args.long_side, "batch_size": args.batch_size,
         "threads": torch.get_num_threads(), "cpu": cpu_name(),
         "load_average": os.getloadavg(), "torch": torch.__version__,
     }, indent=2))
     return 0
+
+
+def _ceiling(enc, photos: list[Path], calls: int = 3) -> float:
+    """Images/s of the encoder alone on one batch of decoded pixels (best of ``calls``)."""
+    import numpy as np
+
+    from search.preprocess import decode
+
+    pixels = np.stack([decode(p, enc.spec, uint8=True).pixels for p in photos])
+    enc.encode_pixels(pixels)  # warm-up
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        enc.encode_pixels(pixels)
+        best = min(best, time.perf_counter() - t0)
+    return len(pixels) / best
 
 
 if __name__ == "__main__":

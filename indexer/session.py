@@ -46,10 +46,12 @@ def open_indexer(
 ) -> Iterator:
     """An Indexer over the locked store, with ``encoder`` or the configured model."""
     from indexer.pipeline import Indexer  # the pipeline pulls in numpy, faiss and workers
+    from search.encoders.calibration import library_photos
 
     with locked_store(config) as store:
         config = adopt_model(config, store)  # a library keeps the model it was indexed with
-        encoder = encoder or load_encoder(config.model, cache_dir=config.data_path)
+        encoder = encoder or load_encoder(config.model, cache_dir=config.data_path,
+                                          calibration_photos=lambda: library_photos(config))
         yield Indexer(config, store, encoder, progress=progress)
         # The relevance reference is built here, once per model (cached on disk), so that
         # the first search does not pay for it.

@@ -106,9 +106,15 @@ def _echo_json(obj: object) -> None:
     "--precision",
     help="auto, fp32, bf16, fp16 or int8 (auto: the fastest faithful one, measured once).",
 )
+@click.option(
+    "--runtime",
+    help="auto, torch, onnxruntime or openvino (auto: the fastest faithful runtime and "
+         "precision, measured once).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
-def cli(ctx: click.Context, config_path, data_dir, model, device, precision, verbose) -> None:
+def cli(ctx: click.Context, config_path, data_dir, model, device, precision, runtime,
+        verbose) -> None:
     """pixseek: semantic search over your photos."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -120,6 +126,7 @@ def cli(ctx: click.Context, config_path, data_dir, model, device, precision, ver
         "model.name": model,
         "model.device": device,
         "model.precision": precision,
+        "model.runtime": runtime,
     }
     try:
         config = load_config(config_path, overrides=overrides)
@@ -389,6 +396,9 @@ def status(ctx: click.Context, as_json, local) -> None:
     in_use = prec["in_use"] or "not chosen yet"
     setting = f" (setting {prec['setting']})" if prec["setting"] != prec["in_use"] else ""
     click.echo(f"precision:  {in_use}{setting}: {prec['reason']}")
+    rt = info["runtime"]
+    rt_setting = f" (setting {rt['setting']})" if rt["setting"] != rt["in_use"] else ""
+    click.echo(f"runtime:    {rt['in_use'] or 'not chosen yet'}{rt_setting}")
     click.echo(
         f"files:      {info['files']} seen, {info['indexed']} indexed, {info['failed']} failed, "
         f"{info['pending']} waiting for this model"

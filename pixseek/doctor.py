@@ -138,6 +138,22 @@ def check_model(facts: Facts) -> Result:
     return _hub_model(name, repo)
 
 
+def check_runtime(facts: Facts) -> Result:
+    """The runtime and precision the model runs at (model.runtime), and why."""
+    from search.encoders import canonical_model_id
+    from search.encoders.runtime_choice import describe
+
+    cfg = facts.config.model
+    info = (facts.status or {}).get("runtime") or describe(
+        cfg, canonical_model_id(cfg.name), facts.config.data_path)
+    where = ", ".join(info["installed"])
+    if info["in_use"] is None:
+        status = FAIL if "pip install" in info["reason"] else OK
+        return status, f"{info['reason']} (installed: {where})"
+    pair = info["in_use"] + (f" {info['precision']}" if info.get("precision") else "")
+    return OK, f"{pair}: {info['reason']} (installed: {where})"
+
+
 def _is_repo_id(name: str) -> bool:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -391,6 +407,7 @@ CHECKS: list[tuple[str, Callable[[Facts], Result]]] = [
     ("torch", check_torch),
     ("faiss", check_faiss),
     ("model", check_model),
+    ("runtime", check_runtime),
     ("config", check_config),
     ("data_dir", check_data_dir),
     ("database", check_database),

@@ -65,7 +65,13 @@ class ModelConfig(_Section):
     # fp32 | bf16 | fp16 | int8, or auto: measured once per model, device and CPU on real
     # sample photos, the fastest whose vectors stay within cosine 0.995 of fp32's
     # (search.encoders.precision). The offline model always runs in fp32.
-    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8", "int8-static"] = "auto"
+    # torch | onnxruntime | openvino (the image and text towers exported once, CPU only), or
+    # auto: with precision auto, the fastest (runtime, precision) pair that passes the same
+    # fidelity check (search.encoders.runtime_choice); with an explicit precision, torch
+    # (int8-static: OpenVINO, else ONNX Runtime). int8-static is post-training int8
+    # calibrated on the library's photos (search.encoders.runtimes).
+    runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "auto"
     # May auto pick fp16 (CUDA, MPS)? false keeps fp16 out of auto's candidates.
     fp16: bool = True
 

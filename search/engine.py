@@ -127,7 +127,11 @@ class Engine:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder(self.config.model, cache_dir=self.config.data_path)
+            from search.encoders.calibration import library_photos
+
+            self._encoder = load_encoder(
+                self.config.model, cache_dir=self.config.data_path,
+                calibration_photos=lambda: library_photos(self.config))
             self.model_id = self._encoder.model_id
         return self._encoder
 
@@ -469,6 +473,7 @@ class Engine:
             "database": self.store.engine.url.render_as_string(hide_password=True),
             "data_dir": str(self.config.data_path),
             "precision": self.precision(),
+            "runtime": self.runtime(),
             "ocr": self.ocr_status(),
         }
 
@@ -500,6 +505,11 @@ class Engine:
             return {"setting": setting, "in_use": enc.precision, "reason": enc.precision_reason}
         if setting != "auto":
             return {"setting": setting, "in_use": setting, "reason": "asked for"}
+        pair = self.runtime()
+        if pair["in_use"] not in (None, "torch") or (
+                pair["in_use"] is None and self.config.model.runtime != "torch"):
+            # the runtime's choice is the pair's: its precision and reason
+            return {"setting": setting, "in_use": pair["precision"], "reason": pair["reason"]}
         try:
             device = pick_device(self.config.model.device)
         except ConfigError as exc:
@@ -513,6 +523,20 @@ class Engine:
                 "time the model is used",
             }
         return {"setting": setting, "in_use": hit["precision"], "reason": hit.get("reason", "")}
+
+    def runtime(self) -> dict:
+        """The runtime the model runs on (``search.encoders.runtimes``), without loading it:
+        the loaded encoder's, else the setting, else the pair auto chose for this machine."""
+        from search.encoders.runtime_choice import describe, installed
+
+        setting = self.config.model.runtime
+        if self._encoder is not None:
+            enc = self._encoder
+            return {"setting": setting, "in_use": getattr(enc, "runtime", "torch"),
+                    "precision": enc.precision,
+                    "reason": getattr(enc, "runtime_reason", "the offline model runs on torch"),
+                    "installed": installed()}
+        return describe(self.config.model, self.model_id, self.config.data_path)
 
     def __enter__(self) -> Engine:
         return self

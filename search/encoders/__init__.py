@@ -16,6 +16,8 @@ def load_encoder(
     fp16: bool = True,
     precision: str | None = None,
     cache_dir=None,
+    runtime: str | None = None,
+    calibration_photos=None,
 ) -> Encoder:
     """Load a model by name: ``offline``, an OpenAI alias (``ViT-B/32``), a hub id or a
     folder; or by the configuration's ``model`` section (``load_encoder(config.model)``),
@@ -23,24 +25,35 @@ def load_encoder(
 
     ``precision`` (``auto | fp32 | bf16 | fp16 | int8``, see ``search.encoders.precision``)
     None means fp16 on CUDA or MPS when ``fp16``, else fp32. ``auto`` caches its measured
-    choice in ``cache_dir/precision.json`` (pass the data dir; default: the user cache dir)."""
+    choice in ``cache_dir/precision.json`` (pass the data dir; default: the user cache dir).
+    ``runtime`` (``auto | torch | onnxruntime | openvino``, ``search.encoders.runtimes``)
+    None means torch, or the configuration's; ``calibration_photos()`` lists the photos
+    static int8 is calibrated on."""
     from search.config import ModelConfig
     from search.encoders.offline import MODEL_ID
 
     if isinstance(name, ModelConfig):
         if precision is None:
             precision = name.precision
+        if runtime is None:
+            runtime = name.runtime
         name, device, fp16 = name.name, name.device, name.fp16
 
     if name in OFFLINE_NAMES or name == MODEL_ID:
         from search.encoders.offline import OfflineEncoder
 
+        if runtime not in (None, "auto", "torch"):
+            from search.errors import ConfigError
+
+            raise ConfigError(f"model.runtime: {runtime} runs the clip backend's models; the "
+                              "offline model runs on torch (use auto or torch)")
         return OfflineEncoder(device=device)
     from search.encoders.clip import ClipEncoder
     from search.encoders.oom import load_with_fallback
 
     # Out of GPU memory: the CPU under auto, else one line (search.encoders.oom).
     return load_with_fallback(
-        lambda d: ClipEncoder(name, device=d, fp16=fp16, precision=precision, cache_dir=cache_dir),
+        lambda d: ClipEncoder(name, device=d, fp16=fp16, precision=precision, cache_dir=cache_dir,
+                              runtime=runtime or "torch", calibration_photos=calibration_photos),
         device,
     )

@@ -119,10 +119,15 @@ class ClipEncoder(Encoder):
         precision: str | None = None,
         cache_dir: str | Path | None = None,
         min_cosine: float | None = None,
+        runtime: str = "torch",
+        calibration_photos=None,
     ) -> None:
         """``precision`` None: fp16 on CUDA or MPS when ``fp16``, else fp32;
         ``auto`` measures once and caches the choice in ``cache_dir/precision.json``
-        (``search.encoders.precision``); ``fp16`` false keeps auto away from fp16."""
+        (``search.encoders.precision``); ``fp16`` false keeps auto away from fp16.
+        ``runtime`` (``search.encoders.runtimes``): torch, onnxruntime, openvino or auto;
+        ``calibration_photos()`` -> the photos static int8 is calibrated on (None: the
+        sample photos)."""
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.image_processing_utils import ImageProcessingMixin
 
@@ -139,7 +144,8 @@ class ClipEncoder(Encoder):
 
             precision = default_precision(self.device, fp16)
             reason = "not set: fp16 on CUDA or MPS when fp16 is allowed, else fp32"
-        if precision != "auto":
+        runtime = self._early_runtime(runtime, precision)
+        if precision != "auto" and runtime == "torch":
             check_supported(precision, self.device)
         self.dtype = torch.float32
         try:
@@ -186,9 +192,65 @@ class ClipEncoder(Encoder):
         self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
         text_cfg = getattr(config, "text_config", config)
         self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
+        self.towers = None  # the exported towers when the runtime is not torch
+        self.runtime = "torch"
+        self.runtime_reason = getattr(self, "_runtime_note", "asked for")
+        self.calibration_photos, self.cache_dir = calibration_photos, cache_dir
+        if runtime != "torch":
+            from search.encoders.runtime_choice import settle
+
+            runtime, precision, reason = settle(self, runtime, precision, fp16, min_cosine)
         if precision == "auto":
             precision, reason = self._choose_precision(fp16, cache_dir, min_cosine)
-        self._set_precision(precision, reason)
+        if runtime == "torch":
+            self._set_precision(precision, reason)
+        else:
+            self.use_runtime(runtime, precision, reason)
+
+    def _early_runtime(self, runtime: str, precision: str) -> str:
+        """What ``runtime`` can be before the model loads: torch where only torch runs (a GPU,
+        SigLIP 2 NaFlex), the exported runtime an explicit int8-static needs under auto."""
+        from search.encoders import runtimes
+
+        if runtime not in ("auto", *runtimes.RUNTIMES):
+            from search.errors import ConfigError
+
+            raise ConfigError(f"model.runtime: '{runtime}' is not one of auto, "
+                              + ", ".join(runtimes.RUNTIMES))
+        if runtime == "auto" and self.device != "cpu":
+            self._runtime_note = f"auto: torch is the {self.device} path"
+            return "torch"
+        if runtime == "auto" and precision not in ("auto", "int8-static"):
+            self._runtime_note = f"auto with precision {precision} asked for: torch runs it"
+            return "torch"
+        if runtime not in ("torch", "auto"):
+            runtimes.check(runtime, "fp32" if precision == "auto" else precision, self.device)
+        return runtime
+
+    def use_runtime(self, runtime: str, precision: str, reason: str) -> None:
+        """Run both towers on ``runtime`` at ``precision`` (exported and cached on first use);
+        the torch model stays in fp32 as the reference."""
+        from search.encoders.exported import load_towers
+
+        self.towers = None
+        self.towers = load_towers(
+            self.model, self.model_type, self.image_side(), self.model_id, runtime, precision,
+            calibration=self.calibration, cache_dir=None,
+        )
+        self.dtype = torch.float32
+        self.runtime, self.runtime_reason = runtime, reason
+        self.precision, self.precision_reason = precision, reason
+
+    def image_side(self) -> tuple[int, int]:
+        side = getattr(getattr(self.model.config, "vision_config", self.model.config),
+                       "image_size", 224)
+        return (int(side), int(side))
+
+    def calibration(self):
+        from search.encoders.calibration import calibration_set
+
+        photos = self.calibration_photos() if self.calibration_photos else None
+        return calibration_set(self, photos)
 
     def _set_precision(self, precision: str, reason: str) -> None:
         self.model = apply_precision(self.model, precision)
@@ -250,6 +312,10 @@ class ClipEncoder(Encoder):
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         from search.encoders.oom import encode_in_parts  # out of memory: halves (oom.py)
 
+        if self.towers is not None:
+            return encode_in_parts(
+                self, lambda part: self.exported_image_features(self.towers, part), pixels, "image"
+            )
         return encode_in_parts(
             self, lambda part: self._image_features(self.model, self.dtype, part), pixels,
             "image",
@@ -258,17 +324,29 @@ class ClipEncoder(Encoder):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         from search.encoders.oom import encode_in_parts  # out of memory: halves (oom.py)
 
+        if self.towers is not None:
+            return encode_in_parts(
+                self, lambda part: self.exported_text_features(self.towers, part), texts, "text"
+            )
         return encode_in_parts(
             self, lambda part: self._text_features(self.model, part), texts, "text"
         )
+
+    def exported_image_features(self, towers, pixels: np.ndarray) -> np.ndarray:
+        x = to_model_input(pixels, self.spec, "cpu", torch.float32).numpy()
+        return l2_normalise(torch.from_numpy(towers.image(x)))
+
+    def exported_text_features(self, towers, texts: Sequence[str]) -> np.ndarray:
+        tokens = {k: v.numpy() for k, v in self.text_inputs(texts).items()}
+        return l2_normalise(torch.from_numpy(towers.text(tokens)))
 
     @torch.inference_mode()
     def _image_features(self, model, dtype: torch.dtype, pixels: np.ndarray) -> np.ndarray:
         x = to_model_input(pixels, self.spec, self.device, dtype)  # uint8 or float32
         return l2_normalise(self._features(image_forward(model, x)))
 
-    @torch.inference_mode()
-    def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:
+    def text_inputs(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """The tokens the text tower reads: input_ids, and CLIP's attention_mask."""
         # SigLIP was trained on max-length padding; CLIP takes the end-of-text token.
         padding = "max_length" if self.model_type.startswith("siglip") else True
         texts = [t.lower() for t in texts] if self.lowercase else texts
@@ -282,4 +360,9 @@ class ClipEncoder(Encoder):
         kwargs = {"input_ids": tokens["input_ids"]}
         if "attention_mask" in tokens and not self.model_type.startswith("siglip"):
             kwargs["attention_mask"] = tokens["attention_mask"]
+        return kwargs
+
+    @torch.inference_mode()
+    def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:
+        kwargs = self.text_inputs(texts)
         return l2_normalise(self._features(model.get_text_features(**kwargs)))

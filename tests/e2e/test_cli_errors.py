@@ -13,6 +13,7 @@ CASES = [
     # global options
     (["--device", "tpu", "status"], "model.device"),
     (["--precision", "fp8", "status"], "model.precision"),
+    (["--runtime", "tensorrt", "status"], "model.runtime"),
     (["--config", "{tmp}/missing.yaml", "status"], "missing.yaml"),
     (["--bogus", "status"], "No such option"),
     # index

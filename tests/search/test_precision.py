@@ -131,8 +131,10 @@ def test_status_shows_the_precision(tiny_clip_dir, tmp_path):
     empty = tmp_path / "empty.yaml"
     empty.write_text("{}\n")
     data = tmp_path / "data"
+    # torch's own precision auto (runtime auto measures the (runtime, precision) pair:
+    # tests/search/test_runtimes.py).
     base = ["--config", str(empty), "--data-dir", str(data), "--model", str(tiny_clip_dir),
-            "--device", "cpu"]
+            "--device", "cpu", "--runtime", "torch"]
     runner = CliRunner()
 
     def status(*flags: str) -> dict:

@@ -1,0 +1,129 @@
+"""Where exported towers live: ``<user cache>/pixseek/exports/<checkpoint>/<runtime-version>/``.
+
+The checkpoint hash covers its config, tokenizer and weights: a hub checkpoint's weights are
+named by their own sha256 in the Hugging Face cache (read, not recomputed); a local folder's
+weights are hashed once and the digest remembered against their size and mtime, so a second
+load costs a stat. A runtime's version is part of the folder's name: a new version exports
+again. Every build writes into a temporary folder renamed into place, so a half-written
+export is never read; one that cannot be loaded is removed and built again, with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EXPORTS_DIR = "exports"
+HASHES_NAME = "weight-hashes.json"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+HASHED_SUFFIXES = (".json", ".txt", ".model") + WEIGHT_SUFFIXES
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def root(cache_dir: str | Path | None = None) -> Path:
+    if cache_dir is None:
+        from search.encoders.offline import cache_dir as user_cache_dir
+
+        cache_dir = user_cache_dir()
+    return Path(cache_dir).expanduser() / EXPORTS_DIR
+
+
+def checkpoint_folder(source: str) -> Path:
+    """The folder a checkpoint loads from: a local folder, or its hub cache snapshot."""
+    local = Path(source).expanduser()
+    if local.is_dir():
+        return local.resolve()
+    from transformers.utils import cached_file
+
+    return Path(cached_file(source, "config.json", local_files_only=True)).parent
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weights_digest(path: Path, memo: dict) -> str:
+    real = path.resolve()
+    if _SHA256.fullmatch(real.name):  # a hub blob is named by its sha256
+        return real.name
+    st = real.stat()
+    key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+    if key not in memo:
+        memo[key] = _file_digest(real)
+    return memo[key]
+
+
+def checkpoint_hash(folder: Path, cache_dir: str | Path | None = None) -> str:
+    """sha256 over the checkpoint's files (names and contents); 20 hex digits."""
+    memo_path = root(cache_dir) / HASHES_NAME
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    before = dict(memo)
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        if not f.is_file() or f.suffix not in HASHED_SUFFIXES:
+            continue
+        h.update(f.name.encode() + b"\0")
+        if f.suffix in WEIGHT_SUFFIXES:
+            h.update(_weights_digest(f, memo).encode())
+        else:
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    if memo != before:
+        from search.files import atomic_write
+
+        try:
+            with atomic_write(memo_path, "w") as out:
+                json.dump(memo, out, indent=1)
+        except OSError as exc:
+            log.debug("cannot remember weight hashes in %s: %s", memo_path, exc)
+    return h.hexdigest()[:20]
+
+
+def build_once(folder: Path, build: Callable[[Path], None]) -> Path:
+    """``folder``, built by ``build(tmp)`` into a temporary folder renamed into place when
+    it does not exist yet."""
+    if folder.is_dir():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process built it first
+            if not folder.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def load_or_rebuild(folder: Path, build: Callable[[Path], None], load: Callable[[Path], object]):
+    """``load(folder)``, building it first if needed; an export that fails to load is
+    corrupt: removed, rebuilt and loaded again, with one warning."""
+    build_once(folder, build)
+    try:
+        return load(folder)
+    except Exception as exc:  # noqa: BLE001 - any failure to read a cached file
+        from search.errors import first_line
+
+        log.warning("the exported model in %s cannot be loaded (%s): exporting it again",
+                    folder, first_line(exc)[:200])
+        shutil.rmtree(folder, ignore_errors=True)
+        build_once(folder, build)
+        return load(folder)

@@ -1,0 +1,188 @@
+"""model.runtime: ONNX Runtime and OpenVINO against torch on the tiny CLIP, the export cache,
+auto's choice of the (runtime, precision) pair and its fidelity gate, missing extras."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from search.config import load_config
+from search.encoders import export_cache, load_encoder, runtimes
+from search.encoders.clip import ClipEncoder
+from search.errors import ConfigError, DependencyError
+from search.preprocess import decode
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """One export folder for the module: each variant is built once, then reused."""
+    return tmp_path_factory.mktemp("exports")
+
+
+@pytest.fixture(autouse=True)
+def export_root(exports, monkeypatch):
+    monkeypatch.setattr(export_cache, "root", lambda cache_dir=None: exports)
+    return exports
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_clip, samples):
+    """torch fp32's vectors of real photos and captions."""
+    photos = samples[:6]
+    pixels = np.stack([decode(p.path, tiny_clip.spec, uint8=True).pixels for p in photos])
+    captions = [p.captions[0] for p in photos]
+    return pixels, captions, tiny_clip.encode_pixels(pixels), tiny_clip.encode_texts(captions)
+
+
+def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sum(a * b, axis=1).min())
+
+
+PAIRS = [
+    ("onnxruntime", "fp32", 0.99999), ("openvino", "fp32", 0.99999),
+    ("onnxruntime", "int8", 0.99), ("openvino", "bf16", 0.99),
+    ("onnxruntime", "int8-static", 0.98), ("openvino", "int8-static", 0.98),
+]
+
+
+@pytest.mark.parametrize(("runtime", "precision", "min_cos"), PAIRS)
+def test_each_runtime_matches_torch(tiny_clip_dir, reference, runtime, precision, min_cos):
+    pixels, captions, ref_img, ref_txt = reference
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision=precision, runtime=runtime)
+    assert (enc.runtime, enc.precision, enc.runtime_reason) == (runtime, precision, "asked for")
+    img, txt = enc.encode_pixels(pixels), enc.encode_texts(captions)
+    assert img.shape == ref_img.shape and txt.shape == ref_txt.shape
+    assert _min_cos(img, ref_img) >= min_cos and _min_cos(txt, ref_txt) >= min_cos
+    if precision != "fp32":  # really another precision, not torch's numbers again
+        assert not np.allclose(img, ref_img, atol=1e-6)
+    assert enc.encode_images([]).shape == (0, enc.dim)
+
+
+def test_offline_model_stays_on_torch(offline):
+    assert load_encoder("offline", runtime="auto").model_id == offline.model_id
+    with pytest.raises(ConfigError, match=r"model\.runtime: onnxruntime .*offline model"):
+        load_encoder("offline", runtime="onnxruntime")
+
+
+def test_a_cached_export_loads_fast_and_is_not_exported_again(tiny_clip_dir, caplog, exports):
+    load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
+    (folder,) = [f for f in exports.glob("*/onnxruntime*-int8")]
+    before = folder.stat().st_ino
+    caplog.set_level(logging.INFO, logger="search.encoders")
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
+    assert folder.stat().st_ino == before
+    assert "exporting" not in caplog.text and "cannot be loaded" not in caplog.text
+    t0 = time.perf_counter()
+    enc.use_runtime("onnxruntime", "int8", "again")  # the cached towers alone
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_a_corrupt_export_is_rebuilt_with_one_warning(tiny_clip_dir, reference, caplog, exports):
+    pixels, _, ref_img, _ = reference
+    load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
+    (xml,) = exports.glob("*/openvino*-fp32/image.xml")
+    xml.write_text("<net>half a file")
+    caplog.set_level(logging.WARNING)
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
+    warnings = [r for r in caplog.records if "cannot be loaded" in r.getMessage()]
+    assert len(warnings) == 1 and "exporting it again" in warnings[0].getMessage()
+    assert _min_cos(enc.encode_pixels(pixels), ref_img) > 0.99999
+    assert "<net>half" not in xml.read_text()
+
+
+def test_a_new_runtime_version_exports_again(tiny_clip_dir, exports, monkeypatch):
+    load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
+    real = runtimes.version
+    monkeypatch.setattr(runtimes, "version",
+                        lambda r: "99.0" if r == "onnxruntime" else real(r))
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
+    assert enc.towers.folder.name == "onnxruntime99.0-int8"
+    assert len(list(exports.glob("*/onnxruntime*-int8"))) == 2
+
+
+def test_auto_picks_a_faithful_pair_caches_it_and_status_shows_it(tiny_clip_dir, tmp_path):
+    from pixseek.cli import cli
+
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="auto", runtime="auto",
+                       cache_dir=tmp_path)
+    (entry,) = json.loads((tmp_path / "runtime.json").read_text()).values()
+    assert (entry["runtime"], entry["precision"]) == (enc.runtime, enc.precision)
+    trials = {t["precision"]: t for t in entry["trials"]}
+    # every installed pair was measured against torch fp32
+    assert {"fp32", "int8", "onnxruntime fp32", "onnxruntime int8", "onnxruntime int8-static",
+            "openvino fp32", "openvino int8-static"} <= set(trials)
+    chosen = "fp32" if (enc.runtime, enc.precision) == ("torch", "fp32") else (
+        enc.precision if enc.runtime == "torch" else f"{enc.runtime} {enc.precision}")
+    assert trials[chosen]["faithful"]
+    fastest = max(t["images_per_s"] or 0 for t in trials.values() if t["faithful"])
+    assert trials[chosen]["images_per_s"] == fastest
+    assert enc.precision_reason.startswith("auto: ")
+    again = load_encoder(str(tiny_clip_dir), device="cpu", precision="auto", runtime="auto",
+                         cache_dir=tmp_path)
+    assert (again.runtime, again.precision) == (enc.runtime, enc.precision)
+    assert again.precision_reason.startswith("auto, cached: ")
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    res = CliRunner().invoke(cli, ["--config", str(empty), "--data-dir", str(tmp_path),
+                                   "--model", str(tiny_clip_dir), "--device", "cpu",
+                                   "status", "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["runtime"]["in_use"] == enc.runtime
+    assert info["precision"]["in_use"] == enc.precision
+    assert info["runtime"]["reason"] == entry["reason"]
+
+
+def test_the_gate_refuses_a_pair_that_breaks_fidelity(tiny_clip_dir, tmp_path):
+    # A stricter bound than int8's cosine to fp32 (0.998-0.9999 on this model): every int8
+    # pair breaks it for real, and the reason names each refusal.
+    enc = ClipEncoder(str(tiny_clip_dir), device="cpu", precision="auto", runtime="onnxruntime",
+                      cache_dir=tmp_path, min_cosine=0.999999)
+    assert (enc.runtime, enc.precision) == ("onnxruntime", "fp32")
+    assert "refused: onnxruntime int8 unfaithful" in enc.precision_reason
+    assert "onnxruntime int8-static unfaithful" in enc.precision_reason
+
+
+def test_a_missing_extra_is_a_dependency_error_naming_it(tiny_clip_dir, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino fails
+    named = r"'openvino' extra.*pip install 'pixseek\[openvino\]'"
+    with pytest.raises(DependencyError, match=named):
+        load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    assert not runtimes.available("openvino")
+    from search.encoders.runtime_choice import candidates
+
+    assert not any(c.startswith("openvino") for c in candidates("cpu", runtimes.RUNTIMES, True))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(DependencyError, match=r"'onnx' extra"):
+        runtimes.require("onnxruntime")
+
+
+def test_runtime_setting_from_file_env_and_flag(tmp_path):
+    empty = tmp_path / "c.yaml"
+    empty.write_text("model:\n  runtime: onnxruntime\n")
+    assert load_config(empty, environ={}).model.runtime == "onnxruntime"
+    env = {"PIXSEEK_MODEL_RUNTIME": "openvino"}
+    assert load_config(empty, environ=env).model.runtime == "openvino"
+    assert load_config(empty, overrides={"model.runtime": "torch"}, environ=env
+                       ).model.runtime == "torch"
+    assert load_config(None, environ={}).model.runtime == "auto"
+    with pytest.raises(ConfigError, match=r"model\.runtime"):
+        load_config(empty, environ={"PIXSEEK_MODEL_RUNTIME": "tensorrt"})
+
+
+def test_explicit_pairs_a_runtime_cannot_run_are_config_errors(tiny_clip_dir):
+    with pytest.raises(ConfigError, match=r"int8 is not available on openvino"):
+        load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="openvino")
+    with pytest.raises(ConfigError, match=r"model\.precision"):
+        load_encoder(str(tiny_clip_dir), device="cpu", precision="int8-static", runtime="torch")
+    # auto with an explicit int8-static runs it where it exists
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="int8-static", runtime="auto")
+    assert (enc.runtime, enc.precision) == ("openvino", "int8-static")
