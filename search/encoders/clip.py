@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
-from search.encoders.names import ALIASES, canonical_model_id, resolve_name  # noqa: F401
 from search.encoders.hub import no_hub_message, quiet_hub, unreachable_hub
+from search.encoders.names import ALIASES, canonical_model_id, resolve_name  # noqa: F401
 from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
 from search.encoders.precision import check_supported, input_dtype
