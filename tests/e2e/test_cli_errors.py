@@ -66,8 +66,8 @@ def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, cli_error):
 
 @pytest.mark.parametrize("flag", ["--folder", "--not", "--similar"])
 def test_too_many_repeated_values_are_one_line(flag, tmp_path, cli_error):
-    """#24: 991 --folder flags overflowed SQLite's expression depth into an 81-line
-    traceback. Every repeated field has one limit (search.query.MAX_REPEATED)."""
+    """991 --folder flags would overflow SQLite's expression depth into a traceback; every
+    repeated field has one limit (search.query.MAX_REPEATED)."""
     from search.query import MAX_REPEATED
 
     many = [flag, str(tmp_path)] * (MAX_REPEATED + 1)

@@ -1,4 +1,4 @@
-"""Faults a home server meets (#24): idle and slow clients, floods of repeated fields, and
+"""Faults a home server meets: idle and slow clients, floods of repeated fields, and
 ``systemctl stop``. Every socket is on 127.0.0.1, and every wait is bounded."""
 
 from __future__ import annotations
