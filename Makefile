@@ -11,7 +11,7 @@ $(error FAISS must be cpu or gpu, not '$(FAISS)')
 endif
 OTHER_FAISS := faiss-$(if $(filter cpu,$(FAISS)),gpu,cpu)
 
-.PHONY: setup system-deps demo test bench bench-index bench-scale bench-train finetune-demo clean
+.PHONY: setup system-deps demo check test bench bench-index bench-scale bench-train finetune-demo clean
 
 # torch is pinned to the CPU build that these machines install from local disk; on a CUDA
 # machine install the CUDA build of torch into the venv first and it is kept.
@@ -55,6 +55,13 @@ system-deps:
 demo: setup
 	$(VENV)/bin/pixseek --data-dir $(DATA) --model offline demo
 
+# The edit-test loop: lint and the tests not marked `slow` (no servers, browsers, clusters,
+# processes or long waits; a few minutes on two cores).
+check: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow"
+
+# Everything, as CI runs it.
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q

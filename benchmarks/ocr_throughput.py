@@ -6,7 +6,7 @@ own rate on camera photos and on screenshots.
 - **CLIP pass**: ``Indexer.index`` of the same photos into a fresh data dir, OCR off and on,
   in interleaved rounds. OCR runs after the CLIP pass (a later stage of the same run), so
   the CLIP pass's photos/s is the run's encoded photos over its seconds less the text
-  stage's. The issue asks for on/off of at least 0.9.
+  stage's. The target: on/off of at least 0.9.
 - **OCR**: photos/s of the text stage alone on camera photos (``benchmarks/photos.py``,
   4000 px JPEGs, mostly without text: detection only) and on screenshots (1280x800 PNGs
   of UI-like text: detection and recognition of many lines).

@@ -19,7 +19,7 @@ from search.encoders import Encoder, canonical_model_id, load_encoder, pick_devi
 from search.errors import ConfigError, InputError
 from search.limits import MAX_ID, check_k
 from search.preprocess import BadImage, decode
-from search.query import SearchRequest, Term
+from search.query import SearchRequest, Term, build
 from search.store import Filter, Photo, Store
 from search.tags import check_known as check_tags
 from search.vectors import VectorIndex, index_for, snapshot
@@ -405,17 +405,17 @@ class Engine:
         return [(cid, s, photos[cid]) for cid, s in live[:n]]
 
     def search_text(self, text: str, k: int | None = None, exact: bool = False) -> list[Result]:
-        query = self.encoder.encode_texts([self.check_query(text)])[0]
-        self.query_sample.record("text", query)
-        return self.search_vector(query, k, exact=exact)
+        """The k photos nearest a text: ``search`` with that text alone, every result shown
+        (no folding of near-duplicates)."""
+        request = build(self.check_query(text), k=k, exact=exact, collapse=False)
+        return self.search(request).results
 
     def search_image(
         self, image: str | Path | bytes, k: int | None = None, exact: bool = False
     ) -> list[Result]:
         """Search by example: an image file's path, or its bytes (an upload)."""
-        query = self.encode_query_image(image)
-        self.query_sample.record("image", query)
-        return self.search_vector(query, k, exact=exact)
+        request = build(images=[(1.0, image)], k=k, exact=exact, collapse=False)
+        return self.search(request).results
 
     def search_vector(
         self,

@@ -17,6 +17,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["PIXSEEK_OCR_ENABLED"] = "false"
 
 
+# Fixtures that start a server: a test that uses one, or runs on PostgreSQL through
+# ``database``, is `slow` (make check leaves it out).
+SLOW_FIXTURES = {"pg_cluster", "pg_url"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or params.get("database") == "postgresql"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def no_ocr_unless_marked(request, monkeypatch):
     if request.node.get_closest_marker("ocr") is None:
@@ -64,18 +77,21 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:
     return folder
 
 
-@pytest.fixture
-def library(tmp_path: Path, samples) -> Path:
-    """A fresh, writable copy of the 12 sample photos that Python packages ship.
-
-    (Not the opencv-doc ones, so the tests see the same library on every machine.)
-    """
-    folder = tmp_path / "photos"
+def copy_library(folder: Path, samples) -> Path:
+    """The 12 sample photos that Python packages ship, copied into ``folder`` (made) with
+    their modification times. (Not the opencv-doc ones, so the tests see the same library
+    on every machine.)"""
     folder.mkdir()
     for photo in samples:
         if not str(photo.path).startswith("/usr/share"):
             shutil.copy2(photo.path, folder / f"{photo.name}{photo.path.suffix}")
     return folder
+
+
+@pytest.fixture
+def library(tmp_path: Path, samples) -> Path:
+    """A fresh, writable copy of the 12 sample photos (``copy_library``)."""
+    return copy_library(tmp_path / "photos", samples)
 
 
 @pytest.fixture(scope="session")
@@ -127,11 +143,10 @@ def make_config(tmp_path: Path, request):
     return make
 
 
-@pytest.fixture
-def cli_error(monkeypatch, capsys, tmp_path):
-    """``cli_error(argv) -> line``: run ``pixseek ARGV`` through the console script's own
+def _one_error_line(monkeypatch, capsys, tmp_path, code: int):
+    """``run(argv) -> line``: run ``pixseek ARGV`` through the console script's own
     ``main``, in process (no ./config.yaml, no PIXSEEK_CONFIG), and check the one error
-    path: exit 2 and one ``Error:`` line on stderr, no traceback. Returns that line."""
+    path: exit ``code`` and one ``Error:`` line on stderr, no traceback. Returns that line."""
     from pixseek.cli import main
 
     def run(argv: list[str]) -> str:
@@ -143,9 +158,22 @@ def cli_error(monkeypatch, capsys, tmp_path):
             main()
         err = capsys.readouterr().err
         lines = err.strip().splitlines()
-        assert exited.value.code == 2, err
+        assert exited.value.code == code, err
         assert len(lines) == 1 and lines[0].startswith("Error: "), err
         assert "Traceback" not in err
         return lines[0]
 
     return run
+
+
+@pytest.fixture
+def cli_error(monkeypatch, capsys, tmp_path):
+    """``cli_error(argv) -> line``: a bad value (exit 2), one ``Error:`` line."""
+    return _one_error_line(monkeypatch, capsys, tmp_path, 2)
+
+
+@pytest.fixture
+def cli_failure(monkeypatch, capsys, tmp_path):
+    """``cli_failure(argv) -> line``: like ``cli_error``, for a failure that is not a bad
+    value: exit 1 and one ``Error:`` line, no traceback."""
+    return _one_error_line(monkeypatch, capsys, tmp_path, 1)

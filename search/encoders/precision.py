@@ -66,8 +66,8 @@ BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # bf16 matmuls in hardware
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-# Where ``model.fp16`` (and precision unset) means fp16: the GPUs with fast half precision.
-# MPS used to be left out, so fp16 was silently ignored there.
+# Where ``model.fp16`` (and precision unset) means fp16: the GPUs with fast half precision
+# (Apple's MPS among them: leaving it out would ignore fp16 there without a word).
 FP16_DEVICES = ("cuda", "mps")
 
 

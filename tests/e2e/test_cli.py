@@ -11,15 +11,13 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from search.store import Embedding, File, Store
+from tests import cli
+
+pytestmark = pytest.mark.slow  # runs pixseek as processes
 
 
 def pixseek(data: Path, *args: str, env: dict | None = None, check: bool = True):
-    cmd = [sys.executable, "-m", "pixseek", "--data-dir", str(data), "--model", "offline", *args]
-    full_env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "1", **(env or {})}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    return cli.pixseek(data, *args, env=env, check=check, workers=1, timeout=120)
 
 
 @pytest.fixture(scope="module")

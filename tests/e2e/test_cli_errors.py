@@ -5,7 +5,6 @@ console script's own ``main`` (a subprocess each would take minutes)."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
@@ -68,8 +67,8 @@ def test_a_bad_value_is_one_line_and_exit_2(args, message, tmp_path, cli_error):
 
 @pytest.mark.parametrize("flag", ["--folder", "--not", "--similar"])
 def test_too_many_repeated_values_are_one_line(flag, tmp_path, cli_error):
-    """#24: 991 --folder flags overflowed SQLite's expression depth into an 81-line
-    traceback. Every repeated field has one limit (search.query.MAX_REPEATED)."""
+    """991 --folder flags would overflow SQLite's expression depth into a traceback; every
+    repeated field has one limit (search.query.MAX_REPEATED)."""
     from search.query import MAX_REPEATED
 
     many = [flag, str(tmp_path)] * (MAX_REPEATED + 1)
@@ -77,28 +76,6 @@ def test_too_many_repeated_values_are_one_line(flag, tmp_path, cli_error):
                       "search", "cat", *many])
     assert f"at most {MAX_REPEATED} values per search, not {MAX_REPEATED + 1}" in line
     assert flag.lstrip("-") in line
-
-
-@pytest.fixture
-def cli_failure(monkeypatch, capsys, tmp_path):
-    """``cli_failure(argv) -> line``: like ``cli_error``, for a failure that is not a bad
-    value: exit 1 and one ``Error:`` line, no traceback."""
-    from pixseek.cli import main
-
-    def run(argv: list[str]) -> str:
-        monkeypatch.setattr(sys, "argv", ["pixseek", *argv])
-        monkeypatch.chdir(tmp_path)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main()
-        err = capsys.readouterr().err
-        lines = err.strip().splitlines()
-        assert exited.value.code == 1, err
-        assert len(lines) == 1 and lines[0].startswith("Error: "), err
-        assert "Traceback" not in err
-        return lines[0]
-
-    return run
 
 
 @pytest.mark.parametrize("command", [["status"], ["index", "{tmp}"], ["search", "cat"], ["gc"],

@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.duplicates import make_copies
+from tests.cli import pixseek
 
-
-def pixseek(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "pixseek", "--data-dir", str(data), "--model", "offline", *args]
-    env = {**os.environ, "PIXSEEK_INDEXER_DECODE_WORKERS": "0"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+pytestmark = pytest.mark.slow  # runs pixseek as processes
 
 
 def tree(folder: Path) -> dict[str, str]:

@@ -25,6 +25,8 @@ import pytest
 from pixseek import doctor
 from search.faiss_lib import distributions
 
+pytestmark = pytest.mark.slow  # runs pixseek as processes in built environments
+
 RUN = ("import site, sys\n"
        "if sys.argv[1]: site.addsitedir(sys.argv[1])\n"
        "from pixseek.cli import main\n"

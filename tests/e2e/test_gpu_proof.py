@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import gpu_proof
+
+pytestmark = pytest.mark.slow  # runs the GPU proof's whole script
 
 
 def test_the_gpu_proof_runs_on_a_cpu(tmp_path, capsys):

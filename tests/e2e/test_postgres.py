@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageOps
 from sqlalchemy import func, select
 
@@ -20,18 +21,16 @@ from search.config import load_config
 from search.migrate import current_revision
 from search.store import Embedding, Store
 from search.vectors import index_for
+from tests import cli
+
+pytestmark = pytest.mark.slow  # starts PostgreSQL and pixseek processes
 
 OFFLINE = "offline"
 
 
 def pixseek(data: Path, url: str, *args: str, check: bool = True):
-    env = {**os.environ, "PIXSEEK_DATABASE_URL": url, "PIXSEEK_INDEXER_DECODE_WORKERS": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pixseek", "--data-dir", str(data), "--model", OFFLINE, *args],
-        capture_output=True, text=True, env=env, timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
+    return cli.pixseek(data, *args, env={"PIXSEEK_DATABASE_URL": url}, check=check,
+                       model=OFFLINE)
 
 
 def variants(library: Path, dest: Path, make, suffix: str) -> list[Path]:

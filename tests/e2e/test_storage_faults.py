@@ -23,6 +23,8 @@ from search.vectors import FaissIndex
 from tests.e2e.test_cli import pixseek
 from tests.search.test_vectors import MODEL, add_vectors, clustered
 
+pytestmark = pytest.mark.slow  # mounts file systems, runs pixseek as processes
+
 
 def _mount(*args: str) -> None:
     if os.geteuid() != 0:

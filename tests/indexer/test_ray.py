@@ -15,6 +15,8 @@ from indexer.pipeline import Indexer
 from search.engine import Engine
 from search.store import STATUS_FAILED, Embedding, File, Store
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
 pytest.importorskip("ray", reason="pip install -e '.[ray]'")
 
 

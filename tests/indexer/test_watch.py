@@ -17,6 +17,8 @@ from indexer.pipeline import Indexer
 from indexer.watch import Watcher
 from search.store import STATUS_OK, File, Store
 
+pytestmark = pytest.mark.slow  # waits for a watcher
+
 
 def indexed_paths(store: Store) -> set[str]:
     with store.session() as s:

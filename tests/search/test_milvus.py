@@ -14,6 +14,8 @@ from search.query import SearchRequest, Term
 from search.store import Filter, Store
 from search.vectors import index_for
 
+pytestmark = pytest.mark.slow  # runs milvus-lite
+
 pytest.importorskip("pymilvus", reason="pip install -e '.[milvus]'")
 pytest.importorskip("milvus_lite", reason="pip install milvus-lite")
 

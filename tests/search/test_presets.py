@@ -92,7 +92,7 @@ def test_every_published_figure_names_where_it_comes_from():
             if figure.value is None:
                 assert "not published" in figure.source
     fast, best = PRESETS["fast"], PRESETS["best"]
-    # The figures issue #10 quotes, and the ones search/evaluation/published.py holds.
+    # The published figures the presets cite, as search/evaluation/published.py holds them.
     from search.evaluation.published import published
 
     assert published(fast.hub_id, "flickr30k")["text_to_image"]["R@1"] == pytest.approx(0.5878)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from importlib import resources
 
 import numpy as np
@@ -13,14 +11,12 @@ import pytest
 
 from search.errors import InputError
 from search.prompts import BATCH_SIZE, label_embeddings, load_templates
+from tests import cli
 
 
 def pixseek(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """The command as a person runs it (as in tests/e2e/test_cli.py)."""
-    cmd = [sys.executable, "-m", "pixseek", "--data-dir", str(tmp_path / "data"),
-           "--model", "offline", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ),
-                          cwd=tmp_path, timeout=120)
+    """The command as a person runs it, in ``tmp_path``."""
+    return cli.pixseek(tmp_path / "data", *args, check=False, cwd=tmp_path, timeout=120)
 
 
 def by_hand(encoder, labels, templates) -> np.ndarray:

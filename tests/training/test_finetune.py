@@ -23,6 +23,8 @@ from search.evaluation.captions import load_caption_set
 from training.contrastive import clip_loss
 from training.synth import render_synth
 
+pytestmark = pytest.mark.slow  # trains models
+
 PAIRS = 200  # 160 train images (about 620 captions), 40 test images
 # The acceptance run: from a random tiny CLIP, R@5 on the 40 held-out test images goes from
 # chance (about 0.12) to about 0.5 with these settings (seeds 0-4 gave +0.38 to +0.46).

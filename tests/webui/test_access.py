@@ -121,6 +121,7 @@ def _serve(server):
     return thread
 
 
+@pytest.mark.slow
 def test_real_server_with_token_and_no_token_in_the_log(indexed, offline, caplog):
     from search.engine import Engine
     from webui.serve import build_server, url_for_server
@@ -186,6 +187,7 @@ def test_url_for_server(host, url):
     assert url_for_server(SimpleNamespace(host=host, port=8000), "a b") == url + "?token=a%20b"
 
 
+@pytest.mark.slow
 def test_shutdown_stops_serving(indexed):
     from webui.serve import build_server
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # drives a browser (Playwright, chromium)
+
 CHROMIUM = "/usr/bin/chromium"
 TOKEN = "browser-test-token"
 ROOT = Path(__file__).resolve().parents[2]

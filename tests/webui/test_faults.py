@@ -1,4 +1,4 @@
-"""Faults a home server meets (#24): idle and slow clients, floods of repeated fields, and
+"""Faults a home server meets: idle and slow clients, floods of repeated fields, and
 ``systemctl stop``. Every socket is on 127.0.0.1, and every wait is bounded."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def _get(url: str, timeout: float) -> tuple[int, dict]:
         return r.status, json.load(r)
 
 
+@pytest.mark.slow
 def test_idle_connections_do_not_lock_out_a_search(indexed, offline):
     """150 connections that say nothing, stop mid request line, or were refused for want of
     the token and stay open: a search still answers within 2 s."""
@@ -68,6 +69,7 @@ def test_idle_connections_do_not_lock_out_a_search(indexed, offline):
         assert len(server._server.active_channels) >= IDLE  # all still open: none was refused
 
 
+@pytest.mark.slow
 def test_an_idle_connection_is_closed_after_channel_timeout(make_config):
     from webui.serve import build_server
 
@@ -179,6 +181,7 @@ def test_openapi_documents_the_limit(client):
 
 # -- systemctl stop -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_serve_exits_0_on_sigterm(tmp_path: Path):
     """systemd stops a service with SIGTERM; a clean stop must not count as a failure."""
     with socket.socket() as probe:  # a free port (the server binds it a moment later)

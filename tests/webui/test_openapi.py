@@ -48,6 +48,7 @@ EXAMPLES = int(os.environ.get("PIXSEEK_FUZZ_EXAMPLES", "25"))
 NO_INPUT = {"GET /api/facets", "GET /api/status"}
 
 
+@pytest.mark.slow
 def test_api_keeps_to_its_document(api_schema):
     # Valid-looking input may still be refused with a 400 (an empty query, a date range
     # that is backwards), so "positive data is accepted" is not among the checks. (The
