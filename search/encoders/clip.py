@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
-from search.encoders.hub import no_hub_message, quiet_hub, unreachable_hub
+from search.encoders.hub import cached, no_hub_message, quiet_hub, unreachable_hub
 from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
 from search.encoders.precision import check_supported, input_dtype
@@ -131,9 +131,6 @@ class ClipEncoder(Encoder):
         """``precision`` None: fp16 on CUDA or MPS when ``fp16``, else fp32;
         ``auto`` measures once and caches the choice in ``cache_dir/precision.json``
         (``search.encoders.precision``); ``fp16`` false keeps auto away from fp16."""
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.image_processing_utils import ImageProcessingMixin
-
         from search.encoders import canonical_model_id, resolve_name
         from search.encoders.presets import is_preset
 
@@ -141,6 +138,12 @@ class ClipEncoder(Encoder):
         name = resolve_name(name)  # a preset or an OpenAI alias -> its hub id
         local = Path(name).expanduser()
         source = canonical_model_id(name)  # a folder resolved, an alias expanded
+        if not local.exists() and not cached(source):  # before seconds of imports
+            hub = unreachable_hub()
+            if hub:
+                raise ModelLoadError(no_hub_message(name, preset, hub))
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.image_processing_utils import ImageProcessingMixin
         self.device = pick_device(device)
         reason = "asked for"
         if precision is None:
@@ -159,9 +162,6 @@ class ClipEncoder(Encoder):
             except OSError:
                 if local.exists():
                     raise
-                hub = unreachable_hub()
-                if hub:
-                    raise ModelLoadError(no_hub_message(name, preset, hub)) from None
                 with quiet_hub():
                     config = AutoConfig.from_pretrained(source)
                 local_only = False
