@@ -120,7 +120,7 @@ def check_model(facts: Facts) -> Result:
 
     from search.encoders import OFFLINE_NAMES, canonical_model_id, resolve_name
 
-    name = facts.config.model.name
+    name = _library_model(facts)
     model_id = canonical_model_id(name)
     if name in OFFLINE_NAMES or model_id.startswith("offline:"):
         missing = [p for p in OFFLINE_PACKAGES if importlib.util.find_spec(p) is None]
@@ -152,6 +152,27 @@ def check_runtime(facts: Facts) -> Result:
         return status, f"{info['reason']} (installed: {where})"
     pair = info["in_use"] + (f" {info['precision']}" if info.get("precision") else "")
     return OK, f"{pair}: {info['reason']} (installed: {where})"
+
+
+def _library_model(facts: Facts) -> str:
+    """The model commands will use: the chosen one, else the one a SQLite library was
+    indexed with (search.library), read without writing anything."""
+    config = facts.config
+    file = _sqlite_file(config.db_url)
+    if config.model_chosen or file is None or not file.is_file():
+        return config.model.name
+    from sqlalchemy import create_engine
+
+    from search.library import first_model
+
+    try:
+        engine = create_engine(_read_only_url(config.db_url, file))
+        try:
+            return first_model(engine) or config.model.name
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - the database check reports why it does not open
+        return config.model.name
 
 
 def _is_repo_id(name: str) -> bool:

@@ -6,15 +6,17 @@ configured model is the default only for a new library."""
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine as SqlEngine
 
 from search.config import Config
 from search.errors import InputError
 from search.store import Embedding, Store
 
 
-def first_model(store: Store) -> str | None:
+def first_model(store: Store | SqlEngine) -> str | None:
     """The model the library was first indexed with (its oldest vector's): one index seek."""
-    with store.engine.connect() as connection:
+    engine = store.engine if isinstance(store, Store) else store
+    with engine.connect() as connection:
         return connection.execute(
             select(Embedding.model).order_by(Embedding.id).limit(1)).scalar()
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
-from search.encoders.hub import no_hub_message, quiet_hub, unreachable_hub
+from search.encoders.hub import cached, no_hub_message, quiet_hub, unreachable_hub
 from search.encoders.names import ALIASES, canonical_model_id, resolve_name  # noqa: F401
 from search.encoders.pixels import to_model_input
 from search.encoders.precision import apply as apply_precision
@@ -128,15 +128,18 @@ class ClipEncoder(Encoder):
         ``runtime`` (``search.encoders.runtimes``): torch, onnxruntime, openvino or auto;
         ``calibration_photos()`` -> the photos static int8 is calibrated on (None: the
         sample photos)."""
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.image_processing_utils import ImageProcessingMixin
-
         from search.encoders.presets import is_preset
 
         preset = name if is_preset(name) else None
         name = resolve_name(name)  # a preset or an OpenAI alias -> its hub id
         local = Path(name).expanduser()
         source = canonical_model_id(name)  # a folder resolved, an alias expanded
+        if not local.exists() and not cached(source):  # before seconds of imports
+            hub = unreachable_hub()
+            if hub:
+                raise ModelLoadError(no_hub_message(name, preset, hub))
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.image_processing_utils import ImageProcessingMixin
         self.device = pick_device(device)
         reason = "asked for"
         if precision is None:
@@ -156,9 +159,6 @@ class ClipEncoder(Encoder):
             except OSError:
                 if local.exists():
                     raise
-                hub = unreachable_hub()
-                if hub:
-                    raise ModelLoadError(no_hub_message(name, preset, hub)) from None
                 with quiet_hub():
                     config = AutoConfig.from_pretrained(source)
                 local_only = False

@@ -20,6 +20,17 @@ def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
 
 
+def cached(repo: str) -> bool:
+    """Whether the local Hugging Face cache holds the checkpoint's config (reads the cache
+    folder only)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo, "config.json"), str)
+    except ValueError:  # not a valid repo id: transformers says why
+        return True
+
+
 def unreachable_hub(timeout: float = PROBE_SECONDS) -> str | None:
     """None when a TCP connection to the hub opens within ``timeout``; else the hub's
     address (also when HF_HUB_OFFLINE asks not to try). Name resolution runs in a thread:
