@@ -160,8 +160,8 @@ def test_gc_removes_photos_whose_files_are_gone(tmp_path, library):
 def test_db_upgrade(tmp_path):
     from search.migrate import head_revision
 
-    assert head_revision() == "0004"
-    assert "revision 0004" in pixseek(tmp_path / "d", "db", "upgrade").stdout
+    assert head_revision() == "0005"
+    assert "revision 0005" in pixseek(tmp_path / "d", "db", "upgrade").stdout
 
 
 def test_killed_run_resumes_with_nothing_lost_or_duplicated(tmp_path, library, database):

@@ -166,3 +166,17 @@ def test_cli_errors(lib, cli_error):
     assert "no tag named 'nope'" in cli_error([*base, "search", "a", "--tag", "nope"])
     assert "not only --not" in cli_error([*base, "tag", "fresh", "--not", path["chelsea_cat"]])
     assert store.tag("x") is None and store.tag("fresh") is None  # nothing half-written
+
+
+def test_tag_tables_on_postgresql(pg_url):
+    from search.store import Store
+
+    with Store(pg_url) as store:
+        tag = store.teach_tag("receipts", prompts=["a receipt"])
+        assert store.teach_tag("receipts", prompts=["a receipt", "a bill"]).version == 2
+        assert store.tag("receipts").prompt_list == ["a receipt", "a bill"]
+        assert store.fit_tag(tag.id, 2, "m", np.ones(4, np.float32), 0.5, 0.1)
+        assert not store.fit_tag(tag.id, 1, "m", np.ones(4, np.float32), 0.5, 0.1)
+        assert store.save_tag_members(tag.id, 2, [], 7, replace=True)
+        assert [(t.name, n) for t, n in store.all_tags()] == [("receipts", 0)]
+        assert store.delete_tag("receipts") and store.tag("receipts") is None
