@@ -120,8 +120,10 @@ def test_auto_picks_a_faithful_pair_caches_it_and_status_shows_it(tiny_clip_dir,
     chosen = "fp32" if (enc.runtime, enc.precision) == ("torch", "fp32") else (
         enc.precision if enc.runtime == "torch" else f"{enc.runtime} {enc.precision}")
     assert trials[chosen]["faithful"]
-    fastest = max(t["images_per_s"] or 0 for t in trials.values() if t["faithful"])
-    assert trials[chosen]["images_per_s"] == fastest
+    # the fastest faithful pairs timed again in turns: the fastest of that runoff wins
+    runoff = entry["runoff"]
+    assert len(runoff) >= 2 and all(trials[label]["faithful"] for label in runoff)
+    assert runoff[chosen] == max(runoff.values()) == trials[chosen]["images_per_s"]
     assert enc.precision_reason.startswith("auto: ")
     again = load_encoder(str(tiny_clip_dir), device="cpu", precision="auto", runtime="auto",
                          cache_dir=tmp_path)
