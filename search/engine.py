@@ -506,9 +506,9 @@ class Engine:
         if setting != "auto":
             return {"setting": setting, "in_use": setting, "reason": "asked for"}
         pair = self.runtime()
-        if pair["in_use"] not in (None, "torch") or (
-                pair["in_use"] is None and self.config.model.runtime != "torch"):
-            # the runtime's choice is the pair's: its precision and reason
+        if self.config.model.runtime != "torch" and (
+                pair["precision"] is not None or pair["in_use"] is None):
+            # runtime auto chose (or will choose) the pair: its precision and reason
             return {"setting": setting, "in_use": pair["precision"], "reason": pair["reason"]}
         try:
             device = pick_device(self.config.model.device)

@@ -111,6 +111,9 @@ def image_forward(model, x: torch.Tensor | dict[str, torch.Tensor]) -> object:
 
 
 class ClipEncoder(Encoder):
+    towers = None  # the exported towers when the runtime is not torch (use_runtime)
+    runtime, runtime_reason = "torch", "asked for"
+
     def __init__(
         self,
         name: str,
@@ -192,7 +195,6 @@ class ClipEncoder(Encoder):
         self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
         text_cfg = getattr(config, "text_config", config)
         self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
-        self.towers = None  # the exported towers when the runtime is not torch
         self.runtime = "torch"
         self.runtime_reason = getattr(self, "_runtime_note", "asked for")
         self.calibration_photos, self.cache_dir = calibration_photos, cache_dir

@@ -120,8 +120,10 @@ def test_auto_picks_a_faithful_pair_caches_it_and_status_shows_it(tiny_clip_dir,
     chosen = "fp32" if (enc.runtime, enc.precision) == ("torch", "fp32") else (
         enc.precision if enc.runtime == "torch" else f"{enc.runtime} {enc.precision}")
     assert trials[chosen]["faithful"]
-    fastest = max(t["images_per_s"] or 0 for t in trials.values() if t["faithful"])
-    assert trials[chosen]["images_per_s"] == fastest
+    # the fastest faithful pairs timed again in turns: the fastest of that runoff wins
+    runoff = entry["runoff"]
+    assert len(runoff) >= 2 and all(trials[label]["faithful"] for label in runoff)
+    assert runoff[chosen] == max(runoff.values()) == trials[chosen]["images_per_s"]
     assert enc.precision_reason.startswith("auto: ")
     again = load_encoder(str(tiny_clip_dir), device="cpu", precision="auto", runtime="auto",
                          cache_dir=tmp_path)
@@ -186,3 +188,32 @@ def test_explicit_pairs_a_runtime_cannot_run_are_config_errors(tiny_clip_dir):
     # auto with an explicit int8-static runs it where it exists
     enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="int8-static", runtime="auto")
     assert (enc.runtime, enc.precision) == ("openvino", "int8-static")
+
+
+@pytest.fixture(scope="module")
+def siglip_dir(tmp_path_factory):
+    from benchmarks.model_presets import build_random_siglip
+
+    return build_random_siglip(tmp_path_factory.mktemp("siglip2-fixed"), naflex=False)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_siglip_towers_run_on_each_runtime(siglip_dir, samples, runtime):
+    # SigLIP reads max-length ids without a mask, at its own fixed resolution.
+    ref = load_encoder(str(siglip_dir), device="cpu", precision="fp32", runtime="torch")
+    enc = load_encoder(str(siglip_dir), device="cpu", precision="fp32", runtime=runtime)
+    assert enc.towers.text_inputs == ["input_ids"]
+    pixels = np.stack([decode(p.path, ref.spec, uint8=True).pixels for p in samples[:3]])
+    captions = [p.captions[0] for p in samples[:3]]
+    assert _min_cos(enc.encode_pixels(pixels), ref.encode_pixels(pixels)) > 0.9999
+    assert _min_cos(enc.encode_texts(captions), ref.encode_texts(captions)) > 0.9999
+
+
+def test_naflex_stays_on_torch(tmp_path_factory):
+    from benchmarks.model_presets import build_random_siglip
+
+    folder = build_random_siglip(tmp_path_factory.mktemp("siglip2-naflex"), naflex=True)
+    enc = load_encoder(str(folder), device="cpu", precision="fp32", runtime="auto")
+    assert enc.runtime == "torch" and enc.towers is None
+    with pytest.raises(ConfigError, match="NaFlex"):
+        load_encoder(str(folder), device="cpu", precision="fp32", runtime="openvino")
