@@ -145,7 +145,7 @@ def check_runtime(facts: Facts) -> Result:
 
     cfg = facts.config.model
     info = (facts.status or {}).get("runtime") or describe(
-        cfg, canonical_model_id(cfg.name), facts.config.data_path)
+        cfg, canonical_model_id(_library_model(facts)), facts.config.data_path)
     where = ", ".join(info["installed"])
     if info["in_use"] is None:
         status = FAIL if "pip install" in info["reason"] else OK
