@@ -17,8 +17,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["PIXSEEK_OCR_ENABLED"] = "false"
 
 
-# Fixtures that start a server: a test that uses one, or runs on PostgreSQL through
-# ``database``, is `slow` (make check leaves it out).
+# Fixtures that start a server: a test that uses one, runs on PostgreSQL through
+# ``database``, or reads text (`ocr`: about a second a photo) is `slow` (make check leaves
+# it out).
 SLOW_FIXTURES = {"pg_cluster", "pg_url"}
 
 
@@ -26,7 +27,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
-                or params.get("database") == "postgresql"):
+                or params.get("database") == "postgresql"
+                or item.get_closest_marker("ocr") is not None):
             item.add_marker(pytest.mark.slow)
 
 
