@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -79,20 +78,11 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:
     return folder
 
 
-def copy_library(folder: Path, samples) -> Path:
-    """The 12 sample photos that Python packages ship, copied into ``folder`` (made) with
-    their modification times. (Not the opencv-doc ones, so the tests see the same library
-    on every machine.)"""
-    folder.mkdir()
-    for photo in samples:
-        if not str(photo.path).startswith("/usr/share"):
-            shutil.copy2(photo.path, folder / f"{photo.name}{photo.path.suffix}")
-    return folder
-
-
 @pytest.fixture
 def library(tmp_path: Path, samples) -> Path:
     """A fresh, writable copy of the 12 sample photos (``copy_library``)."""
+    from tests.library import copy_library
+
     return copy_library(tmp_path / "photos", samples)
 
 
