@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,8 +16,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ["PIXSEEK_OCR_ENABLED"] = "false"
 
 
-# Fixtures that start a server: a test that uses one, or runs on PostgreSQL through
-# ``database``, is `slow` (make check leaves it out).
+# Fixtures that start a server: a test that uses one, runs on PostgreSQL through
+# ``database``, or reads text (`ocr`: about a second a photo) is `slow` (make check leaves
+# it out).
 SLOW_FIXTURES = {"pg_cluster", "pg_url"}
 
 
@@ -26,7 +26,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
-                or params.get("database") == "postgresql"):
+                or params.get("database") == "postgresql"
+                or item.get_closest_marker("ocr") is not None):
             item.add_marker(pytest.mark.slow)
 
 
@@ -77,20 +78,11 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory, samples) -> Path:
     return folder
 
 
-def copy_library(folder: Path, samples) -> Path:
-    """The 12 sample photos that Python packages ship, copied into ``folder`` (made) with
-    their modification times. (Not the opencv-doc ones, so the tests see the same library
-    on every machine.)"""
-    folder.mkdir()
-    for photo in samples:
-        if not str(photo.path).startswith("/usr/share"):
-            shutil.copy2(photo.path, folder / f"{photo.name}{photo.path.suffix}")
-    return folder
-
-
 @pytest.fixture
 def library(tmp_path: Path, samples) -> Path:
     """A fresh, writable copy of the 12 sample photos (``copy_library``)."""
+    from tests.library import copy_library
+
     return copy_library(tmp_path / "photos", samples)
 
 

@@ -12,6 +12,8 @@ from search.encoders.offline import MODEL_ID as OFFLINE_ID
 from search.evaluation.captions import load_caption_set
 from search.store import Embedding, File, Store
 
+pytestmark = pytest.mark.slow  # runs the retrieval benchmark
+
 
 def invoke(data, *args):
     return CliRunner().invoke(cli, ["--data-dir", str(data), *args], catch_exceptions=False)

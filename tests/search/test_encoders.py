@@ -81,6 +81,7 @@ CAPTIONS = {
 }
 
 
+@pytest.mark.slow  # encodes a caption set or every label
 def test_offline_backend_finds_the_right_photo_for_most_captions(offline, samples):
     gallery = [p for p in samples]
     names = [p.name for p in gallery]
@@ -94,6 +95,7 @@ def test_offline_backend_finds_the_right_photo_for_most_captions(offline, sample
     assert len(hits) / len(captions) > 0.6, f"only {hits} ranked their photo first"
 
 
+@pytest.mark.slow  # encodes a caption set or every label
 def test_offline_backend_on_the_sample_caption_set(offline, samples):
     """All photos, all three captions each (docs/architecture.md: R@1 0.52 on 29 photos)."""
     pixels = np.stack([decode(p.path.read_bytes(), offline.spec).pixels for p in samples])
@@ -110,6 +112,7 @@ def test_offline_backend_on_the_sample_caption_set(offline, samples):
         assert m["R@1"] >= 0.45 and m["R@5"] >= 0.7, (direction, m)
 
 
+@pytest.mark.slow  # encodes a caption set or every label
 def test_offline_label_vectors_cache_matches_a_fresh_computation(offline, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = offline._label_vectors()  # computed and written

@@ -46,6 +46,7 @@ def test_precision_the_device_cannot_run_is_one_config_error(tiny_clip_dir):
         prec.check_supported("bf16", "mps")
 
 
+@pytest.mark.slow  # measures every precision on a sample
 def test_auto_picks_a_faithful_precision_and_caches_it(tiny_clip_dir, tmp_path, monkeypatch):
     enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="auto", cache_dir=tmp_path)
     entries = json.loads((tmp_path / "precision.json").read_text())
@@ -74,6 +75,7 @@ def test_auto_picks_a_faithful_precision_and_caches_it(tiny_clip_dir, tmp_path, 
     assert again.precision_reason.startswith("auto, cached: ")
 
 
+@pytest.mark.slow  # measures every precision, for two models
 def test_auto_cache_is_keyed_by_model(tiny_clip_dir, tmp_path):
     # Another model's cached choice is not this model's: it measures, and both stay.
     prec.write_choice(tmp_path, "some/other-model", "cpu", {"precision": "int8", "reason": "x"})

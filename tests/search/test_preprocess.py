@@ -88,6 +88,7 @@ def test_naflex_patches_match_siglip2_image_processor(samples, size):
         assert grid == (1, 256)
 
 
+@pytest.mark.slow  # camera-size photos
 def test_jpeg_draft_on_camera_size_photos_stays_within_003(tmp_path, tiny_clip, reference):
     from benchmarks.photos import make_benchmark_photos
 
@@ -303,6 +304,7 @@ def test_decode_workers_ship_uint8(tmp_path, samples, tiny_clip):
 # Draft decoding: the resize covers exactly what the photo covers, in every orientation.
 
 
+@pytest.mark.slow  # camera-size photos
 def test_draft_decoding_of_camera_photos_stays_within_003_and_keeps_metadata(
         tmp_path, tiny_clip, reference):
     """Camera photos (one in ten EXIF-rotated, sizes not multiples of 8): draft and exact
@@ -332,6 +334,7 @@ def _stripes(width: int, height: int) -> Image.Image:
         [((xx // 37) % 2) * 255, ((yy // 29) % 2) * 255, (xx + yy) % 256], -1).astype(np.uint8))
 
 
+@pytest.mark.slow  # camera-size photos
 def test_draft_decoding_follows_every_exif_orientation(tiny_clip):
     """4003 x 2701 decodes at 1/8 to 501 x 338, whose last row and column are partial; in
     each orientation the draft tensor is as close to the exact one as unrotated (a box

@@ -219,6 +219,7 @@ def _jpeg(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow  # many photo shapes through two models
 def test_naflex_siglip2_matches_its_processor_on_photos_of_any_shape(naflex_dir, samples):
     """Each photo keeps its aspect ratio on its own patch grid, as Siglip2ImageProcessor
     does: whole photos, extreme crops (3:1, 1:4), a tiny one, and camera-size JPEGs that

@@ -82,6 +82,7 @@ def test_bad_templates_are_one_input_error(tmp_path, content, message):
         load_templates(str(path))
 
 
+@pytest.mark.slow  # runs pixseek as a process
 def test_cli_classify_with_imagenet_templates(tmp_path, samples):
     cat = next(p.path for p in samples if p.name == "chelsea_cat")
     labels = ["dog", "cat", "car"]
@@ -98,6 +99,7 @@ def test_cli_classify_with_imagenet_templates(tmp_path, samples):
     assert proc.returncode == 0 and len(lines) == 3 and lines[0].split()[0] == "cat"
 
 
+@pytest.mark.slow  # runs pixseek as a process
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "cannot read templates file"), ("", "holds no templates"),

@@ -12,6 +12,8 @@ from search.vectors import FaissIndex, kinds
 from search.vectors.queries import SERVED_MAX, QuerySample
 from tests.search.test_vectors import DIM, MODEL, add_vectors, clustered, exact_ids
 
+pytestmark = pytest.mark.slow  # tunes approximate indexes on thousands of vectors
+
 PHOTOS = 20_000  # IVF with 512 cells: enough cells for a depth to matter
 
 

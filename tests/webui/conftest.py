@@ -19,7 +19,7 @@ def indexed_once(tmp_path_factory, samples, offline) -> tuple[Path, Path]:
     from indexer.pipeline import Indexer
     from search.config import load_config
     from search.store import Store
-    from tests.conftest import copy_library
+    from tests.library import copy_library
 
     root = tmp_path_factory.mktemp("indexed")
     photos = copy_library(root / "photos", samples)
