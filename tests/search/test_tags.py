@@ -121,6 +121,10 @@ def test_search_with_tag_returns_only_tagged_photos(lib, offline):
         assert {r.content_id for r in inside.results} == members
         assert not {r.content_id for r in outside.results} & members
         assert outside.results
+        alone = engine.search(build(None, tags=["space"], k=50, collapse=False))  # surest first
+        assert {r.content_id for r in alone.results} == members
+        assert [r.score for r in alone.results] == sorted((r.score for r in alone.results),
+                                                          reverse=True)
         with pytest.raises(InputError, match="no tag named 'nope'"):
             engine.search(build("a photo", tags=["nope"]))
     with pytest.raises(InputError, match="asked for and excluded"):
@@ -151,6 +155,11 @@ def test_cli_commands(lib, monkeypatch):
     every = {t["name"]: t["count"] for t in json.loads(run("tags", "--json"))}
     assert every["cats"] >= 1
     assert "space" in every
+    found = json.loads(run("search", "--tag", "cats", "--tag", "space", "--no-collapse",
+                           "--json"))
+    both = ({c for c, _ in store.tag_members(store.tag("cats").id)}
+            & {c for c, _ in store.tag_members(store.tag("space").id)})
+    assert {r["id"] for r in found} == both
     assert "deleted tag 'cats'" in run("tag", "cats", "--delete")
     assert "cats" not in {t["name"] for t in json.loads(run("tags", "--json"))}
 
