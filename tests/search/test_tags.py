@@ -151,6 +151,10 @@ def test_cli_commands(lib, monkeypatch):
     assert path["chelsea_cat"] in [r["path"] for r in listed]
     assert path["chelsea_cat"] in run("tag", "cats", "--export").splitlines()
     assert len(json.loads(run("tag", "cats", "--suggest", "-k", "2", "--json"))) == 2
+    from search.xmp import subjects
+
+    assert path["chelsea_cat"] in run("tag", "cats", "--export", "--xmp").splitlines()
+    assert subjects(path["chelsea_cat"]) == ["cats"]
     assert "version 2" in run("tag", "cats", "--not", path["espresso_cup"])
     every = {t["name"]: t["count"] for t in json.loads(run("tags", "--json"))}
     assert every["cats"] >= 1
@@ -189,3 +193,26 @@ def test_tag_tables_on_postgresql(pg_url):
         assert store.save_tag_members(tag.id, 2, [], 7, replace=True)
         assert [(t.name, n) for t, n in store.all_tags()] == [("receipts", 0)]
         assert store.delete_tag("receipts") and store.tag("receipts") is None
+
+
+def test_xmp_sidecars_gain_the_keyword_and_keep_the_rest(tmp_path):
+    from search import xmp
+
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"")
+    assert xmp.add_subject(photo, "receipts") and not xmp.add_subject(photo, "receipts")
+    assert xmp.subjects(photo) == ["receipts"]
+    other = tmp_path / "b.jpg"
+    xmp.sidecar_path(other).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        'rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>'
+        '</rdf:RDF></x:xmpmeta>')
+    assert xmp.add_subject(other, "pets")
+    text = xmp.sidecar_path(other).read_text()
+    assert 'xmp:Rating="4"' in text and xmp.subjects(other) == ["pets"]
+    broken = tmp_path / "c.jpg"
+    xmp.sidecar_path(broken).write_text("not xml")
+    with pytest.raises(xmp.SidecarError):
+        xmp.add_subject(broken, "pets")
+    assert xmp.sidecar_path(broken).read_text() == "not xml"
