@@ -216,3 +216,21 @@ def test_xmp_sidecars_gain_the_keyword_and_keep_the_rest(tmp_path):
     with pytest.raises(xmp.SidecarError):
         xmp.add_subject(broken, "pets")
     assert xmp.sidecar_path(broken).read_text() == "not xml"
+
+
+def test_a_tag_taught_before_any_photo_waits_for_the_library(tmp_path, offline, library):
+    from indexer.pipeline import Indexer
+    from search.config import load_config
+    from search.store import Store
+
+    (tmp_path / "c.yaml").write_text("{}\n")
+    config = load_config(tmp_path / "c.yaml", environ={}, overrides={
+        "data_dir": str(tmp_path / "data"), "indexer.decode_workers": 0, "model.name": "offline"})
+    with Store(config.db_url) as store:
+        info = tags.teach(store, offline.model_id, offline.encode_texts, "cats",
+                          texts=["a cat"])
+        assert info["count"] == 0 and store.tag("cats").weights is None
+        Indexer(config, store, offline, progress=False).index([library])
+        members = tags.members(store, "cats")
+        assert 0 < len(members) < 12  # fitted and applied by the index run, not everything
+        assert "chelsea_cat" in {Path(m["path"]).stem for m in members}
