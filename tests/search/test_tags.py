@@ -182,7 +182,7 @@ def test_cli_errors(lib, cli_error):
 
 
 def test_tag_tables_on_postgresql(pg_url):
-    from search.store import Store
+    from search.store import File, Filter, Store
 
     with Store(pg_url) as store:
         tag = store.teach_tag("receipts", prompts=["a receipt"])
@@ -192,7 +192,18 @@ def test_tag_tables_on_postgresql(pg_url):
         assert not store.fit_tag(tag.id, 1, "m", np.ones(4, np.float32), 0.5, 0.1)
         assert store.save_tag_members(tag.id, 2, [], 7, replace=True)
         assert [(t.name, n) for t, n in store.all_tags()] == [("receipts", 0)]
+        with store.session() as s:
+            ids = store.insert_contents(s, [{"hash": f"h{i}", "size": 1, "width": 1,
+                                             "height": 1} for i in range(3)])
+            store.insert_embeddings(s, "m", ids, np.eye(3, 4, dtype=np.float32))
+            s.add_all([File(path=f"/p/{i}.jpg", size=1, mtime_ns=0, content_id=cid,
+                            status="ok") for i, cid in enumerate(ids)])
+        assert store.save_tag_members(tag.id, 2, [(ids[0], 0.9), (ids[2], 0.7)], 9, True)
+        assert store.filtered_contents("m", Filter(tags=("receipts",))).tolist() == [
+            ids[0], ids[2]]
+        assert store.filtered_contents("m", Filter(not_tags=("receipts",))).tolist() == [ids[1]]
         assert store.delete_tag("receipts") and store.tag("receipts") is None
+        assert store.filtered_contents("m", Filter(tags=("receipts",))).tolist() == []
 
 
 def test_xmp_sidecars_gain_the_keyword_and_keep_the_rest(tmp_path):
