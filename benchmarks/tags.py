@@ -1,7 +1,7 @@
 """Tags taught by example (``search.tags``): how well, and how fast.
 
     python benchmarks/tags.py quality [--per-class 40] [--shots 5] [--seeds 3] [--out bench-out]
-    python benchmarks/tags.py speed [--photos 1000000] [--tags 20] [--dim 512]
+    python benchmarks/tags.py speed [--photos 1000000] [--tags 20] [--dim 512] [--store DIR]
 
 ``quality`` draws a labelled set of synthetic photos, one shape each (circle, square or
 triangle, any colour, size, place and background: ``training.synth``'s drawing), encodes them
@@ -13,7 +13,9 @@ thresholded on the library the same way), over several seeds.
 
 ``speed`` times applying ``--tags`` tags to a synthetic matrix of ``--photos`` float16
 vectors streamed in chunks, as ``apply_to_library`` streams the store's vectors: the matrix
-product and the member selection, not reading the database.
+product and the member selection. ``--store DIR`` also times the real path,
+``search.tags.apply_to_library``, on a SQLite store of as many random vectors: reading them
+out of the store, scoring, and writing the members.
 """
 
 from __future__ import annotations
@@ -136,6 +138,42 @@ def speed(photos: int, tags: int, dim: int, chunk: int = 65536, out: Path | None
     return result
 
 
+def store_speed(photos: int, tags: int, dim: int, folder: Path, out: Path | None = None) -> dict:
+    """Time ``apply_to_library``: ``tags`` fitted tags over a SQLite store of ``photos``
+    random vectors (built once in ``folder``, reused on the next run)."""
+    from search.store import Store
+    from search.tags import apply_to_library
+
+    folder.mkdir(parents=True, exist_ok=True)
+    store = Store(f"sqlite:///{folder / 'tags-bench.db'}")
+    model = "bench:random"
+    rng = np.random.default_rng(0)
+    have = store.change_marks(model)[0]
+    for start in range(have, photos, 20_000):
+        n = min(20_000, photos - start)
+        vecs = rng.standard_normal((n, dim), dtype=np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        with store.session() as s:
+            ids = store.insert_contents(s, [
+                {"hash": f"{start + i:032x}", "size": 1, "width": 1, "height": 1}
+                for i in range(n)])
+            store.insert_embeddings(s, model, ids, vecs)
+    for j in range(tags):
+        tag = store.teach_tag(f"t{j}", prompts=[f"prompt {j}"])
+        weights = rng.standard_normal(dim).astype(np.float32)
+        store.fit_tag(tag.id, tag.version, model, weights, 0.0, 2.0)
+    started = time.perf_counter()
+    added = apply_to_library(store, model)
+    seconds = time.perf_counter() - started
+    store.close()
+    result = {"photos": photos, "tags": tags, "dim": dim, "seconds": round(seconds, 2),
+              "members": sum(added.values())}
+    print(f"| apply {tags} tags to a {photos:,}-photo SQLite store (read, score, write "
+          f"{result['members']:,} members) | {seconds:.2f} s |")
+    _write(out, "tags-store-speed", result)
+    return result
+
+
 def _write(out: Path | None, name: str, result: dict) -> None:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -155,11 +193,15 @@ def main() -> None:
     s.add_argument("--tags", type=int, default=20)
     s.add_argument("--dim", type=int, default=512)
     s.add_argument("--out", type=Path, default=None)
+    s.add_argument("--store", type=Path, default=None,
+                   help="Also time apply_to_library on a SQLite store built in this folder.")
     args = parser.parse_args()
     if args.what == "quality":
         quality(args.per_class, args.shots, args.seeds, args.out)
     else:
         speed(args.photos, args.tags, args.dim, out=args.out)
+        if args.store is not None:
+            store_speed(args.photos, args.tags, args.dim, args.store, out=args.out)
 
 
 if __name__ == "__main__":

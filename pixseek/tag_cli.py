@@ -19,7 +19,9 @@ _USAGE = """Teach, inspect or remove the tag NAME.
   pixseek tag NAME --add ID_OR_PATH... [--not ID_OR_PATH...] [--text "a receipt"]
   pixseek tag NAME --suggest [-k 20] [--json]   the uncertain photos to confirm or reject
   pixseek tag NAME --list [--json]              members: id, path, score
-  pixseek tag NAME --export                     member paths, one per line
+  pixseek tag NAME --export [--xmp]             member paths, one per line; --xmp also
+                                                adds NAME to each photo's PHOTO.xmp sidecar
+                                                (dc:subject, for digiKam, darktable, Lightroom)
   pixseek tag NAME --delete
 
 Repeated calls add examples; each call refits the tag and applies it to the whole library."""
@@ -28,7 +30,8 @@ _ACTIONS = ("--suggest", "--list", "--export", "--delete")
 
 
 def _parse(args: tuple[str, ...]) -> dict:
-    got: dict = {"add": [], "not": [], "text": [], "k": 20, "json": False, "action": None}
+    got: dict = {"add": [], "not": [], "text": [], "k": 20, "json": False, "action": None,
+                 "xmp": False}
     into: list | None = None
     items = list(args)
     while items:
@@ -47,6 +50,8 @@ def _parse(args: tuple[str, ...]) -> dict:
             got["k"] = int(value)
         elif word == "--json":
             got["json"] = True
+        elif word == "--xmp":
+            got["xmp"] = True
         elif word in _ACTIONS:
             if got["action"] not in (None, word):
                 raise InputError(f"give one of {', '.join(_ACTIONS)}, not {got['action']} "
@@ -61,6 +66,8 @@ def _parse(args: tuple[str, ...]) -> dict:
     teaching = got["add"] or got["not"] or got["text"]
     if got["action"] and teaching:
         raise InputError(f"{got['action']} cannot be combined with --add, --not or --text")
+    if got["xmp"] and got["action"] != "--export":
+        raise InputError("--xmp goes with --export: pixseek tag NAME --export --xmp")
     if not got["action"] and not teaching:
         raise InputError("say what to do: --add, --not, --text, --suggest, --list, --export "
                          "or --delete (pixseek tag -h)")
@@ -96,6 +103,18 @@ def _print(rows: list[dict], as_json: bool) -> None:
         click.echo(f"{row['score']:.3f}  {row['id']:>7}  {row['path']}")
 
 
+def _sidecar(path: str, name: str) -> bool:
+    from search.xmp import SidecarError, add_subject, sidecar_path
+
+    try:
+        add_subject(path, name)
+        return True
+    except (SidecarError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        click.echo(f"sidecar {sidecar_path(path)} left as it was: {reason}", err=True)
+        return False
+
+
 @click.command(context_settings={"ignore_unknown_options": True}, help=_USAGE)
 @click.argument("name")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -124,9 +143,14 @@ def tag(ctx: click.Context, name: str, args: tuple[str, ...]) -> None:
         elif action == "--export":
             rows = taglib.members(store, name)
             paths = store.paths_for_contents([r["id"] for r in rows])
+            failed = 0
             for row in rows:
                 for path in paths.get(row["id"], []):
                     click.echo(path)
+                    if got["xmp"]:
+                        failed += not _sidecar(path, name)
+            if failed:
+                raise click.ClickException(f"{failed} sidecars could not be written (above)")
         elif action == "--delete":
             store.require_writable()
             if not store.delete_tag(name):

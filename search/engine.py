@@ -193,6 +193,8 @@ class Engine:
         check_tags(self.store, (*request.where.tags, *request.where.not_tags))
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
+        if request.where.tags and not any(t.weight > 0 for t in request.terms):
+            return self._search_in_tag(request, k)
         query, sources = self._query_vector(request.terms)
         self.query_sample.record("text" if text_led(request.terms) else "image", query)
         want = request.offset + k + 1  # one more tells whether a next page exists
@@ -293,6 +295,26 @@ class Engine:
                 result.matched = ["text"]
                 ranked.append(result)
         return self._page(ranked[:pool], request, k, words)
+
+    def _search_in_tag(self, request: SearchRequest, k: int) -> Page:
+        """``--tag`` alone: the tag's members that pass the filter, surest first; the
+        score is the tag's (0.5 to 1), not a cosine."""
+        want = request.offset + k + 1
+        if request.collapse:
+            want += duplicates.lookahead(want)
+        pool = max(want, SORT_POOL) if request.sort != "relevance" else want
+        members = self.store.tag_members(self.store.tag(request.where.tags[0]).id)
+        ranked: list[Result] = []
+        for start in range(0, len(members), 2000):  # the filter, a chunk at a time
+            part = members[start:start + 2000]
+            passing = set(self.store.filtered_contents(
+                self.model_id, request.where, among=[cid for cid, _ in part]).tolist())
+            photos = self.store.photos(cid for cid, _ in part if cid in passing)
+            ranked += [Result.of(cid, score, photos[cid]) for cid, score in part
+                       if cid in photos]
+            if len(ranked) >= pool:
+                break
+        return self._page(ranked[:pool], request, k, [])
 
     def _query_vector(self, terms: list[Term]) -> tuple[np.ndarray, set[int]]:
         """The weighted sum of the terms' unit vectors, normalised, and the library

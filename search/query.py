@@ -192,7 +192,8 @@ def build(
             raise InputError("not: give the text to push away, e.g. --not 'people'")
         terms += text_terms(neg, sign=-1.0)
     in_text = (in_text or "").strip() or None
-    if not any(t.weight > 0 for t in terms) and in_text is None:
+    if not any(t.weight > 0 for t in terms) and in_text is None and not any(
+            t.strip() for t in tags):
         raise InputError("the query is empty: type what the photos show (e.g. 'dog on a beach'), "
                          "or give an example image or a photo to find similar ones")
     if sort not in SORTS:

@@ -260,9 +260,10 @@ def classifier_of(tag) -> Classifier | None:
                       float(tag.threshold))
 
 
-def train(store, encode_texts, model: str, name: str) -> Classifier:
+def train(store, encode_texts, model: str, name: str) -> Classifier | None:
     """Fit a tag's classifier for ``model`` from its examples and prompts, and store it.
-    ``encode_texts(list of str) -> vectors`` is called only when the tag has prompts."""
+    ``encode_texts(list of str) -> vectors`` is called only when the tag has prompts.
+    None: the library has no vectors of ``model`` yet."""
     tag = store.tag(name)
     if tag is None:
         raise InputError(f"no tag named {name!r} (see `pixseek tags`)")
@@ -274,8 +275,10 @@ def train(store, encode_texts, model: str, name: str) -> Classifier:
     if not len(pos) and not prompts:
         raise InputError(f"tag {name!r} has no positive example and no text prompt: "
                          "add one with --add or --text")
-    txt = encode_texts(prompts) if prompts else None
     library = store.sample_vectors(model, LIBRARY_SAMPLE)
+    if not library.size:  # nothing to calibrate on yet: fitted once photos are indexed
+        return None
+    txt = encode_texts(prompts) if prompts else None
     classifier = fit(pos if len(pos) else None, neg if len(neg) else None, txt,
                      library if library.size else None)
     store.fit_tag(tag.id, tag.version, model, classifier.weights, classifier.bias,

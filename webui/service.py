@@ -103,7 +103,7 @@ def _number(raw: str | None, what: str, kind: type, low: float, high: float):
 
 def is_search(args: MultiDict) -> bool:
     """Whether a page URL asks for a search (``/?q=...``, ``/?similar=7``) or just the page."""
-    return any(args.get(name) is not None for name in ("q", "similar", "text"))
+    return any(args.get(name) is not None for name in ("q", "similar", "text", "tag"))
 
 
 def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest:
@@ -264,27 +264,28 @@ def teach_tag(name: str, body: object) -> dict:
                           fields["add"], fields["not"], fields["text"])
 
 
-def _tag_photo(row: dict) -> dict:
-    out = dict(row)
-    out.update(thumb_urls(row["id"], _hash(row["id"])))
-    out["details_url"] = url_for("views.index", similar=row["id"])
+def _tag_photos(rows: list[dict]) -> list[dict]:
+    """Tag rows with their thumbnails (one query for the lot)."""
+    photos = engine().store.photos(r["id"] for r in rows)
+    out = []
+    for row in rows:
+        if row["id"] in photos:
+            out.append({**row, **thumb_urls(row["id"], photos[row["id"]].hash),
+                        "details_url": url_for("views.index", similar=row["id"])})
     return out
 
 
-def _hash(cid: int) -> str:
-    content = engine().store.content(cid)
-    return content.hash if content else ""
+TAG_PAGE_MEMBERS = 200  # the surest ones; `pixseek tag NAME --list` has them all
 
 
 def tag_view(name: str, k: int = 20) -> dict:
-    """A tag, its members and its suggestions (``GET /api/tags/<name>``)."""
+    """A tag, its surest members and its suggestions (``GET /api/tags/<name>``)."""
     from search import tags
 
     eng = engine()
     info = tags.describe(eng.store, tags.check_name(name))
-    info["members"] = [_tag_photo(r) for r in tags.members(eng.store, name)]
-    info["suggestions"] = [_tag_photo(r) for r in tags.suggestions(eng.store, eng.model_id,
-                                                                    name, k)]
+    info["members"] = _tag_photos(tags.members(eng.store, name)[:TAG_PAGE_MEMBERS])
+    info["suggestions"] = _tag_photos(tags.suggestions(eng.store, eng.model_id, name, k))
     return info
 
 

@@ -121,6 +121,10 @@ def test_search_with_tag_returns_only_tagged_photos(lib, offline):
         assert {r.content_id for r in inside.results} == members
         assert not {r.content_id for r in outside.results} & members
         assert outside.results
+        alone = engine.search(build(None, tags=["space"], k=50, collapse=False))  # surest first
+        assert {r.content_id for r in alone.results} == members
+        assert [r.score for r in alone.results] == sorted((r.score for r in alone.results),
+                                                          reverse=True)
         with pytest.raises(InputError, match="no tag named 'nope'"):
             engine.search(build("a photo", tags=["nope"]))
     with pytest.raises(InputError, match="asked for and excluded"):
@@ -147,10 +151,19 @@ def test_cli_commands(lib, monkeypatch):
     assert path["chelsea_cat"] in [r["path"] for r in listed]
     assert path["chelsea_cat"] in run("tag", "cats", "--export").splitlines()
     assert len(json.loads(run("tag", "cats", "--suggest", "-k", "2", "--json"))) == 2
+    from search.xmp import subjects
+
+    assert path["chelsea_cat"] in run("tag", "cats", "--export", "--xmp").splitlines()
+    assert subjects(path["chelsea_cat"]) == ["cats"]
     assert "version 2" in run("tag", "cats", "--not", path["espresso_cup"])
     every = {t["name"]: t["count"] for t in json.loads(run("tags", "--json"))}
     assert every["cats"] >= 1
     assert "space" in every
+    found = json.loads(run("search", "--tag", "cats", "--tag", "space", "--no-collapse",
+                           "--json"))
+    both = ({c for c, _ in store.tag_members(store.tag("cats").id)}
+            & {c for c, _ in store.tag_members(store.tag("space").id)})
+    assert {r["id"] for r in found} == both
     assert "deleted tag 'cats'" in run("tag", "cats", "--delete")
     assert "cats" not in {t["name"] for t in json.loads(run("tags", "--json"))}
 
@@ -169,7 +182,7 @@ def test_cli_errors(lib, cli_error):
 
 
 def test_tag_tables_on_postgresql(pg_url):
-    from search.store import Store
+    from search.store import File, Filter, Store
 
     with Store(pg_url) as store:
         tag = store.teach_tag("receipts", prompts=["a receipt"])
@@ -179,4 +192,56 @@ def test_tag_tables_on_postgresql(pg_url):
         assert not store.fit_tag(tag.id, 1, "m", np.ones(4, np.float32), 0.5, 0.1)
         assert store.save_tag_members(tag.id, 2, [], 7, replace=True)
         assert [(t.name, n) for t, n in store.all_tags()] == [("receipts", 0)]
+        with store.session() as s:
+            ids = store.insert_contents(s, [{"hash": f"h{i}", "size": 1, "width": 1,
+                                             "height": 1} for i in range(3)])
+            store.insert_embeddings(s, "m", ids, np.eye(3, 4, dtype=np.float32))
+            s.add_all([File(path=f"/p/{i}.jpg", size=1, mtime_ns=0, content_id=cid,
+                            status="ok") for i, cid in enumerate(ids)])
+        assert store.save_tag_members(tag.id, 2, [(ids[0], 0.9), (ids[2], 0.7)], 9, True)
+        assert store.filtered_contents("m", Filter(tags=("receipts",))).tolist() == [
+            ids[0], ids[2]]
+        assert store.filtered_contents("m", Filter(not_tags=("receipts",))).tolist() == [ids[1]]
         assert store.delete_tag("receipts") and store.tag("receipts") is None
+        assert store.filtered_contents("m", Filter(tags=("receipts",))).tolist() == []
+
+
+def test_xmp_sidecars_gain_the_keyword_and_keep_the_rest(tmp_path):
+    from search import xmp
+
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"")
+    assert xmp.add_subject(photo, "receipts") and not xmp.add_subject(photo, "receipts")
+    assert xmp.subjects(photo) == ["receipts"]
+    other = tmp_path / "b.jpg"
+    xmp.sidecar_path(other).write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        'rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>'
+        '</rdf:RDF></x:xmpmeta>')
+    assert xmp.add_subject(other, "pets")
+    text = xmp.sidecar_path(other).read_text()
+    assert 'xmp:Rating="4"' in text and xmp.subjects(other) == ["pets"]
+    broken = tmp_path / "c.jpg"
+    xmp.sidecar_path(broken).write_text("not xml")
+    with pytest.raises(xmp.SidecarError):
+        xmp.add_subject(broken, "pets")
+    assert xmp.sidecar_path(broken).read_text() == "not xml"
+
+
+def test_a_tag_taught_before_any_photo_waits_for_the_library(tmp_path, offline, library):
+    from indexer.pipeline import Indexer
+    from search.config import load_config
+    from search.store import Store
+
+    (tmp_path / "c.yaml").write_text("{}\n")
+    config = load_config(tmp_path / "c.yaml", environ={}, overrides={
+        "data_dir": str(tmp_path / "data"), "indexer.decode_workers": 0, "model.name": "offline"})
+    with Store(config.db_url) as store:
+        info = tags.teach(store, offline.model_id, offline.encode_texts, "cats",
+                          texts=["a cat"])
+        assert info["count"] == 0 and store.tag("cats").weights is None
+        Indexer(config, store, offline, progress=False).index([library])
+        members = tags.members(store, "cats")
+        assert 0 < len(members) < 12  # fitted and applied by the index run, not everything
+        assert "chelsea_cat" in {Path(m["path"]).stem for m in members}

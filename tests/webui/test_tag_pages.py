@@ -23,6 +23,8 @@ def test_teach_page_search_and_facets(client):
                                                       "k": 50}).get_json()["results"]
     assert not {r["id"] for r in others} & members
 
+    page = client.get("/", query_string={"tag": "pets"}).get_data(as_text=True)
+    assert all(f'data-id="{m}"' in page for m in members) and 'id="tag-as"' in page
     assert {"name": "pets", "count": len(members)} in client.get("/api/facets").get_json()["tags"]
     page = client.get("/tags/pets")
     assert page.status_code == 200

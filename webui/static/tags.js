@@ -48,7 +48,10 @@
   const form = document.getElementById("tag-as");
   const results = document.getElementById("results");
   if (form && results) {
+    // Selecting is a mode the person turns on, so the results stay as they are until then.
     form.hidden = false;
+    const toggle = document.getElementById("tag-select");
+    let selecting = false;
     function addBox(tile) {
       if (tile.querySelector(".tag-select")) return;
       const label = document.createElement("label");
@@ -59,9 +62,16 @@
       label.append(box, " Select");
       tile.append(label);
     }
-    results.querySelectorAll("li[data-id]").forEach(addBox);
-    new MutationObserver(() => results.querySelectorAll("li[data-id]").forEach(addBox))
-      .observe(results, {childList: true, subtree: true});
+    new MutationObserver(() => {
+      if (selecting) results.querySelectorAll("li[data-id]").forEach(addBox);
+    }).observe(results, {childList: true, subtree: true});
+    toggle.addEventListener("click", () => {
+      selecting = !selecting;
+      toggle.setAttribute("aria-pressed", String(selecting));
+      document.getElementById("tag-as-fields").hidden = !selecting;
+      if (selecting) results.querySelectorAll("li[data-id]").forEach(addBox);
+      else results.querySelectorAll(".tag-select").forEach((l) => l.remove());
+    });
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const name = form.elements.tag.value.trim();
