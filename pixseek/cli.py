@@ -267,27 +267,38 @@ def _print_page(page, as_json: bool) -> None:
               help="Exact search, bypassing the approximate index (to check its recall).")
 @click.option("--no-collapse", is_flag=True,
               help="Show every near-duplicate (by default a group is one result).")
+@click.option("--literal", is_flag=True,
+              help="Search QUERY as typed: read no dates, places or cameras out of it.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @click.pass_context
 def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,
            camera, in_text, places, near, offset, min_score, sort, exact, no_collapse,
-           as_json) -> None:
+           literal, as_json) -> None:
     """Find photos matching QUERY text, example images or library photos.
 
     \b
     Terms add up, each with an optional WEIGHT: prefix (default 1):
       pixseek search "2:golden retriever + puppy - leash" --image 0.5:pool.jpg --not people
     """
+    from functools import partial
+
     from search import query as queries
+    from search import understand
     from search.engine import Engine
 
-    request = queries.build(
+    build = partial(
+        queries.build,
         query, images=images, similar=similar, negatives=negatives, after=after, before=before,
         folders=folders, camera=camera, k=k, offset=offset, min_score=min_score, sort=sort,
         exact=exact, collapse=not no_collapse, in_text=in_text, places=places, near=near,
     )
+    request = build()  # a bad flag fails before the library opens
     engine = Engine(_config(ctx))
     try:
+        if not literal and query and query.strip():
+            request = build(vocabulary=understand.vocabulary(engine.store, engine.model_id))
+            if understand.anything(request.understood):
+                click.echo(_understood_line(request.understood), err=True)
         page = engine.search(request)
         if engine.vectors.count == 0:
             _print_results([], as_json)
@@ -299,6 +310,18 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
     if folded and not as_json:
         click.echo(f"({folded} near-duplicates folded into these results: --no-collapse "
                    "shows them)", err=True)
+
+
+def _understood_line(understood: dict) -> str:
+    """What was read from the query, one line: 'understood: "dogs", 2019-01-01 to ...'."""
+    parts = [f"text {understood['text']!r}"]
+    if understood["after"]:
+        parts.append(f"after {understood['after']}")
+    if understood["before"]:
+        parts.append(f"before {understood['before']}")
+    parts += [f"place {p}" for p in understood["places"]]
+    parts += [f"camera {c}" for c in understood["cameras"]]
+    return "understood: " + ", ".join(parts) + " (--literal searches the words as typed)"
 
 
 @cli.command()

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from search import understand
 from search.errors import InputError
 from search.places import normalise, parse_near
 from search.store import Filter
+from search.understand import Vocabulary
 
 SORTS = ("relevance", "newest", "oldest")
 Sort = Literal["relevance", "newest", "oldest"]
@@ -55,6 +57,7 @@ class SearchRequest:
     exact: bool = False
     in_text: str | None = None  # words to find in the text read from photos (--text)
     collapse: bool = True  # one result per group of near-duplicates (search.duplicates)
+    understood: dict | None = None  # what search.understand read from the text, if asked
 
 
 def split_weight(raw: str, what: str) -> tuple[float, str]:
@@ -173,9 +176,17 @@ def build(
     places: list[str] | tuple[str, ...] = (),
     near: str | tuple[float, float, float] | None = None,
     collapse: bool = True,
+    vocabulary: Vocabulary | None = None,
 ) -> SearchRequest:
     """A checked SearchRequest from the options every door offers. ``in_text`` searches
-    the text read from photos (alone, or beside the other terms)."""
+    the text read from photos (alone, or beside the other terms). With ``vocabulary``,
+    dates, places and cameras in ``text`` are read as filters (search.understand);
+    explicit ones win."""
+    understood = None
+    if vocabulary is not None and text is not None and text.strip():
+        understood = understand.parse(text, vocabulary)
+        text, after, before, places, camera = _apply(understood, text, after, before,
+                                                     places, camera)
     _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders,
                   place=places)
     terms: list[Term] = []
@@ -208,4 +219,28 @@ def build(
     where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None,
                    place_names, near)
     return SearchRequest(terms, where, k, offset, min_score, sort,  # type: ignore[arg-type]
-                         exact, in_text, collapse=collapse)
+                         exact, in_text, collapse=collapse, understood=understood)
+
+
+def _apply(understood: dict, text: str, after, before, places, camera) -> tuple:
+    """The fields with what was understood filled in where none was given. A parsed date
+    that contradicts an explicit one is dropped (and set to None in ``understood``); with
+    nothing left of the text, the words as typed are still what CLIP searches for."""
+    given_after, given_before = parse_date(after, "after"), parse_date(before, "before")
+    parsed_after = None if given_after else understood["after"]
+    parsed_before = None if given_before else understood["before"]
+    low = given_after or (parse_date(parsed_after, "after") if parsed_after else None)
+    high = given_before or (parse_date(parsed_before, "before") if parsed_before else None)
+    if low and high and low >= high:  # a parsed date against an explicit one
+        parsed_after = parsed_after if given_after is None and given_before is None else None
+        parsed_before = parsed_before if given_after is None and given_before is None else None
+    understood["after"], understood["before"] = parsed_after, parsed_before
+    if places:
+        understood["places"] = []
+    if camera and camera.strip():
+        understood["cameras"] = []
+    if not understood["text"].strip():
+        understood["text"] = text.strip()
+    return (understood["text"], after or parsed_after, before or parsed_before,
+            tuple(places) or tuple(understood["places"]),
+            camera or next(iter(understood["cameras"]), None))
