@@ -330,17 +330,21 @@ def _understood_line(understood: dict) -> str:
 @click.option("--templates", metavar="imagenet|FILE",
               help="Average each label over prompt templates: CLIP's 80 ImageNet ones, or a "
                    "file with one template per line, {} where the label goes.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), metavar="T",
+              help="Softmax of cosine / T (CLIP's own is 0.01). Default: the temperature "
+                   "calibrated for this model on the sample photos.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def classify(ctx: click.Context, image, labels, templates, as_json) -> None:
-    """Zero-shot classification of IMAGE among LABELS (softmax of 100 x cosine)."""
+def classify(ctx: click.Context, image, labels, templates, temperature, as_json) -> None:
+    """Zero-shot classification of IMAGE among LABELS (softmax of cosine / temperature,
+    the temperature calibrated per model)."""
     from search.engine import Engine
     from search.prompts import load_templates
 
     prompts = load_templates(templates)  # a bad file fails before the model loads
     engine = Engine(_config(ctx))
     try:
-        ranked = engine.classify(image, list(labels), prompts)
+        ranked = engine.classify(image, list(labels), prompts, temperature=temperature)
     finally:
         engine.close()
     if as_json:
