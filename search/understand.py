@@ -37,6 +37,7 @@ MONTHS["sept"] = 9
 WEEKDAYS = {name.lower() for name in calendar.day_name} | {"tues", "thurs", "weds"}
 # First month of each season (northern hemisphere), three months long.
 SEASONS = {"spring": 3, "summer": 6, "autumn": 9, "fall": 9, "winter": 12}
+PARTS = {"early": 1, "mid": 5, "late": 9}  # thirds of a year, by their first month
 UNITS = {"day": "day", "days": "day", "week": "week", "weeks": "week", "month": "month",
          "months": "month", "year": "year", "years": "year"}
 NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
@@ -222,6 +223,7 @@ def _is_year(word: str) -> bool:
 def _date_word(tok: _Token) -> bool:
     w = tok.norm
     return (w in MONTHS or w in WEEKDAYS or w in SEASONS or w in UNITS or w in RELATIVE
+            or w in PARTS
             or w in NUMBER_WORDS or w in FILLER or _is_year(w) or bool(_ORDINAL.match(w))
             or bool(_YEAR_RANGE.match(w) or _YEAR_MONTH.match(w) or _ISO_DAY.match(w)
                     or _SLASH_DAY.match(w) or _DECADE.match(w))
@@ -298,8 +300,9 @@ def _read_date(words: list[str], today: dt.date) -> _Range | None:
                 year += 2000 if 2000 + year <= today.year else 1900
             if year % 10 or not _MIN_YEAR <= year <= _MAX_YEAR - 10:
                 return None
-            return _Range(dt.date(year, 1, 1), dt.date(year + 10, 1, 1), True)
-    for special in (_season, _weekend, _rolling, _last_month_name):
+            # Weak: without "in" or "from" a decade is a style ("80s fashion", "1960s car").
+            return _Range(dt.date(year, 1, 1), dt.date(year + 10, 1, 1), False)
+    for special in (_season, _weekend, _rolling, _last_month_name, _part_of_year):
         found = special(words, today)
         if found is not None:
             return found
@@ -407,6 +410,14 @@ def _rolling(words: list[str], today: dt.date) -> _Range | None:
     return _Range(start, end, True)
 
 
+def _part_of_year(words: list[str], today: dt.date) -> _Range | None:
+    """"early 2020" (January to April), "mid 2020" (May to August), "late 2020"."""
+    if len(words) != 2 or words[0] not in PARTS or not _is_year(words[1]):
+        return None
+    start = dt.date(int(words[1]), PARTS[words[0]], 1)
+    return _Range(start, _add_months(start, 4), True)
+
+
 def _last_month_name(words: list[str], today: dt.date) -> _Range | None:
     """"last May" (the latest May before this month), "this March" (this year's)."""
     if len(words) != 2 or words[0] not in {"last", "this", "past", "previous"}:
@@ -431,7 +442,9 @@ def _find_dates(tokens: list[_Token], today: dt.date, found: _Found) -> None:
         end, span, words = core
         start, meaning = _connective(tokens, i, DATE_CONNECTIVES)
         if meaning is None and not (span.strong and _bare_ok(tokens[i:end], today)):
-            i += 1  # "may flowers": a month needs a connective; "1080 pixels" is no year
+            # "may flowers": a month needs a connective; "1080 pixels" is no year. Nor is
+            # a part of it one ("the 4th of July fireworks" is not July).
+            i = end if not span.strong else i + 1
             continue
         if meaning is None and i > 0 and not tokens[i - 1].used and tokens[
                 i - 1].norm in VERBS:
@@ -507,6 +520,8 @@ def _names(names: tuple[str, ...], aliases: dict | None = None) -> dict[tuple[st
             out.setdefault(words, name)
         for alias in (aliases or {}).get(normalise(name), ()):
             out.setdefault(tuple(alias.split()), name)
+        if len(words) > 2 and words[-1] == "city":  # "New York City" is "New York" too
+            out.setdefault(words[:-1], name)
     return out
 
 
@@ -540,9 +555,10 @@ def _find_places(tokens: list[_Token], known: tuple[str, ...], found: _Found) ->
             start = i - 2
         capitalised = tokens[i].text[:1].isupper()
         alias = " ".join(t.norm for t in tokens[i:end]) != normalise(name)
-        if start == i and not capitalised and (end - i == 1 or alias):
-            i += 1  # "nice sunset": a lower-case word without "in" is a word
-            continue
+        if start == i and not capitalised and (end - i == 1 or alias) and not _beside_used(
+                tokens, i, end):
+            i += 1  # "nice sunset": a lower-case word without "in" is a word ("lisbon 2019"
+            continue  # beside a date is a place)
         if start < i and alias and not capitalised:
             i += 1  # "in us": the alias of a country only when written as one ("US")
             continue
@@ -561,6 +577,18 @@ def _find_places(tokens: list[_Token], known: tuple[str, ...], found: _Found) ->
             if more[1] not in found.places:
                 found.places.append(more[1])
         i = end
+
+
+def _beside_used(tokens: list[_Token], start: int, end: int) -> bool:
+    """Whether the words just before or after tokens start..end (past commas) were read as
+    a date or a camera."""
+    before = start - 1
+    while before >= 0 and tokens[before].norm == ",":
+        before -= 1
+    after = end
+    while after < len(tokens) and tokens[after].norm == ",":
+        after += 1
+    return (before >= 0 and tokens[before].used) or (after < len(tokens) and tokens[after].used)
 
 
 def _use(tokens: list[_Token], start: int, end: int) -> None:

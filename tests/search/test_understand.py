@@ -62,6 +62,18 @@ TABLE = {
     "selfie taken today": ("selfie", "2024-06-15", "2024-06-16", [], []),
     "picnic last weekend": ("picnic", "2024-06-08", "2024-06-10", [], []),
     "2:golden retriever + puppy": ("2:golden retriever + puppy", None, None, [], []),
+    "80s fashion": ("80s fashion", None, None, [], []),
+    "cars from the 80s": ("cars", "1980-01-01", "1990-01-01", [], []),
+    "early 2020 snow": ("snow", "2020-01-01", "2020-05-01", [], []),
+    "the 4th of july fireworks": ("the 4th of july fireworks", None, None, [], []),
+    "dog in the park on July 4th": ("dog in the park", "2023-07-04", "2023-07-05", [], []),
+    "cat pictures from January to March 2020": (
+        "cat pictures", "2020-01-01", "2020-04-01", [], []),
+    "march of the penguins": ("march of the penguins", None, None, [], []),
+    "party last night": ("party", "2024-06-14", "2024-06-15", [], []),
+    "2019 lisbon trams": ("trams", "2019-01-01", "2020-01-01", ["Lisbon"], []),
+    "beach, porto, summer 2019": ("beach", "2019-06-01", "2019-09-01", ["Porto"], []),
+    "nice sunset 2019": ("nice sunset", "2019-01-01", "2020-01-01", [], []),
 }
 
 
