@@ -24,6 +24,7 @@ import calendar
 import datetime as dt
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 
 from search.places import normalise
@@ -667,13 +668,16 @@ def _find_cameras(tokens: list[_Token], known: tuple[str, ...], found: _Found) -
 
 # -- the library's vocabulary -----------------------------------------------------------------
 
-_cache: dict[tuple[str, str], tuple[tuple, Vocabulary]] = {}
+_cache: dict[tuple[str, str], tuple[tuple, float, Vocabulary]] = {}
 _cache_lock = threading.Lock()
+# While photos keep coming (watch), the names are read again at most this often: reading
+# them costs a pass over the photos' cameras and places.
+REREAD_S = 30.0
 
 
 def vocabulary(store, model_id: str) -> Vocabulary:
-    """The places and cameras the library has photos of, read again only when photos or
-    places change (two index seeks and a key look-up when they have not)."""
+    """The places and cameras the library has photos of, read again when photos or places
+    changed (two index seeks and a key look-up tell), at most every REREAD_S seconds."""
     from sqlalchemy import exists, func, select
 
     from search.store import STATUS_OK, Content, ContentPlace, File
@@ -684,8 +688,8 @@ def vocabulary(store, model_id: str) -> Vocabulary:
     key = (store.engine.url.render_as_string(hide_password=True), model_id)
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
+    if hit is not None and (hit[0] == stamp or time.monotonic() - hit[1] < REREAD_S):
+        return hit[2]
     with store.session() as s:
         place_rows = s.execute(
             select(ContentPlace.city, ContentPlace.region, ContentPlace.country)
@@ -699,5 +703,5 @@ def vocabulary(store, model_id: str) -> Vocabulary:
     places = sorted({name for row in place_rows for name in row if name})
     found = Vocabulary(tuple(places), tuple(sorted(cameras)))
     with _cache_lock:
-        _cache[key] = (stamp, found)
+        _cache[key] = (stamp, time.monotonic(), found)
     return found

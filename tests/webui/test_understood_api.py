@@ -132,3 +132,16 @@ def test_cli_prints_what_it_understood_and_literal_turns_it_off(library):
     explicit = runner.invoke(cli, [*args, "a photo in 2019", "--json", "-k", "50",
                                    "--before", "2019-01-01"])
     assert explicit.exit_code == 0 and explicit.stdout.strip() == "[]"
+
+
+def test_the_vocabulary_is_the_librarys(library, offline):
+    from search import understand
+
+    store = Store(library[0].db_url)
+    try:
+        found = understand.vocabulary(store, offline.model_id)
+        assert {"Lisbon", "Portugal"} <= set(found.places)
+        assert found.cameras == ("Apple iPhone 12 Pro",)
+        assert understand.vocabulary(store, "another-model") == found  # same photos
+    finally:
+        store.close()
