@@ -224,8 +224,7 @@ def build(
 
 def _apply(understood: dict, text: str, after, before, places, camera) -> tuple:
     """The fields with what was understood filled in where none was given. A parsed date
-    that contradicts an explicit one is dropped (and set to None in ``understood``); with
-    nothing left of the text, the words as typed are still what CLIP searches for."""
+    that contradicts an explicit one is dropped (and set to None in ``understood``)."""
     given_after, given_before = parse_date(after, "after"), parse_date(before, "before")
     parsed_after = None if given_after else understood["after"]
     parsed_before = None if given_before else understood["before"]
@@ -239,8 +238,7 @@ def _apply(understood: dict, text: str, after, before, places, camera) -> tuple:
         understood["places"] = []
     if camera and camera.strip():
         understood["cameras"] = []
-    if not understood["text"].strip():
-        understood["text"] = text.strip()
-    return (understood["text"], after or parsed_after, before or parsed_before,
+    # With nothing left of the text ("Lisbon 2019"), CLIP still ranks by the words as typed.
+    return (understood["text"] or text.strip(), after or parsed_after, before or parsed_before,
             tuple(places) or tuple(understood["places"]),
             camera or next(iter(understood["cameras"]), None))

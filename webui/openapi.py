@@ -102,7 +102,8 @@ ANSWER = {
         "message": {"type": "string", "description": "Why there are no results, if known."},
         "understood": {
             "type": "object", "nullable": True,
-            "description": "What was read from q: the text searched, dates (after "
+            "description": "What was read from q: the words left (empty when q was all "
+            "dates and places: its words as typed then rank the photos), dates (after "
             "inclusive, before exclusive), places and cameras. Null without q or with "
             "parse=0.",
             "required": ["text", "after", "before", "places", "cameras"],

@@ -62,7 +62,8 @@ def without_url(understood: dict, drop: str, value: str | None = None) -> str:
     """This search without one part of what was read from q (``drop``: date, place or
     camera): the words as read are searched as typed (parse=0) and the other parts stay,
     as the explicit fields they stand for."""
-    changes: dict = {"q": understood["text"], "parse": "0", "offset": None, "photo": None}
+    words = understood["text"] or request.args.get("q", "")  # nothing left: as typed
+    changes: dict = {"q": words, "parse": "0", "offset": None, "photo": None}
     if drop != "date":
         changes.update({key: understood[key] for key in ("after", "before") if understood[key]})
     places = [p for p in understood["places"] if not (drop == "place" and p == value)]

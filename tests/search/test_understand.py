@@ -115,9 +115,9 @@ def test_build_reads_the_text_and_explicit_fields_win():
     assert request.where.after == dt.datetime(2021, 1, 1) and request.where.before is None
     assert request.where.places == ("porto",)
     assert request.understood["after"] is None and request.understood["places"] == []
-    # Nothing left of the text: CLIP still searches the words as typed.
+    # Nothing left of the text: CLIP still ranks by the words as typed.
     request = query.build("Lisbon 2019", vocabulary=LIBRARY)
-    assert [t.value for t in request.terms] == ["Lisbon 2019"]
+    assert [t.value for t in request.terms] == ["Lisbon 2019"] and request.understood["text"] == ""
     assert request.where.places == ("lisbon",)
     # Without a vocabulary (parse=0, --literal) the text is searched as typed.
     request = query.build("dogs in 2019")

@@ -79,6 +79,10 @@ def test_api_answers_what_it_understood(client, library):
     assert ids(body) == {in_2019[0], lisbon_2021}
     body = client.get("/api/search?q=a photo taken with an iPhone&k=50").get_json()
     assert body["understood"]["cameras"] == ["iPhone"] and ids(body) == {in_2019[0]}
+    # All of q was a place and a date: nothing left, its words as typed rank the photos.
+    body = client.get("/api/search?q=Lisbon 2019&k=50").get_json()
+    assert body["understood"]["text"] == "" and body["understood"]["places"] == ["Lisbon"]
+    assert ids(body) == {in_2019[0]}
     # A place the library has no photo in is a word of the text.
     body = client.get("/api/search?q=the hotel in Paris&k=50").get_json()
     assert body["understood"] == {"text": "the hotel in Paris", "after": None, "before": None,
@@ -112,6 +116,10 @@ def test_page_shows_removable_chips(client):
     page = client.get(date_chip).get_data(as_text=True)
     assert 'id="understood"' not in page and "2 photos" in page
     assert 'id="understood"' not in client.get("/?q=a red bicycle").get_data(as_text=True)
+    html = client.get("/?q=Lisbon 2019").get_data(as_text=True)
+    place_chip = html.split('data-part="place" href="')[1].split('"')[0].replace("&amp;", "&")
+    assert "q=Lisbon+2019" in place_chip and "after=2019-01-01" in place_chip
+    assert client.get(place_chip).status_code == 200
 
 
 def test_cli_prints_what_it_understood_and_literal_turns_it_off(library):
