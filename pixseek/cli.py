@@ -314,7 +314,7 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
 
 def _understood_line(understood: dict) -> str:
     """What was read from the query, one line: 'understood: "dogs", 2019-01-01 to ...'."""
-    parts = [f"text {understood['text']!r}"]
+    parts = [f"text {understood['text']!r}"] if understood["text"] else []
     if understood["after"]:
         parts.append(f"after {understood['after']}")
     if understood["before"]:
