@@ -236,8 +236,8 @@ def _apply(understood: dict, text: str, after, before, places, camera) -> tuple:
     understood["after"], understood["before"] = parsed_after, parsed_before
     if places:
         understood["places"] = []
-    if camera and camera.strip():
-        understood["cameras"] = []
+    # The filter takes one camera: the first named (or the explicit one).
+    understood["cameras"] = [] if camera and camera.strip() else understood["cameras"][:1]
     # With nothing left of the text ("Lisbon 2019"), CLIP still ranks by the words as typed.
     return (understood["text"] or text.strip(), after or parsed_after, before or parsed_before,
             tuple(places) or tuple(understood["places"]),
