@@ -281,12 +281,14 @@ def _print_page(page, as_json: bool) -> None:
               help="Exact search, bypassing the approximate index (to check its recall).")
 @click.option("--no-collapse", is_flag=True,
               help="Show every near-duplicate (by default a group is one result).")
+@click.option("--literal", is_flag=True,
+              help="Search QUERY as typed: read no dates, places or cameras out of it.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, best first.")
 @_local_option
 @click.pass_context
 def search(ctx: click.Context, query, k, images, similar, negatives, after, before, folders,
            camera, in_text, places, near, offset, min_score, sort, exact, no_collapse,
-           as_json, local, tags=(), not_tags=()) -> None:
+           literal, as_json, local, tags=(), not_tags=()) -> None:
     """Find photos matching QUERY text, example images or library photos.
 
     \b
@@ -300,21 +302,33 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
             _config(ctx), query, images=images, similar=similar, folders=folders,
             negatives=negatives, after=after, before=before, camera=camera, k=k, offset=offset,
             min_score=min_score, sort=sort, exact=exact, collapse=not no_collapse,
-            in_text=in_text, places=places, near=near)
+            in_text=in_text, places=places, near=near, tags=tags,
+            not_tags=not_tags, parse=not literal)
         if served is not None:
+            if served.understood:
+                click.echo(_understood_line(served.understood), err=True)
             _show_search(served, served.empty, as_json)
             return
+    from functools import partial
+
     from search import query as queries
+    from search import understand
     from search.engine import Engine
 
-    request = queries.build(
+    build = partial(
+        queries.build,
         query, images=images, similar=similar, negatives=negatives, after=after, before=before,
         folders=folders, camera=camera, k=k, offset=offset, min_score=min_score, sort=sort,
         exact=exact, collapse=not no_collapse, in_text=in_text, places=places, near=near,
         tags=tags, not_tags=not_tags,
     )
+    request = build()  # a bad flag fails before the library opens
     engine = Engine(_config(ctx))
     try:
+        if not literal and query and query.strip():
+            request = build(vocabulary=understand.vocabulary(engine.store, engine.model_id))
+            if understand.anything(request.understood):
+                click.echo(_understood_line(request.understood), err=True)
         page = engine.search(request)
         empty = engine.vectors.count == 0
     finally:
@@ -334,22 +348,38 @@ def _show_search(page, empty: bool, as_json: bool) -> None:
                    "shows them)", err=True)
 
 
+def _understood_line(understood: dict) -> str:
+    """What was read from the query, one line: 'understood: "dogs", 2019-01-01 to ...'."""
+    parts = [f"text {understood['text']!r}"] if understood["text"] else []
+    if understood["after"]:
+        parts.append(f"after {understood['after']}")
+    if understood["before"]:
+        parts.append(f"before {understood['before']}")
+    parts += [f"place {p}" for p in understood["places"]]
+    parts += [f"camera {c}" for c in understood["cameras"]]
+    return "understood: " + ", ".join(parts) + " (--literal searches the words as typed)"
+
+
 @cli.command()
 @click.argument("image", type=click.Path())
 @click.argument("labels", nargs=-1, required=True)
 @click.option("--templates", metavar="imagenet|FILE",
               help="Average each label over prompt templates: CLIP's 80 ImageNet ones, or a "
                    "file with one template per line, {} where the label goes.")
+@click.option("--temperature", type=click.FloatRange(0, min_open=True), metavar="T",
+              help="Softmax of cosine / T (CLIP's own is 0.01). Default: the temperature "
+                   "calibrated for this model on the sample photos.")
 @click.option("--json", "as_json", is_flag=True)
 @_local_option
 @click.pass_context
-def classify(ctx: click.Context, image, labels, templates, as_json, local) -> None:
-    """Zero-shot classification of IMAGE among LABELS (softmax of 100 x cosine)."""
+def classify(ctx: click.Context, image, labels, templates, temperature, as_json, local) -> None:
+    """Zero-shot classification of IMAGE among LABELS (softmax of cosine / temperature,
+    the temperature calibrated per model)."""
     ranked = None
     if not local:
         from pixseek import client
 
-        ranked = client.classify(_config(ctx), image, list(labels), templates)
+        ranked = client.classify(_config(ctx), image, list(labels), templates, temperature)
     if ranked is None:
         from search.engine import Engine
         from search.prompts import load_templates
@@ -357,7 +387,7 @@ def classify(ctx: click.Context, image, labels, templates, as_json, local) -> No
         prompts = load_templates(templates)  # a bad file fails before the model loads
         engine = Engine(_config(ctx))
         try:
-            ranked = engine.classify(image, list(labels), prompts)
+            ranked = engine.classify(image, list(labels), prompts, temperature=temperature)
         finally:
             engine.close()
     if as_json:

@@ -137,6 +137,7 @@ class RemotePage:
     offset: int
     next_offset: int | None
     empty: bool  # no photos are indexed for the model
+    understood: dict | None = None  # what the server read from the query, when anything
 
     @property
     def strong(self) -> int:
@@ -168,10 +169,12 @@ def search(config, query: str | None, *, images, similar, folders, **fields) -> 
                      item["result"]["duplicates"], item["result"])
         for item in answer["results"]
     ]
-    return RemotePage(results, answer["offset"], answer["next_offset"], answer["empty"])
+    return RemotePage(results, answer["offset"], answer["next_offset"], answer["empty"],
+                      answer.get("understood"))
 
 
-def classify(config, image: str, labels: list[str], templates: str | None):
+def classify(config, image: str, labels: list[str], templates: str | None,
+             temperature: float | None = None):
     """[(label, probability)] best first, or None (run in process)."""
     if templates not in (None, "imagenet"):  # a templates file: read and checked in process
         return None
@@ -181,7 +184,8 @@ def classify(config, image: str, labels: list[str], templates: str | None):
         return None
     try:
         answer = call(config, "classify", {
-            "image": base64.b64encode(data).decode(), "labels": labels, "templates": templates})
+            "image": base64.b64encode(data).decode(), "labels": labels, "templates": templates,
+            "temperature": temperature})
     except InputError:
         return None  # the server names an upload; in process names the file
     return [(label, p) for label, p in answer] if isinstance(answer, list) else None

@@ -8,6 +8,7 @@ are skipped, and a content stored under several paths is one result listing them
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -457,20 +458,24 @@ class Engine:
                 for cid, s, photo in self._nearest(query, k, exact, ids=ids)]
 
     def classify(
-        self, image: str | Path, labels: list[str], templates: list[str] | None = None
+        self, image: str | Path, labels: list[str], templates: list[str] | None = None,
+        temperature: float | None = None,
     ) -> list[tuple[str, float]]:
-        """Zero-shot: softmax over logit_scale x cosine(image, label), as in the CLIP paper.
-        With ``templates`` (see ``search.prompts``), each label is its prompt ensemble."""
+        """Zero-shot: softmax over cosine(image, label) / temperature, the temperature
+        calibrated for this model (search.calibration) unless given. With ``templates``
+        (see ``search.prompts``), each label is its prompt ensemble."""
+        from search import calibration
         from search.prompts import label_embeddings
 
+        if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+            raise InputError(f"temperature must be above 0, not {temperature}")
         labels = [self.check_query(label) for label in labels]
         if not labels:
             raise InputError("give at least one label to classify against")
         image_vec = self.encode_query_image(image)
         text_vecs = label_embeddings(self.encoder, labels, templates)
-        logits = self.encoder.logit_scale * (text_vecs @ image_vec)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        scale = 1.0 / temperature if temperature else calibration.logit_scale(self.encoder)
+        probs = calibration.probabilities(image_vec, text_vecs, scale)[0]
         return sorted(zip(labels, probs.tolist(), strict=False), key=lambda p: -p[1])
 
     # -- status ---------------------------------------------------------------------------

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from search import understand
 from search.errors import InputError
 from search.limits import MAX_ID, MAX_K, check_k  # noqa: F401 - the bounds, one place
 from search.places import normalise, parse_near
 from search.store import Filter
+from search.understand import Vocabulary
 
 SORTS = ("relevance", "newest", "oldest")
 Sort = Literal["relevance", "newest", "oldest"]
@@ -56,6 +58,7 @@ class SearchRequest:
     exact: bool = False
     in_text: str | None = None  # words to find in the text read from photos (--text)
     collapse: bool = True  # one result per group of near-duplicates (search.duplicates)
+    understood: dict | None = None  # what search.understand read from the text, if asked
 
 
 def split_weight(raw: str, what: str) -> tuple[float, str]:
@@ -176,10 +179,18 @@ def build(
     collapse: bool = True,
     tags: list[str] | tuple[str, ...] = (),
     not_tags: list[str] | tuple[str, ...] = (),
+    vocabulary: Vocabulary | None = None,
 ) -> SearchRequest:
     """A checked SearchRequest from the options every door offers. ``in_text`` searches
-    the text read from photos (alone, or beside the other terms)."""
+    the text read from photos (alone, or beside the other terms). With ``vocabulary``,
+    dates, places and cameras in ``text`` are read as filters (search.understand);
+    explicit ones win."""
     k = check_k(k)
+    understood = None
+    if vocabulary is not None and text is not None and text.strip():
+        understood = understand.parse(text, vocabulary)
+        text, after, before, places, camera = _apply(understood, text, after, before,
+                                                     places, camera)
     _check_counts(image=images, similar=similar, **{"not": negatives}, folder=folders,
                   place=places, tag=tags, not_tag=not_tags)
     terms: list[Term] = []
@@ -213,7 +224,7 @@ def build(
     where = Filter(after_dt, before_dt, folder_paths, (camera or "").strip() or None,
                    place_names, near, *_tag_names(tags, not_tags))
     return SearchRequest(terms, where, k, offset, min_score, sort,  # type: ignore[arg-type]
-                         exact, in_text, collapse=collapse)
+                         exact, in_text, collapse=collapse, understood=understood)
 
 
 def _tag_names(tags, not_tags) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -226,3 +237,25 @@ def _tag_names(tags, not_tags) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if both:
         raise InputError(f"tag {min(both)!r} is asked for and excluded at once")
     return have, lack
+
+
+def _apply(understood: dict, text: str, after, before, places, camera) -> tuple:
+    """The fields with what was understood filled in where none was given. A parsed date
+    that contradicts an explicit one is dropped (and set to None in ``understood``)."""
+    given_after, given_before = parse_date(after, "after"), parse_date(before, "before")
+    parsed_after = None if given_after else understood["after"]
+    parsed_before = None if given_before else understood["before"]
+    low = given_after or (parse_date(parsed_after, "after") if parsed_after else None)
+    high = given_before or (parse_date(parsed_before, "before") if parsed_before else None)
+    if low and high and low >= high:  # a parsed date against an explicit one
+        parsed_after = parsed_after if given_after is None and given_before is None else None
+        parsed_before = parsed_before if given_after is None and given_before is None else None
+    understood["after"], understood["before"] = parsed_after, parsed_before
+    if places:
+        understood["places"] = []
+    # The filter takes one camera: the first named (or the explicit one).
+    understood["cameras"] = [] if camera and camera.strip() else understood["cameras"][:1]
+    # With nothing left of the text ("Lisbon 2019"), CLIP still ranks by the words as typed.
+    return (understood["text"] or text.strip(), after or parsed_after, before or parsed_before,
+            tuple(places) or tuple(understood["places"]),
+            camera or next(iter(understood["cameras"]), None))

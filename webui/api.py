@@ -1,7 +1,9 @@
 """The JSON API. Errors are ``{"error": message}`` with a 4xx/5xx status (see create_app).
 
-A search answers ``{"query", "results", "offset", "next_offset"}``; ``next_offset`` is
-null on the last page. The fields it takes are ``service.FIELDS``.
+A search answers ``{"query", "results", "offset", "next_offset", "understood"}``;
+``next_offset`` is null on the last page; ``understood`` is what was read from q (dates,
+places, cameras: search.understand), null without q or with ``parse=0``. The fields it
+takes are ``service.FIELDS``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 def _answer(query: str | None, outcome: service.Outcome, **extra) -> Response:
     body = {"query": query, **extra, "results": outcome.results, "offset": outcome.offset,
-            "next_offset": outcome.next_offset}
+            "next_offset": outcome.next_offset, "understood": outcome.understood}
     if outcome.notice:
         body["message"] = outcome.notice
     return jsonify(body)

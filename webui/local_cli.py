@@ -17,7 +17,7 @@ import json
 
 from flask import Blueprint, Response, current_app, request
 
-from search import library, query, server_file
+from search import library, query, server_file, understand
 from search.encoders import canonical_model_id
 from webui import service
 
@@ -48,22 +48,30 @@ def search() -> Response:
     if refused:
         return refused
     images = [(weight, base64.b64decode(data)) for weight, data in args.get("images", [])]
-    req = query.build(
-        args.get("query"), images=images, similar=args.get("similar", []),
+    fields = dict(
+        images=images, similar=args.get("similar", []),
         negatives=args.get("negatives", []), after=args.get("after"),
         before=args.get("before"), folders=args.get("folders", []), camera=args.get("camera"),
         k=args.get("k"), offset=args.get("offset", 0), min_score=args.get("min_score"),
         sort=args.get("sort", "relevance"), exact=bool(args.get("exact")),
         collapse=bool(args.get("collapse", True)), in_text=args.get("in_text"),
         places=args.get("places", []), near=args.get("near"),
+        tags=args.get("tags", []), not_tags=args.get("not_tags", []),
     )
+    text = args.get("query")
+    req = query.build(text, **fields)  # a bad field fails before anything is read
     eng = service.engine()
     with current_app.extensions[service.LOCK_KEY]:
         eng.refresh()
+        if args.get("parse", True) and text and text.strip():  # as the command does
+            req = query.build(text, **fields,
+                              vocabulary=understand.vocabulary(eng.store, eng.model_id))
         page = eng.search(req)
         empty = eng.vectors.count == 0
+    understood = req.understood if understand.anything(req.understood) else None
     return _json({
-        "empty": empty, "offset": page.offset, "next_offset": page.next_offset,
+        "empty": empty, "understood": understood, "offset": page.offset,
+        "next_offset": page.next_offset,
         # the score unrounded, so that the command prints the digits it would print itself
         "results": [{"score": r.score, "result": r.as_dict()} for r in page.results],
     })
@@ -88,5 +96,6 @@ def classify() -> Response:
     templates = load_templates(args.get("templates"))
     image = base64.b64decode(args["image"])
     with current_app.extensions[service.LOCK_KEY]:
-        ranked = service.engine().classify(image, list(args.get("labels", [])), templates)
+        ranked = service.engine().classify(image, list(args.get("labels", [])), templates,
+                                           temperature=args.get("temperature"))
     return _json([[label, p] for label, p in ranked])

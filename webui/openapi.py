@@ -60,6 +60,10 @@ SEARCH_FIELDS: dict[str, dict] = {
                  "description": "0: every near-duplicate as its own result. By default "
                  "(1) a group of near-duplicates is one result listing the others in "
                  "'duplicates'."},
+    "parse": {"type": "string", "enum": ["0", "1", "true", "false", "yes", "no"],
+              "description": "0: search q as typed. By default (1) dates, the library's "
+              "places and its cameras in q are read as filters (answered in 'understood'); "
+              "explicit after, before, place and camera win."},
 }
 
 RESULT = {
@@ -101,6 +105,17 @@ ANSWER = {
         "offset": {"type": "integer"},
         "next_offset": NULLABLE_INT,
         "message": {"type": "string", "description": "Why there are no results, if known."},
+        "understood": {
+            "type": "object", "nullable": True,
+            "description": "What was read from q: the words left (empty when q was all "
+            "dates and places: its words as typed then rank the photos), dates (after "
+            "inclusive, before exclusive), places and cameras. Null without q or with "
+            "parse=0.",
+            "required": ["text", "after", "before", "places", "cameras"],
+            "properties": {"text": {"type": "string"}, "after": NULLABLE_STRING,
+                           "before": NULLABLE_STRING,
+                           "places": {"type": "array", "items": {"type": "string"}},
+                           "cameras": {"type": "array", "items": {"type": "string"}}}},
     },
 }
 

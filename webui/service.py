@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Flask, current_app, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from search import query
+from search import query, understand
 from search.engine import Engine, Result
 from search.errors import InputError
 from search.query import SearchRequest
@@ -33,7 +33,8 @@ MAX_OFFSET = 10_000  # deeper pages make the index fetch offset + k candidates
 
 # The query-string fields a search takes (GET /, GET /api/search, and POST with an image).
 FIELDS = ("q", "k", "offset", "not", "after", "before", "folder", "camera", "min_score",
-          "similar", "sort", "exact", "collapse", "text", "place", "near", "tag", "not_tag")
+          "similar", "sort", "exact", "collapse", "text", "place", "near", "tag", "not_tag",
+          "parse")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Outcome:
     notice: str | None = None
     offset: int = 0
     next_offset: int | None = None
+    understood: dict | None = None  # dates, places, cameras read from q (search.understand)
 
     @property
     def strong(self) -> int:
@@ -134,7 +136,17 @@ def parse_request(args: MultiDict, upload: bytes | None = None) -> SearchRequest
         exact=parse_exact(args.get("exact")),
         # collapse=0: every near-duplicate as its own result (search.duplicates)
         collapse=parse_flag(args.get("collapse"), "collapse", default=True),
+        vocabulary=_vocabulary(args),
     )
+
+
+def _vocabulary(args: MultiDict) -> understand.Vocabulary | None:
+    """The library's places and cameras, to read q with; None for ``parse=0`` (q as typed)."""
+    parse = parse_flag(args.get("parse"), "parse", default=True)
+    if not parse or not (args.get("q") or "").strip():
+        return None
+    eng = engine()
+    return understand.vocabulary(eng.store, eng.model_id)
 
 
 def _current_index() -> VectorIndex:
@@ -179,9 +191,11 @@ def search(request: SearchRequest) -> Outcome:
     eng = engine()
     with current_app.extensions[LOCK_KEY]:
         if _current_index().count == 0:
-            return Outcome(notice=no_photos_notice())  # and the model never needs loading
+            # and the model never needs loading
+            return Outcome(notice=no_photos_notice(), understood=request.understood)
         page = eng.search(request)
-    return Outcome([as_json(r) for r in page.results], None, page.offset, page.next_offset)
+    return Outcome([as_json(r) for r in page.results], None, page.offset, page.next_offset,
+                   request.understood)
 
 
 def as_json(result: Result) -> dict:

@@ -58,6 +58,24 @@ def page_url(**changes) -> str:
     return url_for("views.index") + ("?" + urlencode(pairs) if pairs else "")
 
 
+@bp.app_template_global()
+def without_url(understood: dict, drop: str, value: str | None = None) -> str:
+    """This search without one part of what was read from q (``drop``: date, place or
+    camera): the words as read are searched as typed (parse=0) and the other parts stay,
+    as the explicit fields they stand for."""
+    words = understood["text"] or request.args.get("q", "")  # nothing left: as typed
+    changes: dict = {"q": words, "parse": "0", "offset": None, "photo": None}
+    if drop != "date":
+        changes.update({key: understood[key] for key in ("after", "before") if understood[key]})
+    places = [p for p in understood["places"] if not (drop == "place" and p == value)]
+    if places:
+        changes["place"] = places
+    cameras = [c for c in understood["cameras"] if not (drop == "camera" and c == value)]
+    if cameras:
+        changes["camera"] = cameras[0]
+    return page_url(**changes)
+
+
 def facets() -> dict:
     """``service.facets()``, reused for a minute: it costs a read of every path."""
     cached = current_app.extensions.get(FACETS_KEY)

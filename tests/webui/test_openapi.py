@@ -34,7 +34,7 @@ def test_the_document_is_valid_openapi(client):
     params = {p["name"] for p in document["paths"]["/api/search"]["get"]["parameters"]}
     assert params == {"q", "k", "offset", "not", "after", "before", "folder", "camera",
                       "min_score", "similar", "sort", "exact", "collapse", "text", "place",
-                      "near", "tag", "not_tag"}
+                      "near", "tag", "not_tag", "parse"}
 
 
 # Over a query string or a form every value is text ("true" is a fine query), so
