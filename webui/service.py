@@ -273,9 +273,14 @@ def teach_tag(name: str, body: object) -> dict:
             raise InputError(f"{key}: a list of photo ids{' or texts' if key == 'text' else ''}")
         fields[key] = [str(v) for v in value]
     eng = engine()
-    with current_app.extensions[LOCK_KEY]:
-        return tags.teach(eng.store, eng.model_id, lambda t: eng.encoder.encode_texts(t), name,
-                          fields["add"], fields["not"], fields["text"])
+    lock = current_app.extensions[LOCK_KEY]
+
+    def encode_texts(texts: list[str]):
+        with lock:  # only the model call: searches go on while the tag is applied
+            return eng.encoder.encode_texts(texts)
+
+    return tags.teach(eng.store, eng.model_id, encode_texts, name, fields["add"],
+                      fields["not"], fields["text"])
 
 
 def _tag_photos(rows: list[dict]) -> list[dict]:
