@@ -76,12 +76,13 @@ def _parse(args: tuple[str, ...]) -> dict:
 
 @contextmanager
 def _library(ctx: click.Context):
-    from pixseek.cli import _config
     from search.encoders import canonical_model_id
+    from search.library import adopt_model
     from search.store import Store
 
-    config = _config(ctx)
+    config = ctx.obj["config"]  # the global options (tag takes no config flags of its own)
     with Store(config.db_url) as store:
+        config = adopt_model(config, store)  # the library's own model unless one is chosen
         model = canonical_model_id(config.model.name)
         encoder = []
 

@@ -229,7 +229,7 @@ def describe(model_cfg, model_id: str, cache_dir) -> dict:
     """The runtime the configured model runs on, without loading it: ``setting``, ``in_use``
     (None until auto has measured), ``precision`` (the pair's, None if not known here),
     ``reason`` and ``installed``."""
-    from search.encoders import pick_device
+    from search.encoders.base import pick_device
     from search.encoders.offline import MODEL_ID
 
     setting, precision = model_cfg.runtime, model_cfg.precision
