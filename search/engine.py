@@ -192,6 +192,7 @@ class Engine:
         if self.vectors.count == 0:  # a model this library was not indexed with: say so
             library.check_has_vectors(self.store, self.model_id)
         check_tags(self.store, (*request.where.tags, *request.where.not_tags))
+        self.check_folders(request.where.folders)
         if request.in_text is not None and not any(t.weight > 0 for t in request.terms):
             return self._search_in_text(request, k)
         if request.where.tags and not any(t.weight > 0 for t in request.terms):
@@ -223,6 +224,13 @@ class Engine:
             result.matched = matched
             ranked.append(result)
         return self._page(ranked, request, k, words)
+
+    def check_folders(self, folders: tuple[str, ...]) -> None:
+        """A folder filter that can match nothing is a mistake (a typo, a folder never
+        indexed): say so, naming it, rather than answer an empty page."""
+        for folder in folders:
+            if not self.store.has_photos_under(folder, self.model_id):
+                raise InputError(f"folder: no indexed photos are under {folder}")
 
     def _page(self, ranked: list[Result], request: SearchRequest, k: int,
               words: list[str]) -> Page:
@@ -278,7 +286,7 @@ class Engine:
         the text relevance (SQLite: bm25; PostgreSQL: ts_rank), not a cosine."""
         words = ocr.query_words(request.in_text or "")
         if not words:
-            raise InputError("text: give a word to look for in the photos, e.g. --text receipt")
+            raise InputError("text: give a word to look for in the photos, e.g. 'receipt'")
         want = request.offset + k + 1
         if request.collapse:
             want += duplicates.lookahead(want)
@@ -355,7 +363,7 @@ class Engine:
             raise InputError(
                 f"similar: {ref} is not a photo in the library indexed with {self.model_id} "
                 "(give an id from a search result, or the path of an indexed photo; "
-                "for any other image use --image)"
+                "for any other image, search by example)"
             )
         return cid, vector
 

@@ -95,7 +95,7 @@ def image_term(raw: str | bytes | tuple[float, bytes], sign: float = 1.0) -> Ter
         return Term("image", raw, sign)
     if isinstance(raw, tuple):
         return Term("image", raw[1], raw[0] * sign)
-    weight, path = (1.0, raw) if _exists(raw) else split_weight(raw, "--image")
+    weight, path = (1.0, raw) if _exists(raw) else split_weight(raw, "image")
     return Term("image", path, weight * sign)
 
 
@@ -200,7 +200,7 @@ def build(
     terms += [similar_term(s) for s in similar]
     for neg in negatives:
         if not neg.strip():
-            raise InputError("not: give the text to push away, e.g. --not 'people'")
+            raise InputError("not: give the text to push away, e.g. 'people'")
         terms += text_terms(neg, sign=-1.0)
     in_text = (in_text or "").strip() or None
     if not any(t.weight > 0 for t in terms) and in_text is None and not any(

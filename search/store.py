@@ -1029,6 +1029,20 @@ class Store:
                 select(File.content_id).where(File.path == path, File.status == STATUS_OK)
             )
 
+    def has_photos_under(self, folder: str, model: str) -> bool:
+        """Whether an indexed file with a vector for ``model`` lies under ``folder`` (an
+        absolute path): one seek on the path index, as ``filtered_contents`` ranges it."""
+        path = File.path if self.dialect == "sqlite" else File.path.collate("C")
+        prefix = folder.rstrip("/")
+        with self.session() as s:
+            return s.execute(
+                select(File.id).where(
+                    File.status == STATUS_OK, path >= prefix + "/", path < prefix + "0",
+                    exists().where(Embedding.content_id == File.content_id,
+                                   Embedding.model == model))
+                .limit(1)
+            ).first() is not None
+
     def facets(self) -> dict:
         """What there is to filter by: folders that hold photos (with counts), cameras
         (with counts) and the range of photo dates."""

@@ -208,8 +208,9 @@ def test_folder_filter(engine):
     page = search(engine, "a photo", folders=[str(engine.library / "trips")], k=10)
     assert sorted(names(page)) == [
         "chelsea_cat", "espresso_cup", "lunar_surface", "yamaha_motorcycle"]
-    # A prefix of a folder name is not the folder.
-    assert search(engine, "a photo", folders=[str(engine.library / "tri")]).results == []
+    # A prefix of a folder name is not the folder; one with nothing indexed is refused.
+    with pytest.raises(InputError, match="^folder: no indexed photos are under .*/tri$"):
+        search(engine, "a photo", folders=[str(engine.library / "tri")])
 
 
 def test_camera_filter_is_a_case_insensitive_part(engine):

@@ -51,7 +51,14 @@ def test_not_similar_and_sort(client):
 
 def test_filters(client, library):
     assert search(client, q="a cat", folder=str(library))["results"]
-    assert search(client, q="a cat", folder=str(library / "elsewhere"))["results"] == []
+    # A folder with nothing indexed under it is a mistake said aloud, not an empty answer:
+    # the API, the page and the CLI (tests/e2e) all refuse it by name.
+    for folder in (library / "elsewhere", Path("/nonexistent"), Path(str(library) + "x")):
+        r = client.get("/api/search", query_string={"q": "a cat", "folder": str(folder)})
+        assert r.status_code == 400
+        assert r.get_json() == {"error": f"folder: no indexed photos are under {folder}"}
+    html = client.get("/?q=a+cat&folder=/nonexistent").get_data(as_text=True)
+    assert "no indexed photos are under /nonexistent" in html
     assert search(client, q="a cat", camera="no such camera")["results"] == []
     assert search(client, q="a cat", after="2000-01-01", before="2100-01-01", k=12)[
         "next_offset"] is None

@@ -271,6 +271,43 @@ def no_horizontal_scroll(page) -> bool:
         "document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
+# Every card's controls and texts: inside their card, apart from each other, none cut short
+# (an ellipsis or a clipped word has a scrollWidth above its clientWidth), and no card over
+# another. Whatever a card holds is checked: links, buttons and the caption's parts.
+CARD_PROBLEMS = """() => {
+  const problems = [], eps = 0.5;
+  const label = (el) => (el.className || el.tagName) + " '" + el.textContent.trim() + "'";
+  const overlap = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > eps
+    && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > eps;
+  const cards = Array.from(document.querySelectorAll("#results .result"));
+  cards.forEach((card, n) => {
+    const c = card.getBoundingClientRect();
+    if (c.left < -eps || c.right > document.documentElement.clientWidth + eps)
+      problems.push("card " + n + " is past the window's edge");
+    cards.slice(n + 1).forEach((other, m) => {
+      if (overlap(c, other.getBoundingClientRect()))
+        problems.push(`cards ${n} and ${n + m + 1} overlap`);
+    });
+    const parts = Array.from(
+      card.querySelectorAll("a:not(.open), button, .caption > *, .text-match"),
+    ).filter((el) => el.getClientRects().length);
+    parts.forEach((el, i) => {
+      const r = el.getBoundingClientRect();
+      if (r.left < c.left - eps || r.right > c.right + eps || r.top < c.top - eps
+          || r.bottom > c.bottom + eps) problems.push(`card ${n}: ${label(el)} is outside it`);
+      if (getComputedStyle(el).display !== "inline" && el.scrollWidth > el.clientWidth)
+        problems.push(`card ${n}: ${label(el)} is clipped`);
+      parts.slice(i + 1).forEach((other) => {
+        if (!el.contains(other) && !other.contains(el)
+            && overlap(r, other.getBoundingClientRect()))
+          problems.push(`card ${n}: ${label(el)} overlaps ${label(other)}`);
+      });
+    });
+  });
+  return problems;
+}"""
+
+
 def test_phone(browser, server, shots):
     phone = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
              "device_scale_factor": 3}
@@ -279,10 +316,13 @@ def test_phone(browser, server, shots):
         assert page.evaluate("matchMedia('(hover: none)').matches")
         tiles = page.locator("#results .result")
         images_loaded(page)
-        # No hover on a touch screen: every name and score is on show.
-        for tile in tiles.all()[:6]:
-            assert tile.locator(".caption").evaluate("c => getComputedStyle(c).opacity") == "1"
-            assert tile.locator(".name").is_visible() and tile.locator(".score").is_visible()
+        assert tiles.count() == 12 and page.evaluate(CARD_PROBLEMS) == []
+        # No hover on a touch screen: every name, date, score and action is on show.
+        for tile in tiles.all():
+            for part in (".caption", ".actions"):
+                assert tile.locator(part).evaluate("c => getComputedStyle(c).opacity") == "1"
+            for part in (".name", ".date", ".score", ".actions a"):
+                expect(tile.locator(part).first).to_be_visible()
         assert "-640.jpg" in tiles.first.locator("img").evaluate("i => i.currentSrc")  # 2x
         assert no_horizontal_scroll(page)
         page.screenshot(path=str(shots / f"results-phone-{scheme}.png"))

@@ -101,12 +101,40 @@ def test_filter_panel_keeps_every_field_in_the_url(client, library):
     assert '<input type="date" name="before" value=""' in panel
     assert f'<option value="{library}" selected>{library} (12)</option>' in panel
     assert '<select name="camera">' in panel and '<option value="newest" selected>' in panel
-    assert "(3 set)" in panel
+    assert "(2 set)" in panel  # after and folder; the order narrows nothing
     # The search box keeps the filters for a new query; More keeps them for the next page.
     assert '<input type="hidden" name="sort" value="newest">' in html.split("</header>")[0]
     more = htmllib.unescape(re.search(r'id="more" href="([^"]+)"', html).group(1))
     assert "after=2000-01-01" in more and "sort=newest" in more and "offset=4" in more
     assert "<details class=\"filters\">" in page(client, q="a cat")  # closed when none set
+
+
+def heading(html: str) -> str:
+    h1 = html[html.index('<h1 class="summary">'):html.index("</h1>")]
+    return " ".join(re.sub(r"<[^>]+>", "", h1).split())
+
+
+def test_headings_say_only_what_is_true(client):
+    assert heading(page(client, q="a cat", k=5)) == "5 photos for a cat, best first"
+    assert heading(page(client, q="a cat", k=5, offset=5)) \
+        == "5 photos for a cat, from number 6, best first"
+    newest = page(client, q="a cat", k=5, sort="newest")
+    assert heading(newest) == "5 photos for a cat, newest first"
+    assert "<summary>Filters</summary>" in newest  # an order alone is no filter set
+    assert heading(page(client, q="a cat", k=1, sort="oldest")) \
+        == "1 photo for a cat, oldest first"
+    # Nothing strong: no count of "best" photos, and no More to page through the rest.
+    nonsense = page(client, q="asdfghjkl qwerty", k=5)
+    assert heading(nonsense) == "No strong matches for asdfghjkl qwerty"
+    assert len(ids(nonsense)) == 5 and 'id="more"' not in nonsense
+    assert heading(page(client, q="a cat", camera="no such camera")) == "No photos for a cat"
+
+
+def test_no_page_names_a_command_line_flag(client):
+    for params in ({"similar": "999999"}, {"text": "!!"}, {"q": "a cat", "folder": "/nonexistent"}):
+        html = client.get("/", query_string=params).get_data(as_text=True)
+        message = re.search(r'id="message"[^>]*>([^<]*)<', html).group(1)
+        assert message and not re.search(r"(^|\s)--?[a-z]", message), message
 
 
 def test_search_by_example_is_a_url_that_shows_the_image(client, library):

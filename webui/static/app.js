@@ -135,6 +135,7 @@
 
   // More: append the next page in place (the link works as a plain page without JS).
   const results = document.getElementById("results");
+  const photos = (n) => n + (n === 1 ? " photo" : " photos");
   document.addEventListener("click", async (e) => {
     const more = e.target.closest("#more");
     if (!more || e.ctrlKey || e.metaKey || e.shiftKey) return;
@@ -161,7 +162,10 @@
       });
       const nextMore = next.getElementById("more");
       if (nextMore) more.href = nextMore.href; else more.closest(".more").remove();
-      progress.textContent = added.length + " more photos.";
+      // The heading counts what is on show, appended pages included.
+      const shown = document.getElementById("shown");
+      if (shown) shown.textContent = photos(document.querySelectorAll("#results .result").length);
+      progress.textContent = photos(added.length).replace(" ", " more ") + ".";
       // Keyboard users carry on from the first new photo.
       if (added.length) added[0].querySelector("a.open").focus();
     } catch (err) {
