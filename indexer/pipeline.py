@@ -50,6 +50,7 @@ from search.preprocess import BadImage, Decoded
 from search.store import STATUS_FAILED, STATUS_OK, Store
 from search.vectors import VectorIndex, index_for, snapshot
 from search.vectors.queries import QuerySample, worth_seeding
+from search.wording import plural
 
 CHUNK = 512
 MAX_FAILURES_LISTED = 1000  # failures kept in a run's summary
@@ -87,7 +88,7 @@ class IndexSummary:
 
     def line(self) -> str:
         """The run in words, as the CLI, the watcher and the demo print it."""
-        gone = f" ({self.collected} photos gone)" if self.collected else ""
+        gone = f" ({plural(self.collected, 'photo')} gone)" if self.collected else ""
         text = (f"; text read in {self.texts_read} ({self.texts_failed} failed)"
                 if self.texts_read else "")
         return (f"{self.encoded} encoded, {self.reused} reused, {self.unchanged} unchanged, "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ import click
 
 from search.config import Config, load_config
 from search.errors import ConfigError, InputError, PixseekError
+from search.wording import plural
 
 DEMO_QUERIES = [
     "a cat",
@@ -180,7 +183,7 @@ def index(ctx: click.Context, paths, batch_size, workers, ray, ray_workers, as_j
         click.echo(f"skipped {failure['path']}: {failure['error']}", err=True)
     if len(summary.failures) > 20:
         click.echo(f"... and {len(summary.failures) - 20} more (pixseek status)", err=True)
-    click.echo(f"{summary.seen} files: {summary.line()}")
+    click.echo(f"{plural(summary.seen, 'file')}: {summary.line()}")
 
 
 @cli.command()
@@ -227,9 +230,10 @@ def _print_results(results, as_json: bool) -> None:
         click.echo(f"{r.score:.4f}  {r.path}")
 
 
-def _print_page(page, as_json: bool) -> None:
-    """Results as ``score  path`` lines (stdout stays one result per line for scripts);
-    where strong matches end, a line on stderr says so."""
+def _print_page(page, as_json: bool, dated: bool = False) -> None:
+    """Results as ``score  path`` lines (stdout stays one result per line for scripts),
+    ``score  date time  path`` when sorted by date; where strong matches end, a line on
+    stderr says so."""
     if as_json:
         _print_results(page.results, True)
         return
@@ -242,7 +246,8 @@ def _print_page(page, as_json: bool) -> None:
         if not r.strong and not shown_line:
             click.echo("-- weaker matches below --", err=True)
             shown_line = True
-        click.echo(f"{r.score:.4f}  {r.path}")
+        when = f"{r.date:%Y-%m-%d %H:%M}  " if dated and r.date else ""
+        click.echo(f"{r.score:.4f}  {when}{r.path}")
     if page.next_offset is not None:
         click.echo(f"(more: --offset {page.next_offset})", err=True)
 
@@ -307,7 +312,7 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
         if served is not None:
             if served.understood:
                 click.echo(_understood_line(served.understood), err=True)
-            _show_search(served, served.empty, as_json)
+            _show_search(served, served.empty, as_json, dated=sort != "relevance")
             return
     from functools import partial
 
@@ -333,18 +338,18 @@ def search(ctx: click.Context, query, k, images, similar, negatives, after, befo
         empty = engine.vectors.count == 0
     finally:
         engine.close()
-    _show_search(page, empty, as_json)
+    _show_search(page, empty, as_json, dated=sort != "relevance")
 
 
-def _show_search(page, empty: bool, as_json: bool) -> None:
+def _show_search(page, empty: bool, as_json: bool, dated: bool = False) -> None:
     """A search's page as the command prints it, from this process or from a server."""
     if empty:
         _print_results([], as_json)
         return
-    _print_page(page, as_json)
+    _print_page(page, as_json, dated=dated)
     folded = sum(len(r.duplicates) for r in page.results)
     if folded and not as_json:
-        click.echo(f"({folded} near-duplicates folded into these results: --no-collapse "
+        click.echo(f"({plural(folded, 'near-duplicate')} folded into these results: --no-collapse "
                    "shows them)", err=True)
 
 
@@ -438,13 +443,14 @@ def status(ctx: click.Context, as_json, local) -> None:
     click.echo(f"index:      {describe_line(info['index'], info['index_current'])}")
     text = info["ocr"]
     if text["enabled"]:
-        click.echo(f"text:       read in {text['read']} photos, {text['failed']} failed "
+        click.echo(f"text:       read in {plural(text['read'], 'photo')}, {text['failed']} failed "
                    f"({text['engine']})")
     else:
         why = "not installed: pip install 'pixseek[ocr]'" if not text["installed"] else "off"
         click.echo(f"text:       not read from photos ({why}; ocr.enabled)")
     for model, m in info["models"].items():
-        click.echo(f"  {model}: {m['vectors']} vectors, {m['files_indexed']} files")
+        click.echo(f"  {model}: {plural(m['vectors'], 'vector')}, "
+                   f"{plural(m['files_indexed'], 'file')}")
     for f in info["failures"]:
         click.echo(f"  failed {f['path']}: {f['error']}")
 
@@ -497,11 +503,11 @@ def gc(ctx: click.Context, as_json) -> None:
         return
     per_model = ", ".join(f"{n} of {m}" for m, n in sorted(collected.vectors.items()))
     click.echo(
-        f"removed {collected.contents} photos no file shows any more"
+        f"removed {plural(collected.contents, 'photo')} no file shows any more"
         + (f" and their vectors ({per_model})" if per_model else "")
     )
     if compacted:
-        click.echo(f"rewrote the vector index: {index.count} vectors, none pending")
+        click.echo(f"rewrote the vector index: {plural(index.count, 'vector')}, none pending")
 
 
 @cli.command()
@@ -534,14 +540,15 @@ def duplicates(ctx: click.Context, threshold, move_to, journal, as_json) -> None
         if as_json:
             _echo_json(report)
         else:
-            click.echo(f"put back {report['restored']} photos"
+            click.echo(f"put back {plural(report['restored'], 'photo')}"
                        + (f" ({report['already_back']} were back already)"
                           if report["already_back"] else ""))
             for item in report["conflicts"] + report["missing"]:
                 click.echo(f"  left {item['moved_to']}: {item['reason']}", err=True)
         left = len(report["conflicts"]) + len(report["missing"])
         if left:
-            raise click.ClickException(f"{left} photos were left where they are (above); "
+            raise click.ClickException(f"{plural(left, 'photo was', 'photos were')} left where "
+                                       "they are (above); "
                                        "nothing was overwritten")
         return
     from search.engine import Engine
@@ -568,14 +575,14 @@ def duplicates(ctx: click.Context, threshold, move_to, journal, as_json) -> None
         if as_json:
             _echo_json(report)
             return
-        click.echo(f"moved {report['moved']} photos from {len(groups)} groups into "
-                   f"{report['dest']}")
+        click.echo(f"moved {plural(report['moved'], 'photo')} from "
+                   f"{plural(len(groups), 'group')} into {report['dest']}")
         for item in report["skipped"]:
             click.echo(f"  skipped {item['path']}: {item['reason']}", err=True)
         click.echo(f"journal: {report['journal']} (pixseek duplicates --undo JOURNAL puts "
                    "them back)", err=True)
         if report["failed"]:
-            raise click.ClickException(f"{report['failed']} photos could not be moved; "
+            raise click.ClickException(f"{plural(report['failed'], 'photo')} could not be moved; "
                                        "the journal lists why")
         return
     if as_json:
@@ -592,8 +599,8 @@ def duplicates(ctx: click.Context, threshold, move_to, journal, as_json) -> None
     others = sum(len(g.others) for g in groups)
     calibrated = "" if dups.calibrated(engine.model_id) or threshold is not None else (
         ", not calibrated for this model")
-    click.echo(f"{len(groups)} groups of near-duplicates, {others} photos besides the ones to "
-               f"keep (threshold {cut:g}{calibrated})", err=True)
+    click.echo(f"{plural(len(groups), 'group')} of near-duplicates, {plural(others, 'photo')} "
+               f"besides the ones to keep (threshold {cut:g}{calibrated})", err=True)
 
 
 @cli.command()
@@ -711,7 +718,7 @@ def samples(dest) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     copied = copy_sample_photos(folder)
     csv = write_captions_csv(folder)
-    click.echo(f"{len(copied)} photos and {csv}")
+    click.echo(f"{plural(len(copied), 'photo')} and {csv}")
 
 
 @bench.command()
@@ -734,28 +741,51 @@ def synth(dest, pairs, seed, test_fraction) -> None:
                "--split test")
 
 
+def _this_command() -> str:
+    """pixseek as this process was started, in a form a person can paste: the bare name
+    only where PATH finds this very script (after ``make demo`` it is .venv/bin/pixseek)."""
+
+    def short(path: str) -> str:
+        full = os.path.abspath(path)
+        rel = os.path.relpath(full)
+        return shlex.quote(full if rel.startswith("..") else os.path.join(".", rel)
+                           if os.sep not in rel else rel)
+
+    script = sys.argv[0] if sys.argv else ""
+    if Path(script).name == "pixseek" and os.path.isfile(script):
+        on_path = shutil.which("pixseek")
+        if on_path and os.path.samefile(on_path, script):
+            return "pixseek"
+        return short(script)
+    return f"{short(sys.executable)} -m pixseek"
+
+
 @cli.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
     """Index the sample photos that installed packages ship, then run a few searches."""
+    from search import query as queries
     from search.engine import Engine
     from search.samples import copy_sample_photos
 
     config = _config(ctx)
     folder = config.data_path / "samples"
     copied = copy_sample_photos(folder)
-    click.echo(f"{len(copied)} sample photos in {folder}")
+    click.echo(f"{plural(len(copied), 'sample photo')} in {folder}")
     summary = _index(config, [str(folder)])
     click.echo(f"indexed: {summary.line()}")
     engine = Engine(config)
     try:
         for query in DEMO_QUERIES:
             click.echo(f'\n"{query}"')
-            for r in engine.search_text(query, 3):
-                click.echo(f"  {r.score:.3f}  {Path(r.path).name}")
+            for r in engine.search(queries.build(query, k=3)).results:
+                mark = "strong" if r.strong else "weak"
+                click.echo(f"  {r.score:.3f}  {mark:<6}  {Path(r.path).name}")
     finally:
         engine.close()
-    prefix = f"pixseek --data-dir {config.data_dir} --model {config.model.name}"
+    click.echo("\n(strong: a clear match for the words; weak: only the nearest there is)")
+    prefix = (f"{_this_command()} --data-dir {shlex.quote(str(config.data_dir))} "
+              f"--model {shlex.quote(config.model.name)}")
     click.echo(f'\nTry your own: {prefix} search "a red motorcycle"')
     click.echo(f"In a browser:  {prefix} serve   (then open http://127.0.0.1:8000)")
 

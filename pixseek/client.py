@@ -130,6 +130,14 @@ class RemoteResult:
     def as_dict(self) -> dict:
         return self._dict
 
+    @property
+    def date(self):
+        """When the photo was taken, as the in-process result has it (for date sorts)."""
+        from datetime import datetime
+
+        raw = self._dict.get("date")
+        return datetime.fromisoformat(raw) if raw else None
+
 
 @dataclass
 class RemotePage:

@@ -35,7 +35,8 @@ SEARCH_FIELDS: dict[str, dict] = {
               "ISO date-time; EXIF time, else file time; local time)."},
     "before": {"type": "string", "description": "Taken before this date (exclusive)."},
     "folder": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_REPEATED,
-               "description": "Only photos under one of these folders."},
+               "description": "Only photos under one of these folders; a folder with "
+                              "no indexed photo under it is a 400 naming it."},
     "camera": {"type": "string", "description": "A case-insensitive part of the camera name."},
     "text": {"type": "string", "description": "Words to find in the text read from photos "
              "(OCR): alone, or beside q. Alone, a result's score is the text relevance."},

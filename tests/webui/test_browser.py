@@ -183,6 +183,7 @@ def test_a_session_with_the_mouse(browser, server, library, shots):
     more = page.locator("#more")
     more.click()
     expect(page.locator("#results .result")).to_have_count(10)
+    expect(page.locator("#shown")).to_have_text("10 photos")  # the heading counts them too
     more.click()
     expect(page.locator("#results .result")).to_have_count(12)
     expect(more).to_have_count(0)  # the last page: no More
