@@ -83,8 +83,8 @@ def test_too_many_repeated_values_are_one_line(flag, tmp_path, cli_error):
 @pytest.mark.parametrize("where", ["database_url", "data_dir"])
 def test_a_database_folder_that_cannot_be_made_is_one_line(command, where, tmp_path,
                                                            monkeypatch, cli_failure):
-    """#24: a database where no folder can be made (here under a file, which stops root
-    too) gave index and status a traceback."""
+    """A database where no folder can be made (here under a file, which stops root too)
+    is one line from index and status, not a traceback."""
     for key in [k for k in os.environ if k.startswith("PIXSEEK_")]:
         monkeypatch.delenv(key)
     (tmp_path / "a-file.txt").write_text("not a folder")

@@ -161,8 +161,8 @@ def test_a_data_dir_that_cannot_be_made_fails(run_doctor, tmp_path):
 
 @pytest.mark.parametrize("where", ["under-a-file", "proc"])
 def test_a_database_url_that_cannot_be_made_fails(run_doctor, tmp_path, monkeypatch, where):
-    """What #24 met: a database_url in a folder that cannot exist passed as "not created
-    yet", and index then printed a traceback."""
+    """A database_url in a folder that cannot exist is a failure, not "not created yet"
+    (index would then print a traceback)."""
     if where == "proc":
         if not Path("/proc/self").is_dir():
             pytest.skip("no /proc here")
