@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 EXPORTS_DIR = "exports"
 HASHES_NAME = "weight-hashes.json"
+MANIFEST_NAME = "files.json"  # every file's size, written last: a truncated file is caught
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HASHED_SUFFIXES = (".json", ".txt", ".model") + WEIGHT_SUFFIXES
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -102,6 +103,8 @@ def build_once(folder: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         build(tmp)
+        sizes = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        (tmp / MANIFEST_NAME).write_text(json.dumps(sizes, indent=1))
         try:
             tmp.rename(folder)
         except OSError:  # another process built it first
@@ -113,11 +116,21 @@ def build_once(folder: Path, build: Callable[[Path], None]) -> Path:
     return folder
 
 
+def check_sizes(folder: Path) -> None:
+    """An OSError when a file of ``folder`` is missing or not the size it was written at."""
+    sizes = json.loads((folder / MANIFEST_NAME).read_text())
+    for name, size in sizes.items():
+        got = (folder / name).stat().st_size
+        if got != size:
+            raise OSError(f"{name} is {got} bytes, written as {size}")
+
+
 def load_or_rebuild(folder: Path, build: Callable[[Path], None], load: Callable[[Path], object]):
     """``load(folder)``, building it first if needed; an export that fails to load is
     corrupt: removed, rebuilt and loaded again, with one warning."""
     build_once(folder, build)
     try:
+        check_sizes(folder)
         return load(folder)
     except Exception as exc:  # noqa: BLE001 - any failure to read a cached file
         from search.errors import first_line
