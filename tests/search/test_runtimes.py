@@ -175,7 +175,7 @@ def test_runtime_setting_from_file_env_and_flag(tmp_path):
     assert load_config(empty, environ=env).model.runtime == "openvino"
     assert load_config(empty, overrides={"model.runtime": "torch"}, environ=env
                        ).model.runtime == "torch"
-    assert load_config(None, environ={}).model.runtime == "auto"
+    assert load_config(None, environ={}).model.runtime == "torch"
     with pytest.raises(ConfigError, match=r"model\.runtime"):
         load_config(empty, environ={"PIXSEEK_MODEL_RUNTIME": "tensorrt"})
 
