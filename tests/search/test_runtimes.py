@@ -134,7 +134,7 @@ def test_auto_picks_a_faithful_pair_caches_it_and_status_shows_it(tiny_clip_dir,
     empty.write_text("{}\n")
     res = CliRunner().invoke(cli, ["--config", str(empty), "--data-dir", str(tmp_path),
                                    "--model", str(tiny_clip_dir), "--device", "cpu",
-                                   "status", "--json"])
+                                   "--runtime", "auto", "status", "--json"])
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
     assert info["runtime"]["in_use"] == enc.runtime
