@@ -17,18 +17,19 @@ import pytest
 
 from search import server_file
 
+TOKEN = "a-token-only-the-owner-reads"
 
-def run(data: Path, *args: str, env: dict | None = None, timeout: float = 120):
+
+def run(data: Path, *args: str):
     """The command as a person types it: no --model (the library's own is used)."""
     cmd = [sys.executable, "-m", "pixseek", "--data-dir", str(data), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, samples, offline):
     """A library indexed with the offline model (in process), and a serve for it started
-    without --model."""
+    without --model, with an access token (which the command reads from the server file)."""
     from indexer.session import open_indexer
     from search.config import load_config
     from search.samples import copy_sample_photos
@@ -41,13 +42,14 @@ def served(tmp_path_factory, samples, offline):
     with open_indexer(config, encoder=offline) as indexer:
         indexer.index([str(photos)])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixseek", "--data-dir", str(data), "serve", "--port", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "pixseek", "--data-dir", str(data), "serve", "--port", "0",
+         "--token", TOKEN],
+        stdout=subprocess.DEVNULL, stderr=(root / "serve.log").open("w"))
     deadline = time.monotonic() + 120
     while server_file.read(data) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"serve did not start: {proc.stderr.read()}")
+            pytest.fail(f"serve did not start: {(root / 'serve.log').read_text()}")
         time.sleep(0.2)
     yield data, proc
     if proc.poll() is None:
@@ -98,6 +100,7 @@ def test_the_server_file_is_private_and_goes_with_the_server(served):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     info = json.loads(path.read_text())
     assert info["pid"] == proc.pid and info["url"].startswith("http://127.0.0.1:")
+    assert info["token"] == TOKEN
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
     assert not path.exists()
