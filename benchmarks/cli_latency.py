@@ -32,8 +32,10 @@ sys.path.insert(0, str(HERE))
 
 def pixseek(root: Path, data: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(root), "PIXSEEK_OCR_ENABLED": "false"}
+    # cwd outside any checkout: python -m puts the cwd before PYTHONPATH on sys.path.
     return subprocess.run([sys.executable, "-m", "pixseek", "--data-dir", str(data), *args],
-                          capture_output=True, text=True, env=env, check=True, **kw)
+                          capture_output=True, text=True, env=env, check=True,
+                          cwd=data.parent, **kw)
 
 
 def timed(root: Path, data: Path, *args: str) -> float:
