@@ -59,14 +59,16 @@ def main() -> None:
     copy_sample_photos(photos, [p for p in sample_photos() if "/usr/share" not in str(p.path)])
     pixseek(HERE, data, "--model", "offline", "index", str(photos))
     query = ["search", "a cat", "-k", "5"]
-    variants: dict[str, tuple[Path, list[str]]] = {
-        "this checkout, serve running": (HERE, [*query]),
-        "this checkout, in process (--local)": (HERE, [*query, "--local"]),
+    variants: dict[str, tuple[Path, Path, list[str]]] = {
+        "this checkout, serve running": (HERE, data, [*query]),
+        "this checkout, in process (--local)": (HERE, data, [*query, "--local"]),
     }
     if args.baseline:
-        # An older checkout knows neither the library's model nor --local.
-        variants["baseline, in process"] = (args.baseline.resolve(),
-                                            ["--model", "offline", *query])
+        # An older checkout knows neither the library's model nor --local, and may not open
+        # a database a newer one migrated: it gets its own copy of the library.
+        base_root, base_data = args.baseline.resolve(), work / "baseline-data"
+        pixseek(base_root, base_data, "--model", "offline", "index", str(photos))
+        variants["baseline, in process"] = (base_root, base_data, ["--model", "offline", *query])
     env = {**os.environ, "PYTHONPATH": str(HERE), "PIXSEEK_OCR_ENABLED": "false"}
     server = subprocess.Popen(
         [sys.executable, "-m", "pixseek", "--data-dir", str(data), "serve", "--port", "0"],
@@ -79,8 +81,8 @@ def main() -> None:
         timed(HERE, data, *query)  # the server's first search (it may still be warming up)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.runs):
-            for name, (root, argv) in variants.items():
-                times[name].append(timed(root, data, *argv))
+            for name, (root, where, argv) in variants.items():
+                times[name].append(timed(root, where, *argv))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
