@@ -181,12 +181,30 @@ def cache_path(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir).expanduser() / CACHE_NAME
 
 
-def read_cache(cache_dir: str | Path | None) -> dict:
+def read_choices(path: Path) -> dict:
+    """A choices file (this one, or the runtime's): {} when missing, unreadable or odd."""
     try:
-        data = json.loads(cache_path(cache_dir).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def save_choice(path: Path, key: str, entry: dict, what: str) -> None:
+    """Add ``entry`` under ``key`` to the choices file at ``path``, atomically."""
+    from search.files import atomic_write
+
+    data = read_choices(path)
+    data[key] = entry
+    try:
+        with atomic_write(path, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+    except OSError as exc:  # a read-only data dir measures again next time
+        log.warning("%s: cannot cache the choice in %s: %s", what, path, exc)
+
+
+def read_cache(cache_dir: str | Path | None) -> dict:
+    return read_choices(cache_path(cache_dir))
 
 
 def cached_choice(cache_dir: str | Path | None, model_id: str, device: str) -> dict | None:
@@ -197,15 +215,7 @@ def cached_choice(cache_dir: str | Path | None, model_id: str, device: str) -> d
 
 
 def write_choice(cache_dir: str | Path | None, model_id: str, device: str, entry: dict) -> None:
-    from search.files import atomic_write
-
-    data = read_cache(cache_dir)
-    data[cache_key(model_id, device)] = entry
-    try:
-        with atomic_write(cache_path(cache_dir), "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-    except OSError as exc:  # a read-only data dir measures again next time
-        log.warning("precision: cannot cache the choice in %s: %s", cache_path(cache_dir), exc)
+    save_choice(cache_path(cache_dir), cache_key(model_id, device), entry, "precision")
 
 
 # --- measuring ------------------------------------------------------------------------

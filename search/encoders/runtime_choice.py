@@ -11,7 +11,6 @@ index, as those from any faithful precision do: the gate bounds their distance t
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -59,11 +58,7 @@ def cache_path(cache_dir: str | Path | None) -> Path:
 
 
 def read_cache(cache_dir: str | Path | None) -> dict:
-    try:
-        data = json.loads(cache_path(cache_dir).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return prec.read_choices(cache_path(cache_dir))
 
 
 def cached_choice(cache_dir, model_id: str, device: str, allowed: Sequence[str]) -> dict | None:
@@ -81,15 +76,8 @@ def latest_choice(cache_dir, model_id: str, device: str) -> dict | None:
 
 
 def write_choice(cache_dir, model_id: str, device: str, allowed: Sequence[str], entry: dict):
-    from search.files import atomic_write
-
-    data = read_cache(cache_dir)
-    data[cache_key(model_id, device, allowed)] = entry
-    try:
-        with atomic_write(cache_path(cache_dir), "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-    except OSError as exc:
-        log.warning("runtime: cannot cache the choice in %s: %s", cache_path(cache_dir), exc)
+    prec.save_choice(cache_path(cache_dir), cache_key(model_id, device, allowed), entry,
+                     "runtime")
 
 
 def settle(enc, runtime: str, precision: str, fp16: bool, min_cosine: float | None):
