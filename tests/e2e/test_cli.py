@@ -23,14 +23,10 @@ def pixseek(data: Path, *args: str, env: dict | None = None, check: bool = True)
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, samples):
     """One library indexed through the CLI, shared by the read-only tests below."""
-    import shutil
+    from tests.library import copy_library
 
     root = tmp_path_factory.mktemp("cli")
-    lib = root / "photos"
-    lib.mkdir()
-    for p in samples:
-        if not str(p.path).startswith("/usr/share"):
-            shutil.copy2(p.path, lib / f"{p.name}{p.path.suffix}")
+    lib = copy_library(root / "photos", samples)
     (lib / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     proc = pixseek(root / "data", "index", str(lib), "--json")
     return root / "data", lib, json.loads(proc.stdout)

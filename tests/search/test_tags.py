@@ -4,7 +4,6 @@ tag's life in a real library (store, indexer, search, CLI)."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -64,13 +63,10 @@ def lib(tmp_path_factory, samples, offline):
     from indexer.pipeline import Indexer
     from search.config import load_config
     from search.store import Store
+    from tests.library import copy_library
 
     root = tmp_path_factory.mktemp("tags")
-    photos = root / "photos"
-    photos.mkdir()
-    for p in samples:
-        if not str(p.path).startswith("/usr/share"):
-            shutil.copy2(p.path, photos / f"{p.name}{p.path.suffix}")
+    photos = copy_library(root / "photos", samples)
     (root / "c.yaml").write_text("{}\n")
     config = load_config(root / "c.yaml", environ={}, overrides={
         "data_dir": str(root / "data"), "indexer.decode_workers": 0, "model.name": "offline"})

@@ -4,7 +4,6 @@ page's chips and the CLI's ``--literal``, on the sample library with the offline
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -20,13 +19,10 @@ def library(tmp_path_factory, samples, offline):
     iPhone), one in Lisbon in 2021."""
     from indexer.pipeline import Indexer
     from search.config import load_config
+    from tests.library import copy_library
 
     root = tmp_path_factory.mktemp("understand")
-    folder = root / "photos"
-    folder.mkdir()
-    for photo in samples:
-        if not str(photo.path).startswith("/usr/share"):
-            shutil.copy2(photo.path, folder / f"{photo.name}{photo.path.suffix}")
+    folder = copy_library(root / "photos", samples)
     empty = root / "config.yaml"
     empty.write_text("{}\n")
     config = load_config(empty, environ={}, overrides={
