@@ -682,13 +682,18 @@ def vocabulary(store, model_id: str) -> Vocabulary:
 
     from search.store import STATUS_OK, Content, ContentPlace, File
 
-    with store.session() as s:
-        newest_place = s.scalar(select(func.max(ContentPlace.content_id)))
-    stamp = (store.change_marks(model_id), newest_place)
     key = (store.engine.url.render_as_string(hide_password=True), model_id)
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None and (hit[0] == stamp or time.monotonic() - hit[1] < REREAD_S):
+    # The clock first: within REREAD_S the cached words stand, so most searches read nothing.
+    if hit is not None and time.monotonic() - hit[1] < REREAD_S:
+        return hit[2]
+    with store.session() as s:
+        newest_place = s.scalar(select(func.max(ContentPlace.content_id)))
+    stamp = (store.change_marks(model_id), newest_place)
+    if hit is not None and hit[0] == stamp:
+        with _cache_lock:
+            _cache[key] = (stamp, time.monotonic(), hit[2])
         return hit[2]
     with store.session() as s:
         place_rows = s.execute(
