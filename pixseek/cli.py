@@ -248,7 +248,8 @@ def _print_page(page, as_json: bool, dated: bool = False) -> None:
             shown_line = True
         when = f"{r.date:%Y-%m-%d %H:%M}  " if dated and r.date else ""
         click.echo(f"{r.score:.4f}  {when}{r.path}")
-    if page.next_offset is not None:
+    # As on the page: with nothing strong on the first page, more of the same is no help.
+    if page.next_offset is not None and not (page.strong == 0 and page.offset == 0):
         click.echo(f"(more: --offset {page.next_offset})", err=True)
 
 

@@ -79,6 +79,7 @@ def test_plain_output_marks_where_strong_matches_end(indexed):
     assert "-- weaker matches below --" in proc.stderr and "--offset 4" in proc.stderr
     proc = pixseek(data, "search", "asdfghjkl qwerty", "-k", "2")
     assert "nothing matches well" in proc.stderr and len(proc.stdout.splitlines()) == 2
+    assert "--offset" not in proc.stderr  # no "more" after nothing strong, as on the page
 
 
 def test_classify_is_a_softmax_over_labels(indexed):
