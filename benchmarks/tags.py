@@ -1,6 +1,7 @@
 """Tags taught by example (``search.tags``): how well, and how fast.
 
     python benchmarks/tags.py quality [--per-class 40] [--shots 5] [--seeds 3] [--out bench-out]
+    python benchmarks/tags.py prompts [--out bench-out]
     python benchmarks/tags.py speed [--photos 1000000] [--tags 20] [--dim 512] [--store DIR]
 
 ``quality`` draws a labelled set of synthetic photos, one shape each (circle, square or
@@ -9,7 +10,13 @@ with the offline model, and for each shape teaches a tag with ``--shots`` positi
 many negative examples (the other shapes), the whole set standing in as the library. It
 reports the F1 of each tag on the rest of the set (the photos that were not examples),
 averaged over the shapes (macro F1), against text-only tags ("a circle" and the like,
-thresholded on the library the same way), over several seeds.
+scored as ``pixseek tag`` scores them: at the model's calibrated zero-shot scale against
+generic captions), over several seeds.
+
+``prompts`` makes a words-only tag of each caption of the sample photos (``search.samples``),
+the sample photos standing in as the library, and reports how many photos it takes in and
+how often its own photo is among them: at the calibrated temperature (what ``pixseek tag
+NAME --text`` does), and cut by Otsu's method on the library's scores instead.
 
 ``speed`` times applying ``--tags`` tags to a synthetic matrix of ``--photos`` float16
 vectors streamed in chunks, as ``apply_to_library`` streams the store's vectors: the matrix
@@ -63,9 +70,11 @@ def f1(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 
 def evaluate(vectors: np.ndarray, labels: list[str], prompts: dict[str, np.ndarray],
-             shots: int = 5, seed: int = 0) -> dict:
+             shots: int = 5, seed: int = 0, scale: float | None = None,
+             contrasts: np.ndarray | None = None) -> dict:
     """Macro F1 over the kinds on the photos that were not examples: taught tags and
-    text-only tags."""
+    text-only tags (at logit ``scale`` against the encoded ``contrasts``; without them, cut
+    by Otsu's method on the library)."""
     from search.tags import fit
 
     rng = np.random.default_rng(seed)
@@ -78,7 +87,7 @@ def evaluate(vectors: np.ndarray, labels: list[str], prompts: dict[str, np.ndarr
         truth = labels_a[rest] == kind
         classifier = fit(vectors[pos], vectors[neg], prompts[kind][None], vectors)
         taught[kind] = f1(classifier.scores(vectors[rest]) >= 0.5, truth)
-        text = fit(None, None, prompts[kind][None], vectors)
+        text = fit(None, None, prompts[kind][None], vectors, scale, contrasts)
         text_only[kind] = f1(text.scores(vectors[rest]) >= 0.5, truth)
     return {"taught": taught, "text_only": text_only,
             "taught_macro_f1": float(np.mean(list(taught.values()))),
@@ -86,17 +95,22 @@ def evaluate(vectors: np.ndarray, labels: list[str], prompts: dict[str, np.ndarr
 
 
 def quality(per_class: int, shots: int, seeds: int, out: Path | None) -> dict:
+    from search.calibration import logit_scale
     from search.encoders import load_encoder
+    from search.tags import CONTRAST_PROMPTS
 
     encoder = load_encoder("offline", device="cpu")
+    scale = logit_scale(encoder)
+    contrasts = encoder.encode_texts(list(CONTRAST_PROMPTS))
     runs = []
     for seed in range(seeds):
         images, labels = shape_photos(per_class, seed)
         vectors = encoder.encode_images(images)
         prompts = dict(zip(KINDS, encoder.encode_texts([PROMPTS[k] for k in KINDS]), strict=True))
-        runs.append(evaluate(vectors, labels, prompts, shots, seed))
+        runs.append(evaluate(vectors, labels, prompts, shots, seed, scale, contrasts))
     result = {
-        "model": encoder.model_id, "per_class": per_class, "shots": shots, "seeds": seeds,
+        "model": encoder.model_id, "logit_scale": scale, "per_class": per_class,
+        "shots": shots, "seeds": seeds,
         "taught_macro_f1": float(np.mean([r["taught_macro_f1"] for r in runs])),
         "text_only_macro_f1": float(np.mean([r["text_only_macro_f1"] for r in runs])),
         "worst_taught_macro_f1": float(min(r["taught_macro_f1"] for r in runs)),
@@ -109,6 +123,41 @@ def quality(per_class: int, shots: int, seeds: int, out: Path | None) -> dict:
     print(f"| text only | {result['text_only_macro_f1']:.3f} | "
           f"{min(r['text_only_macro_f1'] for r in runs):.3f} |")
     _write(out, "tags-quality", result)
+    return result
+
+
+def prompts(out: Path | None) -> dict:
+    from search.calibration import logit_scale
+    from search.encoders import load_encoder
+    from search.preprocess import decode
+    from search.samples import require_photos
+    from search.tags import CONTRAST_PROMPTS, fit
+
+    encoder = load_encoder("offline", device="cpu")
+    photos = require_photos(None)
+    captions = encoder.encode_texts([c for p in photos for c in p.captions])
+    owner = np.array([i for i, p in enumerate(photos) for _ in p.captions])
+    pixels = [decode(p.path.read_bytes(), encoder.spec, draft=False).pixels for p in photos]
+    vectors = np.concatenate([encoder.encode_pixels(np.stack(pixels[i:i + 16]))
+                              for i in range(0, len(pixels), 16)])
+    scale = logit_scale(encoder)
+    contrasts = encoder.encode_texts(list(CONTRAST_PROMPTS))
+    result = {"model": encoder.model_id, "logit_scale": scale, "photos": len(photos),
+              "captions": len(captions)}
+    for name, kwargs in (("calibrated", {"scale": scale, "contrasts": contrasts}),
+                         ("otsu", {})):
+        members = np.array([fit(None, None, c[None], vectors, **kwargs).scores(vectors) >= 0.5
+                            for c in captions])
+        result[name] = {"mean_members": float(members.sum(1).mean()),
+                        "own_photo_member": float(members[np.arange(len(owner)), owner].mean()),
+                        "empty": float(np.mean(members.sum(1) == 0))}
+    print("| words-only tag | photos taken in (mean) | own photo taken in | empty tags |")
+    print("|---|---|---|---|")
+    for name in ("calibrated", "otsu"):
+        r = result[name]
+        print(f"| {name} | {r['mean_members']:.1f} of {len(photos)} | "
+              f"{r['own_photo_member']:.2f} | {r['empty']:.2f} |")
+    _write(out, "tags-prompts", result)
     return result
 
 
@@ -188,6 +237,7 @@ def main() -> None:
     q.add_argument("--shots", type=int, default=5)
     q.add_argument("--seeds", type=int, default=3)
     q.add_argument("--out", type=Path, default=None)
+    sub.add_parser("prompts").add_argument("--out", type=Path, default=None)
     s = sub.add_parser("speed")
     s.add_argument("--photos", type=int, default=1_000_000)
     s.add_argument("--tags", type=int, default=20)
@@ -198,6 +248,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "quality":
         quality(args.per_class, args.shots, args.seeds, args.out)
+    elif args.what == "prompts":
+        prompts(args.out)
     else:
         speed(args.photos, args.tags, args.dim, out=args.out)
         if args.store is not None:

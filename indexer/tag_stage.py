@@ -2,7 +2,8 @@
 
 After the CLIP pass, every tag scores the embeddings newer than the last one it was applied
 to (one matrix product per chunk, all tags together), so a photo indexed later carries its
-tags; a tag fitted for another model is first refitted from its examples for this one.
+tags; a tag fitted for another model is first refitted from its examples for this one (a
+tag with prompts only at the model's calibrated zero-shot scale, as ``classify``).
 An index run that added nothing costs one look at each tag.
 """
 
@@ -22,7 +23,10 @@ def apply_tags(store: Store, encoder: Encoder, cancel: threading.Event) -> dict[
     """{tag name: members added} for the tags that scored new photos."""
     if cancel.is_set() or not store.all_tags():
         return {}
-    added = tags.apply_pending(store, encoder.model_id, encoder.encode_texts)
+    from search.calibration import logit_scale
+
+    added = tags.apply_pending(store, encoder.model_id, encoder.encode_texts,
+                               lambda: logit_scale(encoder))
     for name, count in added.items():
         log.info("tag %r: %d new members", name, count)
     return added

@@ -17,6 +17,10 @@ _USAGE = """Teach, inspect or remove the tag NAME.
 
 \b
   pixseek tag NAME --add ID_OR_PATH... [--not ID_OR_PATH...] [--text "a receipt"]
+  pixseek tag NAME --text "a receipt" [--temperature T]
+                                                prompts only: softmax of cosine / T against
+                                                generic captions (default: the temperature
+                                                calibrated for the model, as classify's)
   pixseek tag NAME --suggest [-k 20] [--json]   the uncertain photos to confirm or reject
   pixseek tag NAME --list [--json]              members: id, path, score
   pixseek tag NAME --export [--xmp]             member paths, one per line; --xmp also
@@ -31,7 +35,7 @@ _ACTIONS = ("--suggest", "--list", "--export", "--delete")
 
 def _parse(args: tuple[str, ...]) -> dict:
     got: dict = {"add": [], "not": [], "text": [], "k": 20, "json": False, "action": None,
-                 "xmp": False}
+                 "xmp": False, "temperature": None}
     into: list | None = None
     items = list(args)
     while items:
@@ -48,6 +52,15 @@ def _parse(args: tuple[str, ...]) -> dict:
             if not value.isdigit() or int(value) < 1:
                 raise InputError(f"-k needs a positive number, not {value!r}")
             got["k"] = int(value)
+        elif word == "--temperature":
+            value = items.pop(0) if items else ""
+            try:
+                got["temperature"] = float(value)
+            except ValueError:
+                got["temperature"] = float("nan")
+            if not 0 < got["temperature"] < float("inf"):
+                raise InputError(f"--temperature needs a number above 0, not {value!r}")
+            into = None
         elif word == "--json":
             got["json"] = True
         elif word == "--xmp":
@@ -66,6 +79,9 @@ def _parse(args: tuple[str, ...]) -> dict:
     teaching = got["add"] or got["not"] or got["text"]
     if got["action"] and teaching:
         raise InputError(f"{got['action']} cannot be combined with --add, --not or --text")
+    if got["temperature"] is not None and not got["text"]:
+        raise InputError("--temperature goes with --text: pixseek tag NAME --text 'a receipt' "
+                         "--temperature 0.05")
     if got["xmp"] and got["action"] != "--export":
         raise InputError("--xmp goes with --export: pixseek tag NAME --export --xmp")
     if not got["action"] and not teaching:
@@ -86,14 +102,22 @@ def _library(ctx: click.Context):
         model = canonical_model_id(config.model.name)
         encoder = []
 
-        def encode_texts(texts: list[str]):
+        def load():
             if not encoder:
                 from search.encoders import load_encoder
 
                 encoder.append(load_encoder(config.model, cache_dir=config.data_path))
-            return encoder[0].encode_texts(texts)
+            return encoder[0]
 
-        yield store, model, encode_texts
+        def encode_texts(texts: list[str]):
+            return load().encode_texts(texts)
+
+        def logit_scale() -> float:  # the calibration classify uses, cached per model
+            from search.calibration import logit_scale
+
+            return logit_scale(load())
+
+        yield store, model, encode_texts, logit_scale
 
 
 def _print(rows: list[dict], as_json: bool) -> None:
@@ -125,11 +149,12 @@ def tag(ctx: click.Context, name: str, args: tuple[str, ...]) -> None:
 
     got = _parse(args)
     name = taglib.check_name(name)
-    with _library(ctx) as (store, model, encode_texts):
+    with _library(ctx) as (store, model, encode_texts, logit_scale):
         action = got["action"]
         if action is None:
+            temperature = got["temperature"]
             info = taglib.teach(store, model, encode_texts, name, got["add"], got["not"],
-                                got["text"])
+                                got["text"], 1.0 / temperature if temperature else logit_scale)
             if got["json"]:
                 click.echo(json.dumps(info, indent=2))
             else:
@@ -164,7 +189,7 @@ def tag(ctx: click.Context, name: str, args: tuple[str, ...]) -> None:
 @click.pass_context
 def tags(ctx: click.Context, as_json: bool) -> None:
     """List every tag with its member count."""
-    with _library(ctx) as (store, _model, _encode):
+    with _library(ctx) as (store, _model, _encode, _scale):
         rows = [{"name": t.name, "count": n, "version": t.version, "prompts": t.prompt_list}
                 for t, n in store.all_tags()]
     if as_json:

@@ -11,7 +11,17 @@ linear on the CLIP vectors (no re-encode):
   ``MIN_PROBE`` positives (the library stands in for missing negatives, at low weight);
 - a **threshold** from leave-one-out scores of the examples (the cut that best separates
   them); within the range of equally good cuts it takes the emptiest part of the library's
-  score distribution. A tag with prompts only is cut by Otsu's method on the library's scores.
+  score distribution.
+
+A tag with **prompts only** uses the zero-shot temperature calibrated for the model
+(``search.calibration``, the one ``classify`` uses): its probability for a photo is the
+softmax, at the calibrated logit scale, of the photo's cosine with the tag's prompts against
+``CONTRAST_PROMPTS`` (generic captions; with them the choice has the 5 options the scale was
+calibrated on). Each side's softmax mass is taken at its mean cosine (Jensen's bound), so the
+classifier stays linear: ``logit = scale x (mean prompt - mean contrast) . x + log(M / K)``
+for M prompts and K contrasts. A lower temperature (higher scale) makes photos that lean
+towards the prompts members more readily. Without a scale (no encoder at hand), such a tag
+is cut by Otsu's method on the library's scores.
 
 A photo's score is ``sigmoid(logit - threshold)``: 0.5 or more makes it a member. Applying
 tags is one matrix product per chunk of stored vectors (``apply``).
@@ -19,7 +29,7 @@ tags is one matrix product per chunk of stored vectors (``apply``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +41,9 @@ MIN_PROBE = 2  # positives needed before the probe runs
 LIBRARY_SAMPLE = 2000  # library vectors that stand for its distribution
 PROBE_PULL = 0.05  # how strongly the probe is held to its prior (per unit of example weight)
 LOO_MAX = 40  # past this many examples, 10 folds instead of leave-one-out
+# What a prompt-only tag's prompts compete with: captions that fit any photo. Four of them,
+# so that one prompt against them is the 5-way choice the logit scale is calibrated on.
+CONTRAST_PROMPTS = ("a photo", "a picture", "an image", "a snapshot")
 MAX_NAME = 128
 
 
@@ -75,14 +88,18 @@ def _rows(x: np.ndarray | None, d: int) -> np.ndarray:
 
 
 def fit(positives: np.ndarray | None, negatives: np.ndarray | None = None,
-        prompts: np.ndarray | None = None, library: np.ndarray | None = None) -> Classifier:
+        prompts: np.ndarray | None = None, library: np.ndarray | None = None,
+        scale: float | None = None, contrasts: np.ndarray | None = None) -> Classifier:
     """The classifier for these examples and encoded prompts, calibrated on ``library`` (a
-    sample of the library's vectors)."""
+    sample of the library's vectors). A tag with prompts only is scored at the logit
+    ``scale`` against the encoded ``contrasts`` when both are given (``prompt_classifier``)."""
     d = next(len(x[0]) for x in (positives, negatives, prompts, library)
              if x is not None and len(x))
     pos, neg, txt, lib = (_rows(x, d) for x in (positives, negatives, prompts, library))
     if not len(pos) and not len(txt):
         raise InputError("a tag needs at least one positive example or a text prompt")
+    if not len(pos) and scale is not None and contrasts is not None and len(contrasts):
+        return prompt_classifier(txt, _rows(contrasts, d), scale)
     w, b = _fit_logits(pos, neg, txt, lib)
     lib_logits = lib @ w + b if len(lib) else np.zeros(0)
     if not len(pos):
@@ -93,6 +110,19 @@ def fit(positives: np.ndarray | None, negatives: np.ndarray | None = None,
             loo_neg = lib_logits
         threshold = _cut(loo_pos, loo_neg, lib_logits)
     return Classifier(w.astype(np.float32), float(b), float(threshold))
+
+
+def prompt_classifier(prompts: np.ndarray, contrasts: np.ndarray,
+                      scale: float) -> Classifier:
+    """Prompts alone: ``P(one of the prompts | photo)`` among prompts and contrasts, a softmax
+    of ``scale x cosine``, each side's mass taken at its mean cosine so that it stays linear.
+    Member when the probability is at least 0.5."""
+    if not (np.isfinite(scale) and scale > 0):
+        raise InputError(f"the logit scale must be above 0, not {scale}")
+    prompts, contrasts = _rows(prompts, prompts.shape[1]), _rows(contrasts, prompts.shape[1])
+    weights = float(scale) * (prompts.mean(0) - contrasts.mean(0))
+    return Classifier(weights.astype(np.float32), float(np.log(len(prompts) / len(contrasts))),
+                      0.0)
 
 
 def _fit_logits(pos: np.ndarray, neg: np.ndarray, txt: np.ndarray,
@@ -260,10 +290,14 @@ def classifier_of(tag) -> Classifier | None:
                       float(tag.threshold))
 
 
-def train(store, encode_texts, model: str, name: str) -> Classifier | None:
+def train(store, encode_texts, model: str, name: str,
+          logit_scale: float | Callable[[], float] | None = None) -> Classifier | None:
     """Fit a tag's classifier for ``model`` from its examples and prompts, and store it.
     ``encode_texts(list of str) -> vectors`` is called only when the tag has prompts.
-    None: the library has no vectors of ``model`` yet."""
+    ``logit_scale`` (a number, or a function asked only for a tag with prompts only) is the
+    model's calibrated zero-shot scale (``search.calibration.logit_scale``); without it a
+    prompt-only tag is cut by Otsu's method. None: the library has no vectors of ``model``
+    yet."""
     tag = store.tag(name)
     if tag is None:
         raise InputError(f"no tag named {name!r} (see `pixseek tags`)")
@@ -279,18 +313,27 @@ def train(store, encode_texts, model: str, name: str) -> Classifier | None:
     if not library.size:  # nothing to calibrate on yet: fitted once photos are indexed
         return None
     txt = encode_texts(prompts) if prompts else None
+    scale = contrasts = None
+    if not len(pos) and logit_scale is not None:
+        scale = logit_scale() if callable(logit_scale) else float(logit_scale)
+        contrasts = encode_texts(list(CONTRAST_PROMPTS))
     classifier = fit(pos if len(pos) else None, neg if len(neg) else None, txt,
-                     library if library.size else None)
+                     library if library.size else None, scale, contrasts)
     store.fit_tag(tag.id, tag.version, model, classifier.weights, classifier.bias,
                   classifier.threshold)
     return classifier
 
 
 def teach(store, model: str, encode_texts, name: str, add: Iterable[str | int] = (),
-          reject: Iterable[str | int] = (), texts: Iterable[str] = ()) -> dict:
+          reject: Iterable[str | int] = (), texts: Iterable[str] = (),
+          logit_scale: float | Callable[[], float] | None = None) -> dict:
     """Add examples (photo ids or paths) and prompts to a tag, refit it and apply it to the
-    whole library. Everything is checked before anything is written."""
+    whole library. Everything is checked before anything is written. ``logit_scale``: as
+    for ``train`` (a ``--temperature`` override is its inverse)."""
     name = check_name(name)
+    if isinstance(logit_scale, int | float) and not (np.isfinite(logit_scale)
+                                                      and logit_scale > 0):
+        raise InputError("the temperature must be a number above 0")
     texts = [t.strip() for t in texts]
     if any(not t for t in texts):
         raise InputError("--text: give the words the tag is about, e.g. --text 'a receipt'")
@@ -308,7 +351,7 @@ def teach(store, model: str, encode_texts, name: str, add: Iterable[str | int] =
                          "(--text), not only --not")
     store.require_writable()
     store.teach_tag(name, positives, negatives, texts)
-    train(store, encode_texts, model, name)
+    train(store, encode_texts, model, name, logit_scale)
     apply_to_library(store, model, [name])
     return describe(store, name)
 
@@ -347,13 +390,14 @@ def suggestions(store, model: str, name: str, k: int = 20) -> list[dict]:
     return _with_paths(store, suggest(store, model, check_name(name), k))
 
 
-def apply_pending(store, model: str, encode_texts) -> dict[str, int]:
+def apply_pending(store, model: str, encode_texts,
+                  logit_scale: float | Callable[[], float] | None = None) -> dict[str, int]:
     """What the indexer calls after adding photos: tags fitted for another model (or never
     fitted) are refitted for ``model``, then every tag scores the photos it has not seen."""
     for tag, _ in store.all_tags():
         if tag.model != model or tag.weights is None:
             try:
-                train(store, encode_texts, model, tag.name)
+                train(store, encode_texts, model, tag.name, logit_scale)
             except InputError:  # examples without a vector for this model yet
                 continue
     return apply_to_library(store, model)

@@ -258,8 +258,9 @@ def _iso(when: dt.datetime | None) -> str | None:
 
 
 def teach_tag(name: str, body: object) -> dict:
-    """``POST /api/tags/<name>`` with ``{"add": [ids], "not": [ids], "text": [prompts]}``:
-    the tag's examples grow, it is refitted and applied to the library."""
+    """``POST /api/tags/<name>`` with ``{"add": [ids], "not": [ids], "text": [prompts]}``
+    (and optionally ``"temperature"``, for a tag with prompts only): the tag's examples
+    grow, it is refitted and applied to the library."""
     from search import tags
 
     if not isinstance(body, dict):
@@ -272,6 +273,11 @@ def teach_tag(name: str, body: object) -> dict:
         if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
             raise InputError(f"{key}: a list of photo ids{' or texts' if key == 'text' else ''}")
         fields[key] = [str(v) for v in value]
+    temperature = body.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool)
+                                    or not isinstance(temperature, int | float)
+                                    or not 0 < temperature < float("inf")):
+        raise InputError(f"temperature must be a number above 0, not {temperature!r}")
     eng = engine()
     lock = current_app.extensions[LOCK_KEY]
 
@@ -279,8 +285,15 @@ def teach_tag(name: str, body: object) -> dict:
         with lock:  # only the model call: searches go on while the tag is applied
             return eng.encoder.encode_texts(texts)
 
+    def logit_scale() -> float:
+        from search.calibration import logit_scale
+
+        with lock:
+            return logit_scale(eng.encoder)
+
     return tags.teach(eng.store, eng.model_id, encode_texts, name, fields["add"],
-                      fields["not"], fields["text"])
+                      fields["not"], fields["text"],
+                      1.0 / temperature if temperature else logit_scale)
 
 
 def _tag_photos(rows: list[dict]) -> list[dict]:

@@ -26,7 +26,8 @@ def api_tag(name: str) -> Response:
 
 @bp.post("/api/tags/<name>")
 def api_teach(name: str) -> Response:
-    """``{"add": [ids], "not": [ids], "text": [prompts]}``: teach the tag (made if new)."""
+    """``{"add": [ids], "not": [ids], "text": [prompts]}`` (and ``"temperature"`` for a tag
+    with prompts only): teach the tag (made if new)."""
     return jsonify(service.teach_tag(name, request.get_json(silent=True)))
 
 

@@ -164,6 +164,55 @@ def test_cli_commands(lib, monkeypatch):
     assert "cats" not in {t["name"] for t in json.loads(run("tags", "--json"))}
 
 
+def test_a_prompt_only_tag_is_scored_at_the_calibrated_scale(lib, offline):
+    """A tag with prompts only: softmax at the calibrated logit scale against generic
+    captions; a lower temperature (higher scale) takes in more photos, a higher one fewer."""
+    from search.calibration import logit_scale
+
+    config, store, photos, path, _ = lib
+    scale = logit_scale(offline)
+    tags.teach(store, offline.model_id, offline.encode_texts, "kitty", texts=["a cat"],
+               logit_scale=lambda: scale)
+    stored = tags.classifier_of(store.tag("kitty"))
+    prompt = offline.encode_texts(["a cat"])[0]
+    contrast = offline.encode_texts(list(tags.CONTRAST_PROMPTS)).mean(0)
+    assert np.allclose(stored.weights, scale * (prompt - contrast), atol=1e-4)
+    assert stored.threshold == 0.0
+    vectors = np.concatenate([v for _, _, v in store.iter_embeddings(offline.model_id)])
+    at = {s: tags.train(store, offline.encode_texts, offline.model_id, "kitty", s)
+          .scores(vectors) >= 0.5 for s in (scale / 10, scale, scale * 10)}
+    hot, calibrated, cold = at[scale / 10], at[scale], at[scale * 10]
+    assert (hot <= calibrated).all() and (calibrated <= cold).all() and hot.sum() < cold.sum()
+    members = {Path(m["path"]).stem for m in tags.members(store, "kitty")}
+    assert "chelsea_cat" in members and len(members) < len(vectors) / 2
+    # Without a scale (no encoder to calibrate), the library's scores are cut instead.
+    assert tags.train(store, offline.encode_texts, offline.model_id, "kitty").threshold != 0
+    assert store.delete_tag("kitty")
+
+
+def test_cli_temperature_overrides_the_calibrated_one(lib, monkeypatch, cli_error):
+    from pixseek.cli import cli
+
+    config, *_ = lib
+    monkeypatch.delenv("PIXSEEK_CONFIG", raising=False)
+    base = ["--data-dir", str(config.data_path), "--model", "offline"]
+
+    def count(name: str, *args: str) -> int:
+        result = CliRunner().invoke(cli, [*base, "tag", name, "--text", "a cat", *args,
+                                          "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["count"]
+
+    hot, calibrated, cold = (count("hot", "--temperature", "1"), count("calibrated"),
+                             count("cold", "--temperature", "0.01"))
+    assert hot <= calibrated <= cold and hot < cold
+    assert "above 0" in cli_error([*base, "tag", "x", "--text", "a", "--temperature", "0"])
+    assert "above 0" in cli_error([*base, "tag", "x", "--text", "a", "--temperature", "hot"])
+    assert "goes with --text" in cli_error([*base, "tag", "x", "--list", "--temperature", "1"])
+    for name in ("hot", "calibrated", "cold"):
+        assert lib[1].delete_tag(name)
+
+
 def test_cli_errors(lib, cli_error):
     config, store, photos, path, _ = lib
     base = ["--data-dir", str(config.data_path), "--model", "offline"]

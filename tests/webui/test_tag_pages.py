@@ -41,3 +41,17 @@ def test_bad_requests_are_one_clear_error(client):
     r = client.post("/api/tags/x", json={"add": [987654]})
     assert r.status_code == 400 and "no photo with id 987654" in r.get_json()["error"]
     assert client.get("/api/tags").get_json() == []
+
+
+def test_a_prompt_only_tag_takes_a_temperature(client):
+    counts = {}
+    for name, body in (("hot", {"temperature": 1}), ("calibrated", {}),
+                       ("cold", {"temperature": 0.001})):
+        r = client.post(f"/api/tags/{name}", json={"text": ["a cat"], **body})
+        assert r.status_code == 200, r.get_json()
+        counts[name] = r.get_json()["count"]
+    assert counts["hot"] <= counts["calibrated"] <= counts["cold"]
+    assert counts["hot"] < counts["cold"]
+    for bad in (0, -1, "warm", True):
+        r = client.post("/api/tags/x", json={"text": ["a cat"], "temperature": bad})
+        assert r.status_code == 400 and "temperature" in r.get_json()["error"]
