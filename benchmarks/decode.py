@@ -187,9 +187,9 @@ def methods() -> tuple[dict[str, Callable], dict[str, str]]:
         "pillow draft 2x (before)": pillow(draft=2),
         "pillow draft 2x + box": pillow(draft=2, box=True),
         "pillow draft 2x + box + reduce (gap 1.5)": pillow(draft=2, reducing_gap=1.5, box=True),
-        "pillow draft 1.5x + box (adopted)": pillow(draft=1.5, box=True),
+        "pillow draft 1.5x + box": pillow(draft=1.5, box=True),
         "pillow draft 1.5x, no box": pillow(draft=1.5),
-        "pillow draft 1x + box": pillow(draft=1, box=True),
+        "pillow draft 1x + box (adopted)": pillow(draft=1, box=True),
     }
     missing: dict[str, str] = {}
     try:
