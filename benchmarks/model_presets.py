@@ -5,7 +5,9 @@ checkpoint (its config.json values below), saves it as a transformers folder and
 through ``load_encoder``, the path the real checkpoint takes. Random weights cost what real
 ones cost. Every (preset, precision) pair, fp32 and int8 dynamic, is loaded and warmed up
 first; then ``--rounds`` rounds each time every pair once, so a shared machine's drift
-falls on all of them alike:
+falls on all of them alike. A precision may name its runtime, as ``RUNTIME:PRECISION``
+(``torch:int8``, ``onnxruntime:int8``, ``openvino:int8-static``; ``model.runtime``); a bare
+precision runs on torch, and ``vs torch int8`` is each row over the same preset's torch int8:
 
 - images/s: ``encode_pixels`` on a batch of 32 real sample photos, preprocessed before the
   clock starts (the model alone, as ``index_throughput.py``'s "bare model"); the median
@@ -15,6 +17,8 @@ falls on all of them alike:
 
     python benchmarks/model_presets.py                 # every preset, fp32 and int8
     python benchmarks/model_presets.py --presets fast best --rounds 3
+    python benchmarks/model_presets.py --presets best --precisions torch:int8 \
+        openvino:int8-static onnxruntime:int8      # the exported runtimes (CPU)
 
 Prints a markdown table and writes ``bench-out/model_presets.json`` and ``.md``. The random
 SigLIP checkpoints take 1.5 GB each under ``bench-out/models/``.
@@ -146,6 +150,12 @@ def _sample_batch(spec, n: int):
     return np.stack([pixels[i % len(pixels)] for i in range(n)])
 
 
+def parse_pair(pair: str) -> tuple[str, str]:
+    """``"openvino:int8-static"`` -> (runtime, precision); a bare precision is torch's."""
+    runtime, _, precision = pair.rpartition(":")
+    return runtime or "torch", precision
+
+
 def _median_rate(times: list[float], per_call: int) -> float:
     return per_call / statistics.median(times)
 
@@ -174,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     cells = [(n, p) for n in args.presets for p in args.precisions]
     encoders, pixels = {}, {}
     for cell in cells:
-        encoders[cell] = load_encoder(str(folders[cell[0]]), device="cpu", precision=cell[1])
+        runtime, precision = parse_pair(cell[1])
+        t0 = time.perf_counter()
+        encoders[cell] = load_encoder(str(folders[cell[0]]), device="cpu", precision=precision,
+                                      runtime=runtime)
+        log(f"{cell[0]} {cell[1]} loaded in {time.perf_counter() - t0:.1f} s")
         pixels[cell] = _sample_batch(encoders[cell].spec, args.batch_size)
         encoders[cell].encode_pixels(pixels[cell])  # warm-up
         encoders[cell].encode_texts(["warm-up query"])
@@ -203,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             "queries_per_s": round(_median_rate(text_times[cell], 1), 1),
             "query_ms": round(1000 * statistics.median(text_times[cell]), 1),
             "image_batches_s": [round(t, 3) for t in image_times[cell]],
-            "runs_as": encoders[cell].precision,
+            "runs_as": f"{getattr(encoders[cell], 'runtime', 'torch')} "
+                       f"{encoders[cell].precision}",
         }
     facts = {
         "cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -218,15 +233,19 @@ def main(argv: list[str] | None = None) -> int:
         f"of one batch / {args.queries} single-query calls per round; load average before/after "
         f"{load_before[0]:.1f}/{facts['load_average_after'][0]:.1f}",
         "",
-        "| preset | hub id | precision | images/s | vs fast fp32 | queries/s | ms/query |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| preset | hub id | precision | images/s | vs fast fp32 | vs torch int8 | queries/s "
+        "| ms/query |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for name in args.presets:
+        int8 = next((r["images_per_s"] for p, r in results[name].items()
+                     if parse_pair(p) == ("torch", "int8")), None)
         for precision, r in results[name].items():
             ratio = f"{r['images_per_s'] / base:.2f}x" if base else "-"
+            vs_int8 = f"{r['images_per_s'] / int8:.2f}x" if int8 else "-"
             lines.append(
                 f"| {name} | {PRESETS[name].hub_id} | {precision} | {r['images_per_s']:.1f} | "
-                f"{ratio} | {r['queries_per_s']:.1f} | {r['query_ms']:.1f} |")
+                f"{ratio} | {vs_int8} | {r['queries_per_s']:.1f} | {r['query_ms']:.1f} |")
     table = "\n".join(lines)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -71,8 +71,8 @@ class ModelConfig(_Section):
     # fidelity check (search.encoders.runtime_choice); with an explicit precision, torch
     # (int8-static: OpenVINO, else ONNX Runtime). int8-static is post-training int8
     # calibrated on the library's photos (search.encoders.runtimes).
-    # torch by default: auto's one-off measurement takes minutes for a B/32 and, on a busy
-    # machine, has picked a slower pair than torch int8; choose auto (or a runtime) to opt in.
+    # torch by default: auto's one-off measurement (exports and int8 calibration of every
+    # pair) takes about 85 s for a B/32 on 2 cores; choose auto (or a runtime) to opt in.
     runtime: Literal["auto", "torch", "onnxruntime", "openvino"] = "torch"
     # May auto pick fp16 (CUDA, MPS)? false keeps fp16 out of auto's candidates.
     fp16: bool = True

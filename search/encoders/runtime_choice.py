@@ -11,6 +11,7 @@ index, as those from any faithful precision do: the gate bounds their distance t
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -26,8 +27,19 @@ from search.errors import ConfigError, first_line
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "runtime.json"
-RUNOFF_ROUNDS = 3  # the close candidates timed again, in turns
-RUNOFF_MAX = 3  # the fastest faithful pairs that take part
+RUNOFF_ROUNDS = 3  # the faithful candidates timed again, in turns
+RUNOFF_MAX = 3  # the fastest faithful pairs that take part besides every int8 pair
+# Each pair's first pass times one call: the runoff times the ones that can win, in turns.
+FIRST_PASS_RUNS = 1
+
+
+def _exported_fp32(label: str) -> bool:
+    runtime, p = runtimes.parse(label)
+    return runtime != "torch" and p == "fp32"
+
+
+def _int8(label: str) -> bool:
+    return runtimes.parse(label)[1].startswith("int8")
 
 
 def candidates(device: str, allowed: Sequence[str], fp16: bool) -> list[str]:
@@ -111,8 +123,15 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
         return "torch", "fp32", reason
     pixels, captions = batch
     labels = candidates(enc.device, allowed, fp16)
+    later: list[str] = []  # measured only if nothing beats torch fp32
     if "torch" not in allowed:
         labels.insert(0, runtimes.label(allowed[0], "fp32"))
+    elif enc.device == "cpu":
+        # An exported fp32 is slower than the int8 and bf16 pairs on a CPU: it can only win
+        # when none of them is faithful.
+        later = [label for label in labels if _exported_fp32(label)]
+        labels = [label for label in labels if label not in later]
+    calibration = functools.cache(enc.calibration)  # one set for both runtimes' int8-static
     held: dict[str, object] = {}
     room = [1]  # variants held at once: one while measuring, a few for the runoff
 
@@ -128,7 +147,7 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
 
                 held[label] = load_towers(
                     enc.model, enc.model_type, enc.image_side(), enc.model_id, runtime, p,
-                    calibration=enc.calibration)
+                    calibration=calibration)
         return held[label]
 
     def encode(label: str, px: np.ndarray | None, texts: Sequence[str] | None) -> np.ndarray:
@@ -151,12 +170,18 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
         except Exception as exc:  # noqa: BLE001 - the runtime's own error types
             raise RuntimeError(first_line(exc)) from None
 
-    choice = prec.measure(
-        encode, pixels, captions, labels, device=enc.device,
-        min_cosine=prec.MIN_COSINE if min_cosine is None else min_cosine,
-    )
+    bound = prec.MIN_COSINE if min_cosine is None else min_cosine
+    choice = prec.measure(encode, pixels, captions, labels, device=enc.device,
+                          min_cosine=bound, runs=FIRST_PASS_RUNS)
+    if later and choice.precision == "fp32":
+        held.clear()
+        choice = prec.measure(encode, pixels, captions, labels + later, device=enc.device,
+                              min_cosine=bound, runs=FIRST_PASS_RUNS)
+    elif later:
+        choice.reason += "; not measured: " + ", ".join(later) + " (slower than " + \
+            choice.precision + " on a CPU)"
     held.clear()
-    room[0] = RUNOFF_MAX
+    room[0] = len(labels) + len(later)
     choice = _runoff(choice, encode, model_for, pixels[: prec.TIMED_IMAGES])
     held.clear()
     runtime, precision = runtimes.parse(choice.precision)
@@ -173,21 +198,26 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
 
 
 def _runoff(choice, encode, model_for, timed: np.ndarray, rounds: int = RUNOFF_ROUNDS):
-    """The ``RUNOFF_MAX`` fastest faithful pairs timed again in turns (round-robin, the best
-    call of each): ``measure`` times one candidate after another, so a burst of other work
-    on the machine during one of them could pick the slower pair."""
+    """Every faithful int8 pair and the ``RUNOFF_MAX`` fastest faithful pairs, timed again in
+    interleaved rounds (each round in a new order), the best call of each: the first pass
+    times one candidate after another, once, so a burst of other work on the machine during
+    one of them, or a slow first call, could otherwise pick the slower pair."""
     faithful = sorted((t for t in choice.trials if t.faithful and t.images_per_s),
                       key=lambda t: -t.images_per_s)
-    close = faithful[:RUNOFF_MAX]
-    if len(close) < 2:
+    faster = [t.precision for t in faithful if t.precision != "fp32"]
+    labels = faster[:RUNOFF_MAX] + [p for p in faster[RUNOFF_MAX:] if _int8(p)]
+    if len(labels) == 1:
+        labels.append("fp32")  # torch fp32, the reference, against the one faster pair
+    if len(labels) < 2:
         return choice
-    labels = [t.precision for t in close[:RUNOFF_MAX]]
     for label in labels:
         if label != "fp32":
             model_for(label)  # held for the rounds
+    for label in labels:
+        encode(label, timed[:1], None)  # warm: the first call of a loaded runtime is slower
     best: dict[str, float] = {}
-    for _ in range(rounds):
-        for label in labels:
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[: r % len(labels)]:
             t0 = time.perf_counter()
             encode(label, timed, None)
             rate = len(timed) / (time.perf_counter() - t0)
