@@ -47,6 +47,9 @@ def compile_tower(path: Path, precision: str):
 
     core = ov.Core()
     hint = HINTS[precision]
-    return core.compile_model(
-        str(path), "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {}
-    )
+    # OpenVINO's own cache of the compiled model, beside the IR it came from (and removed
+    # with it): a later load imports it instead of compiling again.
+    config = {"CACHE_DIR": str(path.parent / "compiled")}
+    if hint:
+        config["INFERENCE_PRECISION_HINT"] = hint
+    return core.compile_model(str(path), "CPU", config)

@@ -13,7 +13,7 @@ torch stays the CUDA and MPS path: the exported runtimes run on the CPU only.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from importlib import metadata
 
 from search.errors import ConfigError, DependencyError
@@ -33,14 +33,17 @@ STATIC_MODULES = {"onnxruntime": (), "openvino": ("nncf",)}
 
 
 def missing(runtime: str, precision: str | None = None) -> str | None:
-    """The first module ``runtime`` (at ``precision``) needs that does not import, or None."""
+    """The first module ``runtime`` (at ``precision``) needs that is not installed, or None.
+    Found, not imported: onnx and nncf take a second to import, and a cached export needs
+    neither (they load when an export or a calibration does)."""
     mods = MODULES.get(runtime, ())
     if precision == "int8-static":
         mods = mods + STATIC_MODULES.get(runtime, ())
     for mod in mods:
         try:
-            importlib.import_module(mod)
-        except ImportError:
+            if importlib.util.find_spec(mod) is None:  # None too for a blocked sys.modules entry
+                return mod
+        except (ImportError, ValueError):
             return mod
     return None
 

@@ -97,6 +97,33 @@ def test_a_corrupt_export_is_rebuilt_with_one_warning(tiny_clip_dir, reference, 
     assert "<net>half" not in xml.read_text()
 
 
+def test_openvino_keeps_its_compiled_towers_and_recompiles_a_damaged_one(
+    tiny_clip_dir, reference, caplog, exports
+):
+    pixels, _, ref_img, _ = reference
+    load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
+    blobs = list(exports.glob("*/openvino*-fp32/compiled/*.blob"))
+    assert len(blobs) == 2  # image and text, imported by the next load instead of compiled
+    for blob in blobs:
+        blob.write_bytes(blob.read_bytes()[:100])
+    caplog.set_level(logging.WARNING)
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
+    assert "cannot be loaded" not in caplog.text  # OpenVINO compiles again on its own
+    assert _min_cos(enc.encode_pixels(pixels), ref_img) > 0.99999
+
+
+def test_checking_a_runtime_imports_none_of_its_modules():
+    # onnx and nncf cost a second to import; a cached export needs neither
+    import subprocess
+
+    code = ("import sys; from search.encoders import runtimes; "
+            "runtimes.require('openvino', 'int8-static'); runtimes.require('onnxruntime'); "
+            "print(sorted({'onnx', 'nncf', 'openvino', 'onnxruntime'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_a_new_runtime_version_exports_again(tiny_clip_dir, exports, monkeypatch):
     load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
     real = runtimes.version
