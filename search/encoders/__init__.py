@@ -42,12 +42,7 @@ def load_encoder(
     if name in OFFLINE_NAMES or name == MODEL_ID:
         from search.encoders.offline import OfflineEncoder
 
-        if runtime not in (None, "auto", "torch"):
-            from search.errors import ConfigError
-
-            raise ConfigError(f"model.runtime: {runtime} runs the clip backend's models; the "
-                              "offline model runs on torch (use auto or torch)")
-        return OfflineEncoder(device=device)
+        return OfflineEncoder(device=device, runtime=runtime)
     from search.encoders.clip import ClipEncoder
     from search.encoders.oom import load_with_fallback
 

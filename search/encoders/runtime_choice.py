@@ -22,7 +22,7 @@ import numpy as np
 
 from search.encoders import precision as prec
 from search.encoders import runtimes
-from search.errors import ConfigError, first_line
+from search.errors import ConfigError, PixseekError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -253,12 +253,18 @@ def describe(model_cfg, model_id: str, cache_dir) -> dict:
     setting, precision = model_cfg.runtime, model_cfg.precision
     out = {"setting": setting, "in_use": "torch", "precision": None, "reason": "asked for",
            "installed": installed()}
-    if model_id == MODEL_ID:
-        return out | {"reason": "the offline model runs on torch"}
     try:
         device = pick_device(model_cfg.device)
     except ConfigError as exc:
         return out | {"in_use": None, "reason": str(exc)}
+    if model_id == MODEL_ID:
+        from search.encoders.offline_runtime import choose
+
+        try:
+            runtime, why = choose(setting, device)
+        except PixseekError as exc:  # a runtime that cannot run here, or is not installed
+            return out | {"in_use": None, "reason": str(exc)}
+        return out | {"in_use": runtime, "precision": "fp32", "reason": why}
     if setting not in ("auto", "torch") and not runtimes.available(setting, precision):
         try:
             runtimes.require(setting, precision)

@@ -64,10 +64,42 @@ def test_each_runtime_matches_torch(tiny_clip_dir, reference, runtime, precision
     assert enc.encode_images([]).shape == (0, enc.dim)
 
 
-def test_offline_model_stays_on_torch(offline):
-    assert load_encoder("offline", runtime="auto").model_id == offline.model_id
-    with pytest.raises(ConfigError, match=r"model\.runtime: onnxruntime .*offline model"):
-        load_encoder("offline", runtime="onnxruntime")
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_the_offline_model_runs_its_classifier_on_each_runtime(offline, samples, runtime,
+                                                                caplog, exports):
+    pixels = np.stack([decode(p.path, offline.spec, uint8=True).pixels for p in samples[:6]])
+    ref = offline.encode_pixels(pixels)
+    enc = load_encoder("offline", device="cpu", runtime=runtime)
+    assert (enc.runtime, enc.model_id) == (runtime, offline.model_id)
+    img = enc.encode_pixels(pixels)
+    assert _min_cos(img, ref) > 0.99999 and not np.array_equal(img, ref)  # exact, not torch
+    texts = [samples[0].captions[0]]
+    np.testing.assert_array_equal(enc.encode_texts(texts), offline.encode_texts(texts))
+    caplog.clear()  # the first of the two runtimes exported it above
+    load_encoder("offline", device="cpu", runtime=runtime).encode_pixels(pixels[:1])
+    assert "exporting" not in caplog.text  # the export is cached and shared by both runtimes
+    assert len(list(exports.glob("offline-*/onnx-torch*/image.onnx"))) == 1
+
+
+def test_the_offline_model_under_auto(monkeypatch, tmp_path):
+    assert load_encoder("offline", device="cpu", runtime="auto").runtime == "onnxruntime"
+    assert load_encoder("offline", device="cpu").runtime == "torch"  # not set: torch
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    enc = load_encoder("offline", device="cpu", runtime="auto")
+    assert enc.runtime == "openvino" and "auto" in enc.runtime_reason
+    with pytest.raises(DependencyError, match=r"'onnx' extra"):
+        load_encoder("offline", device="cpu", runtime="onnxruntime")
+    with pytest.raises(ConfigError, match=r"model\.runtime: 'tensorrt' is not one of"):
+        load_encoder("offline", device="cpu", runtime="tensorrt")
+    # status shows it without loading the model
+    from search.encoders.offline import MODEL_ID
+    from search.encoders.runtime_choice import describe
+
+    (tmp_path / "c.yaml").write_text("{}\n")
+    cfg = load_config(tmp_path / "c.yaml", overrides={"model.name": "offline",
+                                                         "model.runtime": "auto"}, environ={})
+    info = describe(cfg.model, MODEL_ID, tmp_path)
+    assert (info["in_use"], info["precision"]) == ("openvino", "fp32")
 
 
 def test_a_cached_export_loads_fast_and_is_not_exported_again(tiny_clip_dir, caplog, exports):
