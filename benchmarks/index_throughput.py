@@ -138,8 +138,8 @@ def load_backend(name: str, device: str, models_dir: Path, precision: str = "fp3
     """The backend at ``precision``; ``auto`` caches its choice in ``models_dir``."""
     from search.encoders import load_encoder
 
-    if name == "offline":
-        return load_encoder("offline", device=device)  # always fp32
+    if name == "offline":  # fp32 always; ``RUNTIME:fp32`` runs its classifier on RUNTIME
+        return load_encoder("offline", device=device, runtime=precision.rpartition(":")[0] or None)
     if name == "clip-b32":
         from training.scratch import build_random_clip
 
@@ -159,8 +159,8 @@ def load_cases(args, device: str) -> list[Case]:
     cases: list[Case] = []
     for name in args.backends:
         autos = [p for p in args.precisions if p in ("auto", "auto:auto")]
-        wanted = ["fp32"] if name == "offline" else [
-            p for p in args.precisions if p not in autos]
+        wanted = ([p for p in args.precisions if p.endswith("fp32")] or ["fp32"]
+                  if name == "offline" else [p for p in args.precisions if p not in autos])
         picks = set()
         for which in autos if name != "offline" else []:
             started = time.perf_counter()
@@ -193,6 +193,9 @@ def make_config(data_dir: Path, empty_yaml: Path, model: str, batch_size: int, w
             "model.name": model,
             "model.batch_size": batch_size,
             "indexer.decode_workers": workers,
+            # The CLIP pass alone: with the ocr extra installed, OCR would run after it in
+            # the same index (its cost: --ocr, benchmarks/ocr_throughput.py).
+            "ocr.enabled": False,
         },
         environ={},
     )
@@ -441,7 +444,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="comma-separated, from fp32, bf16, fp16, int8, auto (default: every "
                    "one the device supports, and auto; --quick: fp32), or RUNTIME:PRECISION "
                    "pairs (onnxruntime:int8, openvino:int8-static, auto:auto). The offline "
-                   "model runs in fp32 only")
+                   "model runs in fp32 only: its RUNTIME:fp32 pairs (onnxruntime:fp32)")
     p.add_argument("--sizes", default=",".join(SIZES),
                    help=f"photo sizes, from {', '.join(SIZES)} (default: both)")
     p.add_argument("--long-side", type=int,
