@@ -14,8 +14,8 @@ from indexer.lock import IndexLock
 from search import disk
 from search.config import Config
 from search.encoders import Encoder, load_encoder
-from search.encoders.offline import cache_dir
 from search.errors import StorageError
+from search.files import cache_dir
 from search.library import adopt_model
 from search.relevance import text_reference
 from search.store import Store

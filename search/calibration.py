@@ -89,7 +89,7 @@ def logit_scale(encoder: Encoder, cache: Path | None = None) -> float:
 def calibration(encoder: Encoder, cache: Path | None = None) -> Calibration:
     """The encoder's calibration, from the cache when it holds this model's (same
     version, same caption vectors), else measured on the sample photos and cached."""
-    from search.encoders.offline import cache_dir
+    from search.files import cache_dir
     from search.samples import require_photos
 
     photos = require_photos(None)

@@ -379,7 +379,7 @@ class Engine:
 
     def text_reference(self) -> relevance.Reference:
         if self._text_reference is None:
-            from search.encoders.offline import cache_dir
+            from search.files import cache_dir
 
             self._text_reference = relevance.text_reference(self.encoder, cache_dir())
         return self._text_reference

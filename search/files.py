@@ -29,3 +29,9 @@ def atomic_write(path: str | Path, mode: str = "wb", *, fsync: bool = False) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cache_dir() -> Path:
+    """pixseek's folder in the user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``): model
+    exports, measured choices, label embeddings."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pixseek"

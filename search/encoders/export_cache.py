@@ -31,7 +31,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def root(cache_dir: str | Path | None = None) -> Path:
     if cache_dir is None:
-        from search.encoders.offline import cache_dir as user_cache_dir
+        from search.files import cache_dir as user_cache_dir
 
         cache_dir = user_cache_dir()
     return Path(cache_dir).expanduser() / EXPORTS_DIR

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import os
 from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.encoders.minilm import MiniLM
 from search.encoders.pixels import to_model_input
 from search.errors import ModelLoadError
-from search.files import atomic_write
+from search.files import atomic_write, cache_dir
 from search.preprocess import PreprocessSpec
 
 # Bump the suffix whenever the recipe changes: the id tags every stored vector.
@@ -36,10 +34,6 @@ SPEC = PreprocessSpec(
     mean=(127 / 255,) * 3,
     std=(128 / 255,) * 3,
 )
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pixseek"
 
 
 def class_texts() -> list[str]:

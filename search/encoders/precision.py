@@ -175,7 +175,7 @@ def cache_key(model_id: str, device: str) -> str:
 
 def cache_path(cache_dir: str | Path | None) -> Path:
     if cache_dir is None:
-        from search.encoders.offline import cache_dir as user_cache_dir
+        from search.files import cache_dir as user_cache_dir
 
         cache_dir = user_cache_dir()
     return Path(cache_dir).expanduser() / CACHE_NAME
