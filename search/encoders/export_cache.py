@@ -6,6 +6,8 @@ weights are hashed once and the digest remembered against their size and mtime, 
 load costs a stat. A runtime's version is part of the folder's name: a new version exports
 again. Every build writes into a temporary folder renamed into place, so a half-written
 export is never read; one that cannot be loaded is removed and built again, with one warning.
+Each load marks its folder used; an export no process has loaded for ``UNUSED_DAYS`` (an old
+runtime version's, a model no longer used) is removed when another one loads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +30,8 @@ MANIFEST_NAME = "files.json"  # every file's size, written last: a truncated fil
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HASHED_SUFFIXES = (".json", ".txt", ".model") + WEIGHT_SUFFIXES
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+USED_NAME = ".last-used"  # touched at every load: its mtime is the export's last use
+UNUSED_DAYS = 30
 
 
 def root(cache_dir: str | Path | None = None) -> Path:
@@ -131,7 +136,7 @@ def load_or_rebuild(folder: Path, build: Callable[[Path], None], load: Callable[
     build_once(folder, build)
     try:
         check_sizes(folder)
-        return load(folder)
+        loaded = load(folder)
     except Exception as exc:  # noqa: BLE001 - any failure to read a cached file
         from search.errors import first_line
 
@@ -139,4 +144,50 @@ def load_or_rebuild(folder: Path, build: Callable[[Path], None], load: Callable[
                     folder, first_line(exc)[:200])
         shutil.rmtree(folder, ignore_errors=True)
         build_once(folder, build)
-        return load(folder)
+        loaded = load(folder)
+    _mark_used(folder)
+    prune_unused(folder.parent.parent, keep=folder)
+    return loaded
+
+
+def _mark_used(folder: Path) -> None:
+    try:
+        (folder / USED_NAME).touch()
+    except OSError:  # a read-only cache still loads
+        pass
+
+
+def prune_unused(exports: Path, keep: Path, days: float = UNUSED_DAYS) -> list[Path]:
+    """Remove every export folder (``<exports>/<checkpoint>/<variant>``) but ``keep`` last
+    loaded more than ``days`` ago (by its mark, else its own mtime), then checkpoints left
+    empty. Folders being built (hidden) are left alone."""
+    cutoff = time.time() - days * 86400
+    removed: list[Path] = []
+    for checkpoint in _subfolders(exports):
+        for variant in _subfolders(checkpoint):
+            if variant == keep:
+                continue
+            mark = variant / USED_NAME
+            try:
+                last = (mark if mark.exists() else variant).stat().st_mtime
+            except OSError:
+                continue
+            if last < cutoff:
+                shutil.rmtree(variant, ignore_errors=True)
+                removed.append(variant)
+        try:
+            if removed and not any(checkpoint.iterdir()):
+                checkpoint.rmdir()
+        except OSError:  # another process is exporting into it
+            pass
+    if removed:
+        log.info("removed %d exported models not loaded for %d days: %s", len(removed), days,
+                 ", ".join(str(p) for p in removed))
+    return removed
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return []

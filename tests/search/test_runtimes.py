@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 
@@ -154,6 +155,30 @@ def test_checking_a_runtime_imports_none_of_its_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_exports_not_loaded_for_30_days_are_removed_when_another_loads(tiny_clip_dir, exports):
+    import os
+
+    load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
+    (used,) = exports.glob("*/onnxruntime*-int8")
+    stale = [exports / "0123456789abcdef0123" / "openvino2020.1-fp32",  # a model gone
+             used.parent / "onnxruntime0.9-int8"]  # an old runtime version's
+    building = used.parent / ".openvino2099.1-fp32.tmp"  # another process's export
+    recent = used.parent / "onnxruntime1.0-int8"
+    month_ago = time.time() - 31 * 86400
+    for folder in [*stale, building, recent]:
+        folder.mkdir(parents=True)
+        (folder / "image.onnx").write_bytes(b"x")
+        if folder is not recent:
+            os.utime(folder, (month_ago, month_ago))
+    os.utime(used / export_cache.USED_NAME, (month_ago, month_ago))  # in use again below
+    load_encoder(str(tiny_clip_dir), device="cpu", precision="int8", runtime="onnxruntime")
+    assert not any(f.exists() for f in stale) and not stale[0].parent.exists()
+    assert used.is_dir() and recent.is_dir() and building.is_dir()
+    assert time.time() - (used / export_cache.USED_NAME).stat().st_mtime < 60
+    for folder in (recent, building):
+        shutil.rmtree(folder)
 
 
 def test_a_new_runtime_version_exports_again(tiny_clip_dir, exports, monkeypatch):
