@@ -61,11 +61,11 @@ def _ort_towers(runtime: str, precision: str, folder: Path) -> Towers:
                   lambda f: txt.run(None, f)[0], read_text_inputs(folder))
 
 
-def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path) -> Towers:
+def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path, keep: bool) -> Towers:
     from search.encoders.openvino_runtime import compile_tower
 
-    img = compile_tower(folder / "image.xml", precision)
-    txt = compile_tower(folder / "text.xml", precision)
+    img = compile_tower(folder / "image.xml", precision, keep)
+    txt = compile_tower(folder / "text.xml", precision, keep)
     return Towers(runtime, precision, folder, lambda f: img(f)[0], lambda f: txt(f)[0],
                   read_text_inputs(meta))
 
@@ -79,9 +79,12 @@ def load_towers(
     precision: str,
     calibration: Callable[[], Calibration] | None = None,
     cache_dir: str | Path | None = None,
+    keep_compiled: bool = True,
 ) -> Towers:
     """The towers of ``model`` (the fp32 torch model loaded from ``source``) on ``runtime``
-    at ``precision``, exported and cached on first use."""
+    at ``precision``, exported and cached on first use. ``keep_compiled``: OpenVINO also
+    caches its compiled towers (a faster next load, and as much disk again as the weights):
+    not for the pairs ``runtime: auto`` only measures."""
     import torch
 
     from search.encoders import onnx_export, openvino_runtime
@@ -131,7 +134,7 @@ def load_towers(
 
         if precision in ("fp32", "bf16"):
             towers = export_cache.load_or_rebuild(
-                ir, convert, lambda f: _ov_towers(runtime, precision, f, base))
+                ir, convert, lambda f: _ov_towers(runtime, precision, f, base, keep_compiled))
         else:
             export_cache.build_once(ir, convert)
             folder = home / f"openvino{version}-{precision}"
@@ -141,6 +144,6 @@ def load_towers(
                 openvino_runtime.quantize_static(ir, out, c.image_feeds(), c.texts)
 
             towers = export_cache.load_or_rebuild(
-                folder, build, lambda f: _ov_towers(runtime, precision, f, base))
+                folder, build, lambda f: _ov_towers(runtime, precision, f, base, keep_compiled))
     log.info("%s %s towers ready in %.2f s", runtime, precision, time.perf_counter() - t0)
     return towers

@@ -131,7 +131,7 @@ def test_a_corrupt_export_is_rebuilt_with_one_warning(tiny_clip_dir, reference, 
 
 
 def test_openvino_keeps_its_compiled_towers_and_recompiles_a_damaged_one(
-    tiny_clip_dir, reference, caplog, exports
+    tiny_clip_dir, reference, caplog, exports, tmp_path
 ):
     pixels, _, ref_img, _ = reference
     load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
@@ -143,6 +143,18 @@ def test_openvino_keeps_its_compiled_towers_and_recompiles_a_damaged_one(
     enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
     assert "cannot be loaded" not in caplog.text  # OpenVINO compiles again on its own
     assert _min_cos(enc.encode_pixels(pixels), ref_img) > 0.99999
+    # the pairs auto only measures keep no compiled copy (as much disk again as the weights)
+    from search.encoders.openvino_runtime import compile_tower
+
+    (ir,) = exports.glob("*/openvino*-fp32")
+    measured = tmp_path / "measured"
+    measured.mkdir()
+    for name in ("image.xml", "image.bin"):
+        shutil.copy(ir / name, measured / name)
+    compile_tower(measured / "image.xml", "bf16", keep=False)
+    assert not (measured / "compiled").exists()
+    compile_tower(measured / "image.xml", "bf16")
+    assert list((measured / "compiled").glob("*.blob"))
 
 
 def test_checking_a_runtime_imports_none_of_its_modules():
