@@ -52,14 +52,12 @@ def _parse(args: tuple[str, ...]) -> dict:
             if not value.isdigit() or int(value) < 1:
                 raise InputError(f"-k needs a positive number, not {value!r}")
             got["k"] = int(value)
-        elif word == "--temperature":
+        elif word == "--temperature":  # its range is checked by tags.teach
             value = items.pop(0) if items else ""
             try:
                 got["temperature"] = float(value)
             except ValueError:
-                got["temperature"] = float("nan")
-            if not 0 < got["temperature"] < float("inf"):
-                raise InputError(f"--temperature needs a number above 0, not {value!r}")
+                raise InputError(f"--temperature needs a number above 0, not {value!r}") from None
             into = None
         elif word == "--json":
             got["json"] = True
@@ -152,9 +150,8 @@ def tag(ctx: click.Context, name: str, args: tuple[str, ...]) -> None:
     with _library(ctx) as (store, model, encode_texts, logit_scale):
         action = got["action"]
         if action is None:
-            temperature = got["temperature"]
             info = taglib.teach(store, model, encode_texts, name, got["add"], got["not"],
-                                got["text"], 1.0 / temperature if temperature else logit_scale)
+                                got["text"], logit_scale, got["temperature"])
             if got["json"]:
                 click.echo(json.dumps(info, indent=2))
             else:

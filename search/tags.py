@@ -326,14 +326,17 @@ def train(store, encode_texts, model: str, name: str,
 
 def teach(store, model: str, encode_texts, name: str, add: Iterable[str | int] = (),
           reject: Iterable[str | int] = (), texts: Iterable[str] = (),
-          logit_scale: float | Callable[[], float] | None = None) -> dict:
+          logit_scale: float | Callable[[], float] | None = None,
+          temperature: object = None) -> dict:
     """Add examples (photo ids or paths) and prompts to a tag, refit it and apply it to the
     whole library. Everything is checked before anything is written. ``logit_scale``: as
-    for ``train`` (a ``--temperature`` override is its inverse)."""
+    for ``train``; a ``temperature`` (as the user gave it) overrides it with its inverse."""
     name = check_name(name)
-    if isinstance(logit_scale, int | float) and not (np.isfinite(logit_scale)
-                                                      and logit_scale > 0):
-        raise InputError("the temperature must be a number above 0")
+    if temperature is not None:
+        if (isinstance(temperature, bool) or not isinstance(temperature, int | float)
+                or not 0 < temperature < float("inf")):
+            raise InputError(f"temperature must be a number above 0, not {temperature!r}")
+        logit_scale = 1.0 / temperature
     texts = [t.strip() for t in texts]
     if any(not t for t in texts):
         raise InputError("--text: give the words the tag is about, e.g. --text 'a receipt'")

@@ -273,11 +273,6 @@ def teach_tag(name: str, body: object) -> dict:
         if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
             raise InputError(f"{key}: a list of photo ids{' or texts' if key == 'text' else ''}")
         fields[key] = [str(v) for v in value]
-    temperature = body.get("temperature")
-    if temperature is not None and (isinstance(temperature, bool)
-                                    or not isinstance(temperature, int | float)
-                                    or not 0 < temperature < float("inf")):
-        raise InputError(f"temperature must be a number above 0, not {temperature!r}")
     eng = engine()
     lock = current_app.extensions[LOCK_KEY]
 
@@ -292,8 +287,7 @@ def teach_tag(name: str, body: object) -> dict:
             return logit_scale(eng.encoder)
 
     return tags.teach(eng.store, eng.model_id, encode_texts, name, fields["add"],
-                      fields["not"], fields["text"],
-                      1.0 / temperature if temperature else logit_scale)
+                      fields["not"], fields["text"], logit_scale, body.get("temperature"))
 
 
 def _tag_photos(rows: list[dict]) -> list[dict]:
