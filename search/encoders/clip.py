@@ -214,11 +214,7 @@ class ClipEncoder(Encoder):
         SigLIP 2 NaFlex), the exported runtime an explicit int8-static needs under auto."""
         from search.encoders import runtimes
 
-        if runtime not in ("auto", *runtimes.RUNTIMES):
-            from search.errors import ConfigError
-
-            raise ConfigError(f"model.runtime: '{runtime}' is not one of auto, "
-                              + ", ".join(runtimes.RUNTIMES))
+        runtimes.check_name(runtime)
         if runtime == "auto" and self.device != "cpu":
             self._runtime_note = f"auto: torch is the {self.device} path"
             return "torch"

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from search.encoders import export_cache, runtimes
-from search.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +33,10 @@ def choose(setting: str | None, device: str) -> tuple[str, str]:
     """(runtime, why) for ``model.runtime: setting`` on ``device``; ConfigError or
     DependencyError for a runtime that cannot run here."""
     setting = setting or "torch"
+    runtimes.check_name(setting)
     if setting == "torch":
         return "torch", "asked for"
     if setting != "auto":
-        if setting not in runtimes.EXPORTED:
-            raise ConfigError(f"model.runtime: '{setting}' is not one of auto, "
-                              + ", ".join(runtimes.RUNTIMES))
         runtimes.check(setting, "fp32", device)
         runtimes.require(setting)
         return setting, "asked for"

@@ -72,6 +72,12 @@ def version(runtime: str) -> str:
         return "missing"
 
 
+def check_name(runtime: str) -> None:
+    """A ConfigError when ``runtime`` is not a ``model.runtime`` setting."""
+    if runtime not in ("auto", *RUNTIMES):
+        raise ConfigError(f"model.runtime: '{runtime}' is not one of auto, " + ", ".join(RUNTIMES))
+
+
 def check(runtime: str, precision: str, device: str) -> None:
     """A ConfigError when ``runtime`` cannot run ``precision`` on ``device``."""
     if runtime == "torch":
