@@ -96,14 +96,10 @@ class Proof:
     def model_dir(self) -> Path:
         """A random-weight CLIP (ViT-B/32's exact shape; tiny in smoke), built once."""
         if self._model_dir is None:
-            from training.scratch import build_random_clip
+            from training.scratch import random_clip
 
             name = {"vit-b-32": "clip-vit-b-32-random"}.get(self.p["model_size"], "clip-tiny")
-            folder = self.args.models / name
-            if not (folder / "preprocessor_config.json").is_file():  # written last
-                log(f"building a random-weight {self.p['model_size']} CLIP in {folder}")
-                build_random_clip(folder, size=self.p["model_size"])
-            self._model_dir = folder
+            self._model_dir = random_clip(self.args.models / name, self.p["model_size"])
         return self._model_dir
 
     def load(self, device: str, precision: str):

@@ -141,12 +141,9 @@ def load_backend(name: str, device: str, models_dir: Path, precision: str = "fp3
     if name == "offline":  # fp32 always; ``RUNTIME:fp32`` runs its classifier on RUNTIME
         return load_encoder("offline", device=device, runtime=precision.rpartition(":")[0] or None)
     if name == "clip-b32":
-        from training.scratch import build_random_clip
+        from training.scratch import random_clip
 
-        folder = models_dir / "clip-vit-b-32-random"
-        if not (folder / "preprocessor_config.json").is_file():  # written last
-            log(f"building a random-weight ViT-B/32 CLIP in {folder}")
-            build_random_clip(folder, size="vit-b-32")
+        folder = random_clip(models_dir / "clip-vit-b-32-random", "vit-b-32")
         runtime, _, precision = precision.rpartition(":")  # RUNTIME:PRECISION (model.runtime)
         return load_encoder(str(folder), device=device, precision=precision, cache_dir=models_dir,
                             runtime=runtime or "torch")

@@ -140,13 +140,9 @@ def resolve_model(name: str, out: Path) -> str:
     """``clip-b32`` is the random ViT-B/32-shaped CLIP, built once; anything else as given."""
     if name != "clip-b32":
         return name
-    from training.scratch import build_random_clip
+    from training.scratch import random_clip
 
-    folder = out / "models" / "clip-b32"
-    if not (folder / "config.json").exists():
-        log(f"building a random ViT-B/32-shaped CLIP in {folder}")
-        build_random_clip(folder, size="vit-b-32")
-    return str(folder.resolve())
+    return str(random_clip(out / "models" / "clip-b32", "vit-b-32").resolve())
 
 
 def model_facts(model: str) -> tuple[str, int]:

@@ -54,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     roots = {"": ROOT} | ({" (against)": args.against.resolve()} if args.against else {})
     cases = [(p + tag, p, root) for p in args.pairs for tag, root in roots.items()]
 
-    from training.scratch import build_random_clip
+    from training.scratch import random_clip
 
-    model_dir = args.out / "models" / "clip-vit-b-32-random"
-    if not (model_dir / "preprocessor_config.json").is_file():
-        build_random_clip(model_dir, size="vit-b-32")
+    model_dir = random_clip(args.out / "models" / "clip-vit-b-32-random", "vit-b-32")
 
     def run(pair: str, root: Path) -> dict:
         runtime, _, precision = pair.rpartition(":")

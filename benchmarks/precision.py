@@ -56,16 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     from indexer.session import open_indexer
     from search.config import load_config
     from search.encoders.precision import cpu_name
-    from training.scratch import build_random_clip
+    from training.scratch import random_clip
 
     out = args.out
     photos = make_benchmark_photos(
         out / "photos" / f"{args.long_side}px", count=args.count, long_side=args.long_side
     )
-    model_dir = out / "models" / "clip-vit-b-32-random"
-    if not (model_dir / "preprocessor_config.json").is_file():
-        log(f"building a random-weight ViT-B/32 CLIP in {model_dir}")
-        build_random_clip(model_dir, size="vit-b-32")
+    model_dir = random_clip(out / "models" / "clip-vit-b-32-random", "vit-b-32")
 
     results: dict[str, list[float]] = {p: [] for p in args.precisions}
     ceilings: dict[str, list[float]] = {p: [] for p in args.precisions}

@@ -51,14 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     from search.config import load_config
     from search.encoders.precision import cpu_name
     from search.engine import Engine
-    from training.scratch import build_random_clip
+    from training.scratch import random_clip
     from webui import create_app
 
     photos = make_benchmark_photos(args.out / "photos" / "800px", count=args.count,
                                    long_side=800)
-    model_dir = args.out / "models" / "clip-vit-b-32-random"
-    if not (model_dir / "preprocessor_config.json").is_file():
-        build_random_clip(model_dir, size="vit-b-32")
+    model_dir = random_clip(args.out / "models" / "clip-vit-b-32-random", "vit-b-32")
     with tempfile.TemporaryDirectory(prefix="pixseek-latency-") as tmp:
         data = Path(tmp) / "data"
         empty = Path(tmp) / "empty.yaml"

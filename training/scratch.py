@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 from search.errors import ModelLoadError
@@ -132,6 +133,16 @@ def write_openai_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text(
         "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n"
     )
+
+
+def random_clip(folder: str | Path, size: str = "tiny") -> Path:
+    """``folder``'s random-weight CLIP, built by ``build_random_clip`` the first time (its
+    ``preprocessor_config.json`` is written last: there, the checkpoint is whole)."""
+    folder = Path(folder)
+    if not (folder / "preprocessor_config.json").is_file():
+        print(f"building a random-weight {size} CLIP in {folder}", file=sys.stderr, flush=True)
+        build_random_clip(folder, size=size)
+    return folder
 
 
 def build_random_clip(folder: str | Path, size: str = "tiny", seed: int = 0) -> Path:
