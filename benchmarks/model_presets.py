@@ -146,7 +146,8 @@ def _sample_batch(spec, n: int):
     from search.samples import sample_photos
 
     photos = sample_photos()
-    pixels = [decode(p.path.read_bytes(), spec, draft=False).pixels for p in photos]
+    # uint8, as the decode workers ship them: each runtime normalises them its own way
+    pixels = [decode(p.path.read_bytes(), spec, draft=False, uint8=True).pixels for p in photos]
     return np.stack([pixels[i % len(pixels)] for i in range(n)])
 
 

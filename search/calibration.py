@@ -143,7 +143,8 @@ def similarities(encoder: Encoder, photos: Sequence) -> tuple[np.ndarray, np.nda
     """[photos, captions] cosines, and each caption's photo."""
     from search.preprocess import decode
 
-    pixels = [decode(p.path.read_bytes(), encoder.spec, draft=False).pixels for p in photos]
+    pixels = [decode(p.path.read_bytes(), encoder.spec, draft=False, uint8=True).pixels
+              for p in photos]
     images = np.concatenate([encoder.encode_pixels(np.stack(pixels[i:i + 16]))
                              for i in range(0, len(pixels), 16)])
     captions = [c for p in photos for c in p.captions]

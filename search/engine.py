@@ -178,7 +178,7 @@ class Engine:
         try:
             decoded = decode(
                 data, self.encoder.spec, max_pixels=self.config.indexer.max_image_pixels,
-                draft=False,
+                draft=False, uint8=True,
             )
         except BadImage as exc:
             raise InputError(f"{what} is not usable: {exc}") from None

@@ -233,7 +233,7 @@ class ClipEncoder(Encoder):
         self.towers = None
         self.towers = load_towers(
             self.model, self.model_type, self.image_side(), self.model_id, runtime, precision,
-            calibration=self.calibration, cache_dir=None,
+            self.spec, calibration=self.calibration, cache_dir=None,
         )
         self.dtype = torch.float32
         self.runtime, self.runtime_reason = runtime, reason
@@ -331,8 +331,7 @@ class ClipEncoder(Encoder):
         )
 
     def exported_image_features(self, towers, pixels: np.ndarray) -> np.ndarray:
-        x = to_model_input(pixels, self.spec, "cpu", torch.float32).numpy()
-        return l2_normalise(torch.from_numpy(towers.image(x)))
+        return l2_normalise(torch.from_numpy(towers.image(pixels)))  # uint8 or normalised
 
     def exported_text_features(self, towers, texts: Sequence[str]) -> np.ndarray:
         tokens = {k: v.numpy() for k, v in self.text_inputs(texts).items()}

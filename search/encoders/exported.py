@@ -19,6 +19,7 @@ import numpy as np
 
 from search.encoders import export_cache, runtimes
 from search.encoders.onnx_export import read_text_inputs
+from search.preprocess import PreprocessSpec, denormalise, normalise
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +40,50 @@ class Calibration:
 
 
 class Towers:
-    """The image and text towers on one runtime: numpy in, raw features out."""
+    """The image and text towers on one runtime: numpy in, raw features out.
 
-    def __init__(self, runtime: str, precision: str, folder: Path,
-                 image: Callable, text: Callable, text_inputs: list[str]) -> None:
+    ``image`` takes pixels as ``Encoder.encode_pixels`` does: uint8 (what decode workers
+    ship) or float32 already normalised. ``uint8_tower``: the image tower itself takes uint8
+    and normalises inside (OpenVINO, ``openvino_runtime.uint8_input``); otherwise uint8
+    pixels are normalised here first.
+    """
+
+    def __init__(self, runtime: str, precision: str, folder: Path, image: Callable,
+                 text: Callable, text_inputs: list[str], spec: PreprocessSpec | None = None,
+                 uint8_tower: bool = False) -> None:
         self.runtime, self.precision, self.folder = runtime, precision, folder
         self._image, self._text, self.text_inputs = image, text, text_inputs
+        self.spec, self.uint8_tower = spec, uint8_tower
 
     def image(self, pixels: np.ndarray) -> np.ndarray:
+        if self.uint8_tower:
+            if pixels.dtype != np.uint8:  # normalised float32: back to the exact levels
+                pixels = denormalise(pixels, self.spec)
+            return self._image({"pixel_values": np.ascontiguousarray(pixels)})
+        if pixels.dtype == np.uint8:
+            pixels = normalise(pixels, self.spec)
         return self._image({"pixel_values": np.ascontiguousarray(pixels, dtype=np.float32)})
 
     def text(self, tokens: dict[str, np.ndarray]) -> np.ndarray:
         return self._text({k: np.asarray(tokens[k], dtype=np.int64) for k in self.text_inputs})
 
 
-def _ort_towers(runtime: str, precision: str, folder: Path) -> Towers:
+def _ort_towers(runtime: str, precision: str, folder: Path, spec: PreprocessSpec) -> Towers:
     from search.encoders.onnx_export import ort_session
 
     img, txt = ort_session(folder / "image.onnx"), ort_session(folder / "text.onnx")
     return Towers(runtime, precision, folder, lambda f: img.run(None, f)[0],
-                  lambda f: txt.run(None, f)[0], read_text_inputs(folder))
+                  lambda f: txt.run(None, f)[0], read_text_inputs(folder), spec)
 
 
-def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path, keep: bool) -> Towers:
+def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path, keep: bool,
+               spec: PreprocessSpec) -> Towers:
     from search.encoders.openvino_runtime import compile_tower
 
-    img = compile_tower(folder / "image.xml", precision, keep)
+    img = compile_tower(folder / "image.xml", precision, keep, spec=spec)
     txt = compile_tower(folder / "text.xml", precision, keep)
     return Towers(runtime, precision, folder, lambda f: img(f)[0], lambda f: txt(f)[0],
-                  read_text_inputs(meta))
+                  read_text_inputs(meta), spec, uint8_tower=True)
 
 
 def load_towers(
@@ -77,14 +93,15 @@ def load_towers(
     source: str,
     runtime: str,
     precision: str,
+    spec: PreprocessSpec,
     calibration: Callable[[], Calibration] | None = None,
     cache_dir: str | Path | None = None,
     keep_compiled: bool = True,
 ) -> Towers:
-    """The towers of ``model`` (the fp32 torch model loaded from ``source``) on ``runtime``
-    at ``precision``, exported and cached on first use. ``keep_compiled``: OpenVINO also
-    caches its compiled towers (a faster next load, and as much disk again as the weights):
-    not for the pairs ``runtime: auto`` only measures."""
+    """The towers of ``model`` (the fp32 torch model loaded from ``source``, its pixels
+    preprocessed by ``spec``) on ``runtime`` at ``precision``, exported and cached on first
+    use. ``keep_compiled``: OpenVINO also caches its compiled towers (a faster next load, and
+    as much disk again as the weights): not for the pairs ``runtime: auto`` only measures."""
     import torch
 
     from search.encoders import onnx_export, openvino_runtime
@@ -115,7 +132,7 @@ def load_towers(
     if runtime == "onnxruntime":
         if precision == "fp32":
             return export_cache.load_or_rebuild(
-                base, export, lambda f: _ort_towers(runtime, precision, f))
+                base, export, lambda f: _ort_towers(runtime, precision, f, spec))
         folder = home / f"onnxruntime{version}-{precision}"
         if precision == "int8":
             def build(out: Path) -> None:
@@ -125,16 +142,18 @@ def load_towers(
                 c = calibrated()
                 onnx_export.quantize_static(base, out, c.image_feeds(), c.texts)
         towers = export_cache.load_or_rebuild(
-            folder, build, lambda f: _ort_towers(runtime, precision, f))
+            folder, build, lambda f: _ort_towers(runtime, precision, f, spec))
     else:
         ir = home / f"openvino{version}-fp32"
+
+        def ov_towers(folder: Path) -> Towers:
+            return _ov_towers(runtime, precision, folder, base, keep_compiled, spec)
 
         def convert(out: Path) -> None:
             openvino_runtime.convert(base, out)
 
         if precision in ("fp32", "bf16"):
-            towers = export_cache.load_or_rebuild(
-                ir, convert, lambda f: _ov_towers(runtime, precision, f, base, keep_compiled))
+            towers = export_cache.load_or_rebuild(ir, convert, ov_towers)
         else:
             export_cache.build_once(ir, convert)
             folder = home / f"openvino{version}-{precision}"
@@ -143,7 +162,6 @@ def load_towers(
                 c = calibrated()
                 openvino_runtime.quantize_static(ir, out, c.image_feeds(), c.texts)
 
-            towers = export_cache.load_or_rebuild(
-                folder, build, lambda f: _ov_towers(runtime, precision, f, base, keep_compiled))
+            towers = export_cache.load_or_rebuild(folder, build, ov_towers)
     log.info("%s %s towers ready in %.2f s", runtime, precision, time.perf_counter() - t0)
     return towers

@@ -387,5 +387,6 @@ def sample_batch(spec, count: int = SAMPLE_IMAGES) -> tuple[np.ndarray, list[str
     photos = [p for p in sample_photos() if p.captions][:count]
     if len(photos) < 2:
         return None
-    pixels = np.stack([decode(p.path, spec).pixels for p in photos]).astype(np.float32)
+    # uint8, as the decode workers ship them: each runtime normalises them its own way
+    pixels = np.stack([decode(p.path, spec, uint8=True).pixels for p in photos])
     return pixels, [p.captions[0] for p in photos]

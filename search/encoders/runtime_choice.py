@@ -147,7 +147,7 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
 
                 held[label] = load_towers(
                     enc.model, enc.model_type, enc.image_side(), enc.model_id, runtime, p,
-                    calibration=calibration, keep_compiled=False)
+                    enc.spec, calibration=calibration, keep_compiled=False)
         return held[label]
 
     def encode(label: str, px: np.ndarray | None, texts: Sequence[str] | None) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from search.encoders.clip import spec_from_processor_config
-from search.preprocess import BadImage, decode, normalise, prepare, to_rgb
+from search.preprocess import BadImage, PreprocessSpec, decode, normalise, prepare, to_rgb
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +275,19 @@ def test_uint8_pixels_normalise_to_exactly_the_float_tensor(samples, tiny_clip):
         assert np.array_equal(normalise(u8, spec), floats), photo.name
         on_torch = normalise_tensor(torch.from_numpy(u8), spec).numpy()
         assert np.abs(on_torch - floats).max() <= 1e-6, photo.name
+
+
+@pytest.mark.parametrize("which", ["tiny_clip", "offline", "siglip"])
+def test_denormalise_recovers_every_level_exactly(request, which):
+    """A runtime whose tower takes uint8 gets a normalised batch back to its exact levels."""
+    from search.preprocess import denormalise
+
+    spec = (PreprocessSpec(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) if which == "siglip"
+            else request.getfixturevalue(which).spec)
+    levels = np.broadcast_to(np.arange(256, dtype=np.uint8), (2, 3, 4, 256)).copy()
+    levels[1] = levels[1, :, :, ::-1]  # each channel sees every level, in either order
+    back = denormalise(normalise(levels, spec), spec)
+    assert back.dtype == np.uint8 and np.array_equal(back, levels)
 
 
 @pytest.mark.parametrize("which", ["tiny_clip", "offline"])

@@ -66,6 +66,24 @@ def test_each_runtime_matches_torch(tiny_clip_dir, reference, runtime, precision
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_uint8_and_normalised_pixels_give_the_same_vectors(tiny_clip_dir, reference, runtime):
+    """OpenVINO's image tower takes the workers' uint8 and normalises inside; a normalised
+    float32 batch (an older caller) reaches it through the exact inverse. ONNX Runtime
+    normalises uint8 before its float tower. Either way one photo is one vector."""
+    from search.preprocess import normalise
+
+    pixels = reference[0]
+    enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime=runtime)
+    assert enc.towers.uint8_tower == (runtime == "openvino")
+    if runtime == "openvino":
+        assert enc.towers.spec == enc.spec
+    from_uint8 = enc.encode_pixels(pixels)
+    from_float = enc.encode_pixels(normalise(pixels, enc.spec))
+    np.testing.assert_allclose(from_uint8, from_float, atol=1e-6)
+    assert _min_cos(from_uint8, reference[2]) >= 0.99999
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_the_offline_model_runs_its_classifier_on_each_runtime(offline, samples, runtime,
                                                                 caplog, exports):
     pixels = np.stack([decode(p.path, offline.spec, uint8=True).pixels for p in samples[:6]])
