@@ -93,6 +93,15 @@ def decode_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
+def started_pool(workers: int) -> ProcessPoolExecutor:
+    """``decode_pool`` with its workers starting now: a pool starts one per job submitted
+    while none is idle, so ``workers`` empty jobs start them all, without waiting."""
+    pool = decode_pool(workers)
+    for _ in range(workers):
+        pool.submit(int)
+    return pool
+
+
 def ordered_map(
     executor: Executor | None, fn: Callable[[T], R], items: Iterable[T], window: int
 ) -> Iterator[R]:

@@ -161,8 +161,11 @@ class _Writer:
 
 class Indexer:
     def __init__(
-        self, config: Config, store: Store, encoder: Encoder, progress: bool | None = None
+        self, config: Config, store: Store, encoder: Encoder, progress: bool | None = None,
+        pool: Executor | None = None,
     ) -> None:
+        """``pool``: decode workers already started (``indexer.session.open_indexer`` starts
+        them while the model loads); the first run uses them, and shuts them down at its end."""
         self.config = config
         self.store = store
         self.encoder = encoder
@@ -171,7 +174,7 @@ class Indexer:
         self.scanner = Scanner(cfg.extensions, cfg.ignore, cfg.follow_symlinks)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.batches_committed = 0
-        self._pool: Executor | None = None
+        self._pool: Executor | None = pool
         self._vectors: VectorIndex | None = None
         self._seeded = False  # the model's text queries are stored for index tuning
         # Contents that lost a file in this run: collected at its end if no file is left.
@@ -180,6 +183,12 @@ class Indexer:
         # Set from another thread (a signal handler, the watcher) to stop after the chunk
         # in flight: everything committed so far stays, the next run picks up the rest.
         self.cancel = threading.Event()
+
+    def close(self) -> None:
+        """Stop decode workers that no run has shut down (started early, never used)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -385,8 +394,9 @@ class Indexer:
         return reuse, pending
 
     def _decode_pool(self, jobs: int) -> Executor | None:
-        """Worker processes, started on first need: a run that decodes a handful of files
-        (an incremental run, the watcher) does it in-process instead of paying the start."""
+        """Worker processes, started on first need (or early, while the model loaded): a run
+        that decodes a handful of files (an incremental run, the watcher) does it in-process
+        instead of paying the start."""
         workers = self.config.indexer.worker_count(self.encoder.device)
         if workers == 0 or jobs < SMALL_RUN:
             return self._pool

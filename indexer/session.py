@@ -50,9 +50,33 @@ def open_indexer(
 
     with locked_store(config) as store:
         config = adopt_model(config, store)  # a library keeps the model it was indexed with
-        encoder = encoder or load_encoder(config.model, cache_dir=config.data_path,
-                                          calibration_photos=lambda: library_photos(config))
-        yield Indexer(config, store, encoder, progress=progress)
+        pool = _early_pool(config, encoder)
+        try:
+            encoder = encoder or load_encoder(config.model, cache_dir=config.data_path,
+                                              calibration_photos=lambda: library_photos(config))
+        except BaseException:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            raise
+        indexer = Indexer(config, store, encoder, progress=progress, pool=pool)
+        try:
+            yield indexer
+        finally:
+            indexer.close()
         # The relevance reference is built here, once per model (cached on disk), so that
         # the first search does not pay for it.
         text_reference(encoder, cache_dir())
+
+
+def _early_pool(config: Config, encoder: Encoder | None):
+    """Decode workers started now, so that they start up (a new Python each, importing
+    Pillow and numpy: 0.2-0.3 s) while the model loads, not when the first photos wait for
+    them. None where the run decodes elsewhere (Ray) or in-process (no workers)."""
+    from indexer.decode import started_pool
+    from search.encoders.base import pick_device
+
+    if config.indexer.ray is not None:
+        return None
+    device = encoder.device if encoder is not None else pick_device(config.model.device)
+    workers = config.indexer.worker_count(device)
+    return started_pool(workers) if workers > 0 else None

@@ -273,3 +273,30 @@ def test_one_transaction_per_batch_in_order(make_config, offline, library):
     store.close()
     assert (summary.encoded, indexer.batches_committed) == (12, 3)  # 5 + 5 + 2
     assert [i for i, _ in ids] == list(range(ids[0][0], ids[0][0] + 12))
+
+
+def test_decode_workers_start_while_the_model_loads_and_stop_with_the_indexer(
+    make_config, offline, library
+):
+    """open_indexer starts the decode workers before loading the model; the first run uses
+    them and shuts them down; an indexer that never ran stops them when it closes."""
+    from indexer.session import open_indexer
+
+    config = make_config(indexer__decode_workers=2)
+    with open_indexer(config, encoder=offline, progress=False) as indexer:
+        pool = indexer._pool
+        assert pool is not None
+        workers = list(pool._processes.values())
+        assert len(workers) == 2  # started already, before any photo was seen
+        summary = indexer.index([str(library)])
+        assert (summary.encoded, summary.failed) == (12, 0)
+        assert indexer._pool is None and not any(w.is_alive() for w in workers)
+    assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
+
+    with open_indexer(config, encoder=offline, progress=False) as unused:
+        workers = list(unused._pool._processes.values())
+    assert workers and not any(w.is_alive() for w in workers)
+
+    no_workers = make_config(data_dir=str(library.parent / "d3"), indexer__decode_workers=0)
+    with open_indexer(no_workers, encoder=offline, progress=False) as indexer:
+        assert indexer._pool is None
