@@ -102,6 +102,29 @@ def _load_error(name: str, exc: Exception, preset: str | None = None) -> Pixseek
     return ModelLoadError(f"cannot load model {label}: {hint} ({first})")
 
 
+def image_processor_dict(source: str, local_only: bool) -> dict:
+    """The checkpoint's image processor settings, found as transformers finds them: the
+    ``image_processor`` section of processor_config.json (what CLIPProcessor.save_pretrained
+    writes), else preprocessor_config.json. Read here: transformers' own resolver lives in a
+    module that takes 1.3 s to import."""
+    import json
+
+    from transformers.utils import cached_file
+
+    for filename, section in (("processor_config.json", "image_processor"),
+                              ("preprocessor_config.json", None)):
+        path = cached_file(source, filename, local_files_only=local_only,
+                           _raise_exceptions_for_missing_entries=False)
+        if path is None:
+            continue
+        found = json.loads(Path(path).read_text(encoding="utf-8"))
+        if section is None:
+            return found
+        if isinstance(found.get(section), dict):
+            return found[section]
+    raise OSError(f"{source} has no image processor settings (preprocessor_config.json)")
+
+
 def image_forward(model, x: torch.Tensor | dict[str, torch.Tensor]) -> object:
     """The image tower on ``to_model_input``'s output: a normalised [N, 3, H, W] batch, or
     for NaFlex the keyword arguments Siglip2Model takes (patches, mask, grid shapes)."""
@@ -141,8 +164,7 @@ class ClipEncoder(Encoder):
             hub = unreachable_hub()
             if hub:
                 raise ModelLoadError(no_hub_message(name, preset, hub))
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-        from transformers.image_processing_utils import ImageProcessingMixin
+        from transformers import AutoConfig, AutoTokenizer
         self.device = pick_device(device)
         reason = "asked for"
         if precision is None:
@@ -167,18 +189,14 @@ class ClipEncoder(Encoder):
                 local_only = False
             kw = {"local_files_only": local_only}
             self.tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-            # transformers' own resolver: preprocessor_config.json, or the image processor
-            # section of the processor_config.json that CLIPProcessor.save_pretrained writes.
-            proc_cfg, _ = ImageProcessingMixin.get_image_processor_dict(source, **kw)
-            self.model = AutoModel.from_pretrained(source, dtype=torch.float32, **kw)
+            proc_cfg = image_processor_dict(source, local_only)
         except (OSError, ValueError, KeyError, ImportError) as exc:
             raise _load_error(name, exc, preset) from None
-        if not hasattr(self.model, "get_image_features"):
-            raise ModelLoadError(
-                f"cannot load model '{name}': {config.model_type} is not a CLIP-family "
-                "image-text model (it has no image and text towers)"
-            )
-        self.model.to(self.device).eval()
+        self.hf_config = config
+        self._model = None
+        self._model_source = (name, preset, source, kw)
+        if runtime == "torch":
+            self._load_model()  # else loaded when first needed: a cached export runs without it
         self.processor_config = proc_cfg  # kept so a fine-tuned copy can save it as is
         self.spec = spec_from_processor_config(proc_cfg)
         self.model_type = config.model_type
@@ -192,7 +210,6 @@ class ClipEncoder(Encoder):
         )
         # Vectors are tagged with the hub id, or the absolute folder of a local checkpoint.
         self.model_id = source
-        self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
         text_cfg = getattr(config, "text_config", config)
         self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
         self.runtime = "torch"
@@ -208,6 +225,35 @@ class ClipEncoder(Encoder):
             self._set_precision(precision, reason)
         else:
             self.use_runtime(runtime, precision, reason)
+        # After the runtime: a probe runs on the exported towers, not the torch model.
+        self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
+
+    @property
+    def model(self):
+        """The torch model in fp32 (or at its torch precision): loaded with the encoder, or on
+        an exported runtime whose export is cached, the first time something needs it (the
+        reference ``runtime: auto`` measures against, a new export, fine-tuning)."""
+        return self._model if self._model is not None else self._load_model()
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
+
+    def _load_model(self):
+        from transformers import AutoModel
+
+        name, preset, source, kw = self._model_source
+        try:
+            model = AutoModel.from_pretrained(source, dtype=torch.float32, **kw)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            raise _load_error(name, exc, preset) from None
+        if not hasattr(model, "get_image_features"):
+            raise ModelLoadError(
+                f"cannot load model '{name}': {self.hf_config.model_type} is not a CLIP-family "
+                "image-text model (it has no image and text towers)"
+            )
+        self._model = model.to(self.device).eval()
+        return self._model
 
     def _early_runtime(self, runtime: str, precision: str) -> str:
         """What ``runtime`` can be before the model loads: torch where only torch runs (a GPU,
@@ -232,15 +278,15 @@ class ClipEncoder(Encoder):
 
         self.towers = None
         self.towers = load_towers(
-            self.model, self.model_type, self.image_side(), self.model_id, runtime, precision,
-            self.spec, calibration=self.calibration, cache_dir=None,
+            lambda: self.model, self.model_type, self.image_side(), self.model_id, runtime,
+            precision, self.spec, calibration=self.calibration, cache_dir=None,
         )
         self.dtype = torch.float32
         self.runtime, self.runtime_reason = runtime, reason
         self.precision, self.precision_reason = precision, reason
 
     def image_side(self) -> tuple[int, int]:
-        side = getattr(getattr(self.model.config, "vision_config", self.model.config),
+        side = getattr(getattr(self.hf_config, "vision_config", self.hf_config),
                        "image_size", 224)
         return (int(side), int(side))
 

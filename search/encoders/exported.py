@@ -87,7 +87,7 @@ def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path, keep: boo
 
 
 def load_towers(
-    model,
+    model: Callable[[], object],
     model_type: str,
     image_side: tuple[int, int],
     source: str,
@@ -98,10 +98,11 @@ def load_towers(
     cache_dir: str | Path | None = None,
     keep_compiled: bool = True,
 ) -> Towers:
-    """The towers of ``model`` (the fp32 torch model loaded from ``source``, its pixels
-    preprocessed by ``spec``) on ``runtime`` at ``precision``, exported and cached on first
-    use. ``keep_compiled``: OpenVINO also caches its compiled towers (a faster next load, and
-    as much disk again as the weights): not for the pairs ``runtime: auto`` only measures."""
+    """The towers of ``model()`` (the fp32 torch model loaded from ``source``, called only
+    to export it: a cached export needs no torch model) on ``runtime`` at ``precision``, its
+    pixels preprocessed by ``spec``, exported and cached on first use. ``keep_compiled``:
+    OpenVINO also caches its compiled towers (a faster next load, and as much disk again as
+    the weights): not for the pairs ``runtime: auto`` only measures."""
     import torch
 
     from search.encoders import onnx_export, openvino_runtime
@@ -114,7 +115,7 @@ def load_towers(
 
     def export(out: Path) -> None:
         log.warning("exporting %s to ONNX once (cached in %s)", source, home)
-        onnx_export.export_towers(model, model_type, image_side, out)
+        onnx_export.export_towers(model(), model_type, image_side, out)
 
     export_cache.build_once(base, export)
     calib: list[Calibration] = []

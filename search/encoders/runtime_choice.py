@@ -146,7 +146,7 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
                 from search.encoders.exported import load_towers
 
                 held[label] = load_towers(
-                    enc.model, enc.model_type, enc.image_side(), enc.model_id, runtime, p,
+                    lambda: enc.model, enc.model_type, enc.image_side(), enc.model_id, runtime, p,
                     enc.spec, calibration=calibration, keep_compiled=False)
         return held[label]
 
@@ -177,6 +177,8 @@ def choose(enc, allowed: Sequence[str], fp16: bool, min_cosine: float | None):
         held.clear()
         choice = prec.measure(encode, pixels, captions, labels + later, device=enc.device,
                               min_cosine=bound, runs=FIRST_PASS_RUNS)
+        choice.reason += "; measured " + ", ".join(later) + " too (nothing beat torch fp32 " \
+            "at first)"
     elif later:
         choice.reason += "; not measured: " + ", ".join(later) + " (slower than " + \
             choice.precision + " on a CPU)"
