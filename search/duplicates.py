@@ -212,7 +212,7 @@ def similar_pairs(
             count = index.count
             if count < 2:
                 return
-            scan = _scan(index, vectors, min(k, count))
+            scan = index.scan(vectors, min(k, count), SCAN_DEPTH)
             if scan is None:  # an exact kind, Milvus: the index's own search
                 scores, found = index.search(vectors, min(k, count))
         if scan is not None:
@@ -224,31 +224,6 @@ def similar_pairs(
         done += len(ids)
         if progress is not None:
             progress(done)
-
-
-def _scan(index: VectorIndex, queries: np.ndarray, k: int) -> tuple | None:
-    """(approximate cosines, ids) of the k nearest per query from a FAISS IVF or HNSW
-    snapshot at SCAN_DEPTH, removed photos masked, plus the exact search of its recent
-    additions; None for any other index (or one being repaired): search it as it is."""
-    try:
-        from search.vectors import kinds
-        from search.vectors.delta import merge_results
-        from search.vectors.faiss_index import FaissIndex
-    except ImportError:  # pragma: no cover - no FAISS: the index's own search says so
-        return None
-    if not isinstance(index, FaissIndex) or index.damaged or index.snap is None:
-        return None
-    kind, faiss_index = index.snap.manifest.kind, index.snap.index
-    if kind not in kinds.APPROXIMATE or faiss_index.ntotal <= len(index.tombstones):
-        return None
-    depth = max(SCAN_DEPTH, k) if kind == "hnsw" else min(SCAN_DEPTH, kinds.max_depth(
-        kind, faiss_index))
-    selector, _alive = index._selector(None)
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    parts = [faiss_index.search(q, k, params=kinds.params(kind, depth, selector))]
-    if len(index.delta):
-        parts.append(index.delta.search(q, k, None))
-    return merge_results(parts, k)
 
 
 def _rescore(

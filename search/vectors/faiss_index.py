@@ -228,6 +228,22 @@ class FaissIndex(VectorIndex):
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         return merge_results(parts, k)
 
+    def scan(self, queries: np.ndarray, k: int, depth: int) -> tuple | None:
+        """The snapshot searched at ``depth``, removed photos masked, plus the exact search of
+        its recent additions; None while it is damaged, or when it is exact or empty."""
+        if self.damaged or self.snap is None:
+            return None
+        kind, index = self.snap.manifest.kind, self.snap.index
+        if kind not in kinds.APPROXIMATE or index.ntotal <= len(self.tombstones):
+            return None
+        depth = max(depth, k) if kind == "hnsw" else min(depth, kinds.max_depth(kind, index))
+        selector, _alive = self._selector(None)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        parts = [index.search(q, k, params=kinds.params(kind, depth, selector))]
+        if len(self.delta):
+            parts.append(self.delta.search(q, k, None))
+        return merge_results(parts, k)
+
     # -- integrity -------------------------------------------------------------------------
 
     def _check_integrity(self) -> None:

@@ -88,6 +88,13 @@ class VectorIndex(ABC):
         """Catch up with what other processes changed; cheap when they changed nothing."""
         return self.catch_up()
 
+    def scan(self, queries: np.ndarray, k: int, depth: int) -> tuple | None:
+        """(approximate cosines, ids) of the k nearest per query at a fixed ``depth`` (IVF
+        lists probed, HNSW's efSearch): many queries at once, cheaper than ``search``, whose
+        scores its caller checks again. None where the index has nothing approximate to
+        scan (an exact kind, Milvus): then ``search`` it."""
+        return None
+
     # -- following the store --------------------------------------------------------------
 
     def store_marks(self) -> Marks:

@@ -284,7 +284,10 @@ def test_an_approximate_index_is_scanned_at_its_own_depth_and_finds_the_same(
     index.persist(force=True)  # 61 photos would stay in the exact in-memory delta
     assert index.describe()["kind"] == kind and len(index.delta) == 0
     batch = next(engine.store.iter_embeddings(engine.model_id, chunk=8))[2]
-    assert duplicates._scan(index, batch, 4) is not None  # the scan path, not search()
+    assert index.scan(batch, 4, duplicates.SCAN_DEPTH) is not None  # the scan path, not search()
+    exact = FaissIndex(engine.store, engine.model_id, tmp_path / "flat", kind="flat").open()
+    exact.persist(force=True)
+    assert exact.scan(batch, 4, duplicates.SCAN_DEPTH) is None  # nothing to scan: search()
     found = duplicates.find_groups(engine.store, index, engine.model_id)
     as_sets = lambda gs: sorted(sorted(m.id for m in [g.keep, *g.others]) for g in gs)  # noqa: E731
     assert as_sets(found) == as_sets(groups)
