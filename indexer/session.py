@@ -46,7 +46,7 @@ def open_indexer(
 ) -> Iterator:
     """An Indexer over the locked store, with ``encoder`` or the configured model."""
     from indexer.pipeline import Indexer  # the pipeline pulls in numpy, faiss and workers
-    from search.encoders.calibration import library_photos
+    from search.encoders.int8_calibration import library_photos
 
     with locked_store(config) as store:
         config = adopt_model(config, store)  # a library keeps the model it was indexed with

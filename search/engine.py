@@ -128,7 +128,7 @@ class Engine:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            from search.encoders.calibration import library_photos
+            from search.encoders.int8_calibration import library_photos
 
             self._encoder = load_encoder(
                 self.config.model, cache_dir=self.config.data_path,

@@ -291,7 +291,7 @@ class ClipEncoder(Encoder):
         return (int(side), int(side))
 
     def calibration(self):
-        from search.encoders.calibration import calibration_set
+        from search.encoders.int8_calibration import calibration_set
 
         photos = self.calibration_photos() if self.calibration_photos else None
         return calibration_set(self, photos)
