@@ -529,7 +529,7 @@ class Engine:
     def precision(self) -> dict:
         """The precision the model runs at, without loading it: the loaded encoder's, else
         the setting, else (``auto``) the choice cached for this model, device and CPU."""
-        from search.encoders.offline import MODEL_ID
+        from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
         from search.encoders.precision import cached_choice
 
         setting = self.config.model.precision

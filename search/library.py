@@ -35,7 +35,7 @@ def adopt_model(config: Config, store: Store) -> Config:
 
 def short_name(model_id: str) -> str:
     """What to type after --model for a stored model id."""
-    from search.encoders.offline import MODEL_ID
+    from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
 
     return "offline" if model_id == MODEL_ID else model_id
 

@@ -30,7 +30,7 @@ def load_encoder(
     None means torch, or the configuration's; ``calibration_photos()`` lists the photos
     static int8 is calibrated on."""
     from search.config import ModelConfig
-    from search.encoders.offline import MODEL_ID
+    from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
 
     if isinstance(name, ModelConfig):
         if precision is None:

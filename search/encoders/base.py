@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from search.preprocess import PreprocessSpec, prepare_uint8, to_rgb
 
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: importing the Encoder interface (the engine, status,
+# the web UI's modules) must not cost torch's second.
+
 
 def _mps_available() -> bool:
+    import torch
+
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
@@ -22,7 +30,7 @@ def pick_device(device: str = "auto") -> str:
     if device != "auto":
         from search.errors import ConfigError
 
-        if device == "cuda" and not torch.cuda.is_available():
+        if device == "cuda" and not _cuda_available():
             raise ConfigError("model.device: cuda was asked for but no CUDA GPU is available")
         if device == "mps" and not _mps_available():
             raise ConfigError(
@@ -30,14 +38,22 @@ def pick_device(device: str = "auto") -> str:
                 "GPU with a torch built for it); use auto or cpu"
             )
         return device
-    if torch.cuda.is_available():
+    if _cuda_available():
         return "cuda"
     if _mps_available():
         return "mps"
     return "cpu"
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def l2_normalise(x: torch.Tensor) -> np.ndarray:
+    import torch
+
     x = x.float()
     return torch.nn.functional.normalize(x, dim=-1).cpu().numpy().astype(np.float32)
 

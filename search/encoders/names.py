@@ -12,6 +12,9 @@ ALIASES = {
 }
 
 OFFLINE_NAMES = {"offline"}
+# The offline model's vector tag (``search.encoders.offline``): here, where code that only
+# names a model finds it without importing torch. Its last part changes with the recipe.
+OFFLINE_MODEL_ID = "offline:efficientnet-lite0+all-minilm-l6-v2:t3cg"
 
 
 def resolve_name(name: str) -> str:
@@ -26,10 +29,8 @@ def canonical_model_id(name: str) -> str:
     """The id vectors are tagged with, without loading the model."""
     from pathlib import Path
 
-    from search.encoders.offline import MODEL_ID
-
-    if name in OFFLINE_NAMES or name == MODEL_ID:
-        return MODEL_ID
+    if name in OFFLINE_NAMES or name == OFFLINE_MODEL_ID:
+        return OFFLINE_MODEL_ID
     name = resolve_name(name)
     local = Path(name).expanduser()
     return str(local.resolve()) if local.is_dir() else name

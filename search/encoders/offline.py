@@ -20,13 +20,14 @@ import torch
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.encoders.minilm import MiniLM
+from search.encoders.names import OFFLINE_MODEL_ID
 from search.encoders.pixels import to_model_input
 from search.errors import ModelLoadError
 from search.files import atomic_write, cache_dir
 from search.preprocess import PreprocessSpec
 
-# Bump the suffix whenever the recipe changes: the id tags every stored vector.
-MODEL_ID = "offline:efficientnet-lite0+all-minilm-l6-v2:t3cg"
+# The id tags every stored vector: bump its suffix (in names.py) whenever the recipe changes.
+MODEL_ID = OFFLINE_MODEL_ID
 # EfficientNet-Lite was trained on (x - 127) / 128 of 0-255 pixels, 224 px centre crops.
 SPEC = PreprocessSpec(
     resize_shortest=224,
