@@ -6,6 +6,9 @@ Steps, each independent (a failure is recorded and the next step runs):
    cosine (images and texts, must be >= 0.999) and the same top-5 photos per query.
 2. **throughput**: images/s of ``encode_pixels`` at fp16 for batches of 32, 128 and 512
    (host float32 arrays in, vectors out: what the pipeline calls), with peak GPU memory.
+   **onnxruntime**: the exported image tower on ONNX Runtime's CUDA provider against torch
+   fp16, where onnxruntime-gpu is installed (its wheel is too large to carry to the device
+   machine: skipped there, with the reason).
 3. **oom**: a forced out-of-memory (``torch.cuda.set_per_process_memory_fraction``) at encode
    (the batch is split, the vectors are the same), at batch 1 (one ResourceError line) and at
    load (``device: auto`` falls back to the CPU; ``device: cuda`` is one line).
@@ -217,6 +220,55 @@ class Proof:
             log(f"  batch {batch}: {row['images_per_s']} images/s")
         return {"device": self.device, "precision": precision, "rows": rows,
                 "input": "float32 host arrays of 224x224 photos (encode_pixels)"}
+
+    # -- 2b. ONNX Runtime's CUDA provider ---------------------------------------------------
+
+    def onnxruntime(self) -> dict:
+        """The image tower exported as ``model.runtime: onnxruntime`` exports it (fp32 ONNX),
+        on ONNX Runtime's CUDA provider (the CPU provider in smoke), against torch on the
+        same device at the throughput step's precision: images/s per batch, and the min
+        cosine of its vectors to torch fp32 on the CPU."""
+        import tempfile
+
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            return skipped(f"onnxruntime is not installed ({exc})")
+        provider = "CUDAExecutionProvider" if self.cuda else "CPUExecutionProvider"
+        if provider not in ort.get_available_providers():
+            return skipped(f"{provider} is not in this onnxruntime: it needs onnxruntime-gpu "
+                           "(its cp312 wheel, 244 MiB, is over the device machine's carry)")
+        from search.encoders.base import l2_normalise
+        from search.encoders.onnx_export import export_towers
+
+        reference = self.load("cpu", "fp32")
+        torch_enc = self.load(self.device, "fp16" if self.cuda else "fp32")
+        batch = max(self.p["batches"][:2])
+        pixels = self.pixels(reference.spec, 2 * batch)  # normalised float32, as both take
+        with tempfile.TemporaryDirectory(prefix="gpu-proof-onnx-") as tmp:
+            export_towers(reference.model, reference.model_type, reference.image_side(),
+                          Path(tmp))
+            session = ort.InferenceSession(str(Path(tmp) / "image.onnx"), providers=[provider])
+
+            def run_ort(x: np.ndarray) -> np.ndarray:
+                import torch
+
+                return l2_normalise(torch.from_numpy(session.run(None, {"pixel_values": x})[0]))
+
+            got = run_ort(pixels[:batch])
+            want = reference.encode_pixels(pixels[:batch])
+            rates = {}
+            for name, fn in (("onnxruntime fp32", run_ort),
+                             (f"torch {torch_enc.precision}", torch_enc.encode_pixels)):
+                fn(pixels[:batch])  # warm-up
+                started = time.perf_counter()
+                for i in range(0, len(pixels), batch):
+                    fn(pixels[i:i + batch])
+                rates[name] = round(len(pixels) / (time.perf_counter() - started), 1)
+                log(f"  {name}: {rates[name]} images/s")
+        cos = float(np.sum(got * want, axis=1).min())
+        return {"status": "ok" if cos >= MIN_COSINE else "failed", "provider": provider,
+                "batch": batch, "images_per_s": rates, "min_cosine_to_torch_fp32": round(cos, 6)}
 
     # -- 3. forced out of memory -----------------------------------------------------------
 
@@ -593,7 +645,7 @@ def markdown(meta: dict, steps: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-STEPS = ("parity", "throughput", "oom", "index_throughput", "faiss", "decode")
+STEPS = ("parity", "throughput", "onnxruntime", "oom", "index_throughput", "faiss", "decode")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
