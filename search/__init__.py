@@ -20,7 +20,7 @@ _EXPORTS = {
     "Config": "search.config",
     "load_config": "search.config",
     "Engine": "search.engine",
-    "Result": "search.engine",
+    "Result": "search.results",
     "Encoder": "search.encoders",
     "load_encoder": "search.encoders",
     "Store": "search.store",

@@ -36,7 +36,7 @@ from search.files import atomic_write
 from search.store import File, Photo, Store
 
 if TYPE_CHECKING:
-    from search.engine import Result
+    from search.results import Result
     from search.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
