@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import func, select
 
 from search.errors import InputError
 from search.files import atomic_write
-from search.store import File, Photo, Store
+from search.store import Photo, Store
 
 if TYPE_CHECKING:
     from search.results import Result
@@ -369,8 +368,7 @@ def collapse(
 def common_folder(store: Store) -> Path | None:
     """The deepest folder holding every indexed file: the common part of the smallest and
     the largest path (two seeks on the paths' unique index, whatever the library size)."""
-    with store.session() as s:
-        low, high = s.execute(select(func.min(File.path), func.max(File.path))).one()
+    low, high = store.path_range()
     if low is None:
         return None
     common = Path(os.path.commonpath([low, high]))

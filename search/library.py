@@ -5,20 +5,19 @@ configured model is the default only for a new library."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine as SqlEngine
+from typing import TYPE_CHECKING
 
 from search.config import Config
 from search.errors import InputError
-from search.store import Embedding, Store
+from search.store import Store
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine as SqlEngine
 
 
 def first_model(store: Store | SqlEngine) -> str | None:
     """The model the library was first indexed with (its oldest vector's): one index seek."""
-    engine = store.engine if isinstance(store, Store) else store
-    with engine.connect() as connection:
-        return connection.execute(
-            select(Embedding.model).order_by(Embedding.id).limit(1)).scalar()
+    return Store.first_model(store.engine if isinstance(store, Store) else store)
 
 
 def adopt_model(config: Config, store: Store) -> Config:
@@ -43,9 +42,7 @@ def short_name(model_id: str) -> str:
 def check_has_vectors(store: Store, model_id: str) -> None:
     """One line when the library holds vectors, none of them ``model_id``'s: which models it
     has, and how to index with this one."""
-    with store.engine.connect() as connection:
-        counts = connection.execute(
-            select(Embedding.model, func.count()).group_by(Embedding.model)).all()
+    counts = store.vector_counts()
     others = [(model, n) for model, n in counts if model != model_id and n]
     if not others or any(model == model_id for model, _ in counts):
         return

@@ -588,6 +588,48 @@ class Store:
     def embedding_count(self, model: str) -> int:
         return self.embedding_state(model)[2]
 
+    # -- what the library holds, in a few index seeks --------------------------------------
+
+    @staticmethod
+    def first_model(engine: Engine) -> str | None:
+        """The model of the library's oldest vector: one index seek. Takes an engine, so a
+        read-only one (``pixseek doctor``) will do."""
+        with engine.connect() as conn:
+            return conn.execute(select(Embedding.model).order_by(Embedding.id).limit(1)).scalar()
+
+    def vector_counts(self) -> list[tuple[str, int]]:
+        """(model, vectors) for every model the library has vectors of."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Embedding.model, func.count()).group_by(Embedding.model))
+            return [(model, int(n)) for model, n in rows]
+
+    def path_range(self) -> tuple[str | None, str | None]:
+        """The smallest and the largest indexed path: two seeks on the paths' unique index."""
+        with self.engine.connect() as conn:
+            low, high = conn.execute(select(func.min(File.path), func.max(File.path))).one()
+        return low, high
+
+    def newest_place(self) -> int | None:
+        """The newest content id with a place read: one seek, a change mark for places."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(ContentPlace.content_id))).scalar()
+
+    def places_and_cameras(self) -> tuple[list[tuple], list[str]]:
+        """(city, region, country) of every place, and every camera, that a photo with a
+        live file has: the words a query can name (``search.understand``)."""
+        live_place = exists().where(File.content_id == ContentPlace.content_id,
+                                    File.status == STATUS_OK)
+        live_camera = exists().where(File.content_id == Content.id, File.status == STATUS_OK)
+        with self.session() as s:
+            places = s.execute(
+                select(ContentPlace.city, ContentPlace.region, ContentPlace.country)
+                .where(ContentPlace.latitude.is_not(None), live_place)
+                .group_by(ContentPlace.city, ContentPlace.region, ContentPlace.country)).all()
+            cameras = s.scalars(
+                select(Content.camera).where(Content.camera.is_not(None), live_camera)
+                .group_by(Content.camera)).all()
+        return [tuple(row) for row in places], list(cameras)
+
     def change_marks(self, model: str) -> tuple[int, int]:
         """(newest embedding id, newest removal id) of a model: two index seeks, whatever
         the library size. A vector index that reflects both marks reflects the store.

@@ -678,33 +678,18 @@ REREAD_S = 30.0
 def vocabulary(store, model_id: str) -> Vocabulary:
     """The places and cameras the library has photos of, read again when photos or places
     changed (two index seeks and a key look-up tell), at most every REREAD_S seconds."""
-    from sqlalchemy import exists, func, select
-
-    from search.store import STATUS_OK, Content, ContentPlace, File
-
     key = (store.engine.url.render_as_string(hide_password=True), model_id)
     with _cache_lock:
         hit = _cache.get(key)
     # The clock first: within REREAD_S the cached words stand, so most searches read nothing.
     if hit is not None and time.monotonic() - hit[1] < REREAD_S:
         return hit[2]
-    with store.session() as s:
-        newest_place = s.scalar(select(func.max(ContentPlace.content_id)))
-    stamp = (store.change_marks(model_id), newest_place)
+    stamp = (store.change_marks(model_id), store.newest_place())
     if hit is not None and hit[0] == stamp:
         with _cache_lock:
             _cache[key] = (stamp, time.monotonic(), hit[2])
         return hit[2]
-    with store.session() as s:
-        place_rows = s.execute(
-            select(ContentPlace.city, ContentPlace.region, ContentPlace.country)
-            .where(ContentPlace.latitude.is_not(None), exists().where(
-                File.content_id == ContentPlace.content_id, File.status == STATUS_OK))
-            .group_by(ContentPlace.city, ContentPlace.region, ContentPlace.country)).all()
-        cameras = s.scalars(
-            select(Content.camera).where(Content.camera.is_not(None), exists().where(
-                File.content_id == Content.id, File.status == STATUS_OK))
-            .group_by(Content.camera)).all()
+    place_rows, cameras = store.places_and_cameras()
     places = sorted({name for row in place_rows for name in row if name})
     found = Vocabulary(tuple(places), tuple(sorted(cameras)))
     with _cache_lock:
