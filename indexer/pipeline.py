@@ -185,7 +185,8 @@ class Indexer:
         self.cancel = threading.Event()
 
     def close(self) -> None:
-        """Stop decode workers that no run has shut down (started early, never used)."""
+        """Stop the decode workers: at the end of each run, and for workers started early
+        that no run used."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -238,9 +239,7 @@ class Indexer:
         finally:
             if bar is not None:
                 bar.close()
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
+            self.close()  # the workers: each run starts its own (or uses the early ones)
             summary.encoded += committed.encoded
             summary.reused += committed.reused
         if self._unlinked:
