@@ -95,9 +95,9 @@ JOURNAL_VERSION = 1
 def thresholds() -> dict[str, float]:
     """The calibrated thresholds, by model id (the offline model's module imports torch,
     so it is imported when asked)."""
-    from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
+    from search.encoders.names import OFFLINE_MODEL_ID
 
-    return {MODEL_ID: OFFLINE_THRESHOLD}
+    return {OFFLINE_MODEL_ID: OFFLINE_THRESHOLD}
 
 
 def threshold_for(model_id: str) -> float:

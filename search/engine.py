@@ -490,11 +490,11 @@ class Engine:
     def precision(self) -> dict:
         """The precision the model runs at, without loading it: the loaded encoder's, else
         the setting, else (``auto``) the choice cached for this model, device and CPU."""
-        from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
+        from search.encoders.names import OFFLINE_MODEL_ID
         from search.encoders.precision import cached_choice
 
         setting = self.config.model.precision
-        if self.model_id == MODEL_ID:  # loaded or not: the same words
+        if self.model_id == OFFLINE_MODEL_ID:  # loaded or not: the same words
             return {"setting": setting, "in_use": "fp32", "reason": "the offline model: fp32"}
         if self._encoder is not None:
             enc = self._encoder

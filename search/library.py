@@ -34,9 +34,9 @@ def adopt_model(config: Config, store: Store) -> Config:
 
 def short_name(model_id: str) -> str:
     """What to type after --model for a stored model id."""
-    from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
+    from search.encoders.names import OFFLINE_MODEL_ID
 
-    return "offline" if model_id == MODEL_ID else model_id
+    return "offline" if model_id == OFFLINE_MODEL_ID else model_id
 
 
 def check_has_vectors(store: Store, model_id: str) -> None:

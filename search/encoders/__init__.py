@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from search.encoders.base import Encoder, pick_device
-from search.encoders.names import ALIASES, OFFLINE_NAMES, canonical_model_id, resolve_name
+from search.encoders.names import (
+    ALIASES,
+    OFFLINE_MODEL_ID,
+    OFFLINE_NAMES,
+    canonical_model_id,
+    resolve_name,
+)
 
 __all__ = [
     "ALIASES", "Encoder", "canonical_model_id", "load_encoder", "pick_device", "resolve_name",
@@ -30,7 +36,6 @@ def load_encoder(
     None means torch, or the configuration's; ``calibration_photos()`` lists the photos
     static int8 is calibrated on."""
     from search.config import ModelConfig
-    from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
 
     if isinstance(name, ModelConfig):
         if precision is None:
@@ -39,7 +44,7 @@ def load_encoder(
             runtime = name.runtime
         name, device, fp16 = name.name, name.device, name.fp16
 
-    if name in OFFLINE_NAMES or name == MODEL_ID:
+    if name in OFFLINE_NAMES or name == OFFLINE_MODEL_ID:
         from search.encoders.offline import OfflineEncoder
 
         return OfflineEncoder(device=device, runtime=runtime)

@@ -250,7 +250,7 @@ def describe(model_cfg, model_id: str, cache_dir) -> dict:
     (None until auto has measured), ``precision`` (the pair's, None if not known here),
     ``reason`` and ``installed``."""
     from search.encoders.base import pick_device
-    from search.encoders.names import OFFLINE_MODEL_ID as MODEL_ID
+    from search.encoders.names import OFFLINE_MODEL_ID
 
     setting, precision = model_cfg.runtime, model_cfg.precision
     out = {"setting": setting, "in_use": "torch", "precision": None, "reason": "asked for",
@@ -259,7 +259,7 @@ def describe(model_cfg, model_id: str, cache_dir) -> dict:
         device = pick_device(model_cfg.device)
     except ConfigError as exc:
         return out | {"in_use": None, "reason": str(exc)}
-    if model_id == MODEL_ID:
+    if model_id == OFFLINE_MODEL_ID:
         from search.encoders.offline_runtime import choose
 
         try:
