@@ -212,7 +212,8 @@ def normalise(pixels: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """uint8 [..., 3, H, W] -> the float32 tensor the model's processor makes: rescale, then
     normalise by mean and std (float32, in the processor's order, so it is bit-exact).
     NaFlex patches keep their layout (``search.patches.normalise``).
-    ``search.encoders.pixels.to_model_input`` is the torch twin the encoders use."""
+    The encoders call it on the CPU (``search.encoders.pixels.to_model_input``); on a GPU,
+    ``search.encoders.pixels.normalise_tensor`` is its torch twin."""
     if spec.patches is not None:
         return naflex.normalise(pixels, spec.mean, spec.std, spec.rescale)
     x = pixels.astype(np.float32)

@@ -1,9 +1,10 @@
 """Pixel batches onto the model's device: uint8 from the decode workers, normalised there.
 
 Decode workers ship uint8 [N, 3, H, W] (``search.preprocess.prepare_uint8``): a quarter of
-float32's bytes to pickle and copy. The rescale and mean/std normalisation happen here, on
-the model's device, in float32 and in the same order as ``search.preprocess.normalise``, so
-the tensor is the one the checkpoint's processor makes. SigLIP 2 NaFlex ships packed
+float32's bytes to pickle and copy. The rescale and mean/std normalisation happen here:
+on the CPU by ``search.preprocess.normalise`` itself (in place, the fastest there), on a GPU
+in torch on the device, in float32 and in the same order, so the tensor is the one the
+checkpoint's processor makes. SigLIP 2 NaFlex ships packed
 patches (``search.patches``), unpacked here into what Siglip2Model takes.
 """
 
