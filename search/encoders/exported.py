@@ -78,11 +78,12 @@ def _ort_towers(runtime: str, precision: str, folder: Path, spec: PreprocessSpec
 
 def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path, keep: bool,
                spec: PreprocessSpec) -> Towers:
-    from search.encoders.openvino_runtime import compile_tower
+    from search.encoders.openvino_runtime import StreamedTower, compile_tower
 
-    img = compile_tower(folder / "image.xml", precision, keep, spec=spec)
-    txt = compile_tower(folder / "text.xml", precision, keep)
-    return Towers(runtime, precision, folder, lambda f: img(f)[0], lambda f: txt(f)[0],
+    img = StreamedTower(lambda hint: compile_tower(folder / "image.xml", precision, keep,
+                                                   spec=spec, hint=hint))
+    txt = compile_tower(folder / "text.xml", precision, keep)  # queries: one at a time
+    return Towers(runtime, precision, folder, img, lambda f: txt(f)[0],
                   read_text_inputs(meta), spec, uint8_tower=True)
 
 

@@ -72,10 +72,11 @@ def load_classifier(
 
             session = ort_session(folder / IMAGE_FILE)
             return lambda x: session.run(None, {"pixel_values": x})[0]
-        from search.encoders.openvino_runtime import compile_tower
+        from search.encoders.openvino_runtime import StreamedTower, compile_tower
 
-        compiled = compile_tower(folder / IMAGE_FILE, "fp32")  # OpenVINO reads ONNX itself
-        return lambda x: compiled(x)[0]
+        # OpenVINO reads ONNX itself
+        tower = StreamedTower(lambda hint: compile_tower(folder / IMAGE_FILE, "fp32", hint=hint))
+        return lambda x: tower({"pixel_values": x})
 
     return export_cache.load_or_rebuild(base, export, load)
 
