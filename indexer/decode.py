@@ -69,12 +69,22 @@ def run_decode_job(job: DecodeJob) -> Decoded | BadImage:
         return exc
 
 
-def worker_init() -> None:
-    """Run in each decode worker: exit when the indexer dies, even by kill -9.
+# Niceness of decode workers beside a model on the CPU: the model's threads wait for each
+# other at every layer, so a worker that takes a core from one of them stalls them all;
+# at a lower priority the workers fill the cycles the model leaves, and still get the ~10 %
+# of 2 cores they need (benchmarks/README.md: 1-3 % more photos/s on 2 cores).
+YIELD_NICENESS = 10
+
+
+def worker_init(yield_cpu: bool = False) -> None:
+    """Run in each decode worker: exit when the indexer dies, even by kill -9; with
+    ``yield_cpu``, run below the model's priority (``YIELD_NICENESS``).
 
     A killed parent cannot shut its pool down, and the workers would wait on their queue
     forever, holding the terminal's pipes open. Polling the parent id works everywhere.
     """
+    if yield_cpu and hasattr(os, "nice"):
+        os.nice(YIELD_NICENESS)
     parent = os.getppid()
 
     def watch() -> None:
@@ -85,18 +95,20 @@ def worker_init() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def decode_pool(workers: int) -> ProcessPoolExecutor:
-    """Decode worker processes that exit with their parent (``worker_init``)."""
+def decode_pool(workers: int, yield_cpu: bool = False) -> ProcessPoolExecutor:
+    """Decode worker processes that exit with their parent (``worker_init``); ``yield_cpu``
+    where the model runs on the CPU."""
     # spawn, not fork: forking a process that holds torch's threads can deadlock.
     return ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
+        initargs=(yield_cpu,),
     )
 
 
-def started_pool(workers: int) -> ProcessPoolExecutor:
+def started_pool(workers: int, yield_cpu: bool = False) -> ProcessPoolExecutor:
     """``decode_pool`` with its workers starting now: a pool starts one per job submitted
     while none is idle, so ``workers`` empty jobs start them all, without waiting."""
-    pool = decode_pool(workers)
+    pool = decode_pool(workers, yield_cpu)
     for _ in range(workers):
         pool.submit(int)
     return pool

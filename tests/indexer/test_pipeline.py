@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from indexer.decode import YIELD_NICENESS
 from indexer.pipeline import Indexer
 from search.engine import Engine
 from search.store import STATUS_FAILED, Content, Embedding, File, Store
@@ -261,6 +263,34 @@ def test_a_failed_commit_surfaces_and_nothing_after_it_commits(make_config, offl
     assert counts(config) == {"files": 12, "contents": 12, "embeddings": 12}
 
 
+def test_a_failed_encode_surfaces_and_nothing_after_it_commits(
+    make_config, offline, library, monkeypatch
+):
+    # Batches are encoded one ahead on a thread of their own: an encode error is raised by
+    # index() all the same, the batch queued behind it is dropped, and the batch before it
+    # is committed. The next run finishes the job.
+    config = make_config(model__batch_size=3)
+    real = offline.encode_pixels
+    calls = []
+
+    def encode_then_fail(pixels):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:
+            raise RuntimeError("model gone")
+        return real(pixels)
+
+    monkeypatch.setattr(offline, "encode_pixels", encode_then_fail)
+    store = Store(config.db_url)
+    with pytest.raises(RuntimeError, match="model gone"):
+        Indexer(config, store, offline, progress=False).index([str(library)])
+    store.close()
+    assert all(name.startswith("pixseek-encode") for name in calls)
+    assert counts(config) == {"files": 3, "contents": 3, "embeddings": 3}
+    monkeypatch.setattr(offline, "encode_pixels", real)
+    summary = run(config, offline, library)
+    assert (summary.encoded, summary.unchanged) == (9, 3)
+
+
 @pytest.mark.usefixtures("database")  # SQLite and PostgreSQL
 def test_one_transaction_per_batch_in_order(make_config, offline, library):
     config = make_config(model__batch_size=5)
@@ -288,6 +318,8 @@ def test_decode_workers_start_while_the_model_loads_and_stop_with_the_indexer(
         assert pool is not None
         workers = list(pool._processes.values())
         assert len(workers) == 2  # started already, before any photo was seen
+        # Beside a model on the CPU they run below its priority (decode.YIELD_NICENESS).
+        assert pool.submit(os.nice, 0).result() == min(19, os.nice(0) + YIELD_NICENESS)
         summary = indexer.index([str(library)])
         assert (summary.encoded, summary.failed) == (12, 0)
         assert indexer._pool is None and not any(w.is_alive() for w in workers)
