@@ -80,8 +80,8 @@ def _ov_towers(runtime: str, precision: str, folder: Path, meta: Path, keep: boo
                spec: PreprocessSpec) -> Towers:
     from search.encoders.openvino_runtime import StreamedTower, compile_tower
 
-    img = StreamedTower(lambda hint: compile_tower(folder / "image.xml", precision, keep,
-                                                   spec=spec, hint=hint))
+    img = StreamedTower(compile_tower(folder / "image.xml", precision, keep, spec=spec,
+                                      hint="THROUGHPUT"))
     txt = compile_tower(folder / "text.xml", precision, keep)  # queries: one at a time
     return Towers(runtime, precision, folder, img, lambda f: txt(f)[0],
                   read_text_inputs(meta), spec, uint8_tower=True)

@@ -75,7 +75,7 @@ def load_classifier(
         from search.encoders.openvino_runtime import StreamedTower, compile_tower
 
         # OpenVINO reads ONNX itself
-        tower = StreamedTower(lambda hint: compile_tower(folder / IMAGE_FILE, "fp32", hint=hint))
+        tower = StreamedTower(compile_tower(folder / IMAGE_FILE, "fp32", hint="THROUGHPUT"))
         return lambda x: tower({"pixel_values": x})
 
     return export_cache.load_or_rebuild(base, export, load)

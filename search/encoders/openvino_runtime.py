@@ -98,32 +98,27 @@ class StreamedTower:
 
     One stream over all cores (the latency hint) meets its threads at every layer; streams
     of their own cores do not wait on each other. Measured on 2 cores, B/32 int8, batch 32:
-    84-86 img/s against 78-81 (``benchmarks/precision.py`` has the pipeline's figures). A
-    batch smaller than the streams (a single query photo) would leave cores idle, so it runs
-    on a latency-compiled twin, compiled when first needed (16 ms for one photo against 28).
-    Calls are serialised: the requests are shared.
+    84-85 img/s against 77-80, and 75-77 against 66 beside decode work like an index run's
+    (``benchmarks/README.md``). A batch smaller than the streams runs on as many streams as
+    it has photos: one photo takes 28 ms on one stream where a latency-compiled model took
+    16, but a second compiled model for it would hold 200 MB more for as long as the
+    process lives (a watcher, the web server). Calls are serialised: the requests are shared.
     """
 
-    def __init__(self, compile_with) -> None:
-        self._compile_with = compile_with  # hint -> compiled model
-        self._streamed = compile_with("THROUGHPUT")
-        self.streams = max(1, int(self._streamed.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        self._requests = [self._streamed.create_infer_request() for _ in range(self.streams)]
-        self._latency = None
+    def __init__(self, compiled) -> None:
+        self.streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._requests = [compiled.create_infer_request() for _ in range(self.streams)]
         self._lock = threading.Lock()
 
     def __call__(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (name, x), = feeds.items()
+        parts = np.array_split(x, max(1, min(self.streams, len(x))))
+        requests = self._requests[:len(parts)]
         with self._lock:
-            if len(x) < self.streams:
-                if self._latency is None:
-                    self._latency = self._compile_with("LATENCY")
-                return self._latency(feeds)[0]
-            parts = np.array_split(x, self.streams)
-            for request, part in zip(self._requests, parts, strict=True):
+            for request, part in zip(requests, parts, strict=True):
                 request.start_async({name: np.ascontiguousarray(part)})
             out = []
-            for request in self._requests:
+            for request in requests:
                 request.wait()
                 out.append(request.get_output_tensor(0).data.copy())
-            return np.concatenate(out)
+        return np.concatenate(out)

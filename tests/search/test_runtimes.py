@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -83,10 +84,9 @@ def test_uint8_and_normalised_pixels_give_the_same_vectors(tiny_clip_dir, refere
     assert _min_cos(from_uint8, reference[2]) >= 0.99999
 
 
-def test_openvino_splits_batches_across_streams_and_runs_one_photo_on_latency(
-        tiny_clip_dir, reference):
+def test_openvino_splits_batches_across_its_streams(tiny_clip_dir, reference):
     """A photo's vector does not depend on the batch it came in: a batch split across the
-    throughput streams (an odd one too), one photo on the latency twin, two callers at once."""
+    throughput streams (an odd one too), one photo alone, two callers at once."""
     from concurrent.futures import ThreadPoolExecutor
 
     from search.encoders.openvino_runtime import StreamedTower
@@ -94,12 +94,12 @@ def test_openvino_splits_batches_across_streams_and_runs_one_photo_on_latency(
     pixels = reference[0]  # six photos
     enc = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
     tower = enc.towers._image
-    assert isinstance(tower, StreamedTower) and tower.streams >= 1
+    assert isinstance(tower, StreamedTower)
+    if (os.cpu_count() or 1) >= 2:  # compiled for throughput: more than one stream
+        assert tower.streams >= 2
     whole = enc.encode_pixels(pixels)
-    assert tower._latency is None  # a batch no smaller than the streams ran on them
     odd = enc.encode_pixels(pixels[:5])
     singles = np.vstack([enc.encode_pixels(pixels[i:i + 1]) for i in range(len(pixels))])
-    assert (tower._latency is not None) == (tower.streams > 1)
     np.testing.assert_allclose(odd, whole[:5], atol=1e-6)
     np.testing.assert_allclose(singles, whole, atol=1e-6)
     with ThreadPoolExecutor(4) as pool:
