@@ -95,20 +95,20 @@ def worker_init(yield_cpu: bool = False) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def decode_pool(workers: int, yield_cpu: bool = False) -> ProcessPoolExecutor:
-    """Decode worker processes that exit with their parent (``worker_init``); ``yield_cpu``
-    where the model runs on the CPU."""
+def decode_pool(workers: int, model_device: str | None = None) -> ProcessPoolExecutor:
+    """Decode worker processes that exit with their parent (``worker_init``), below the
+    model's priority when ``model_device`` is the CPU they share with it."""
     # spawn, not fork: forking a process that holds torch's threads can deadlock.
     return ProcessPoolExecutor(
         workers, mp_context=multiprocessing.get_context("spawn"), initializer=worker_init,
-        initargs=(yield_cpu,),
+        initargs=(model_device == "cpu",),
     )
 
 
-def started_pool(workers: int, yield_cpu: bool = False) -> ProcessPoolExecutor:
+def started_pool(workers: int, model_device: str | None = None) -> ProcessPoolExecutor:
     """``decode_pool`` with its workers starting now: a pool starts one per job submitted
     while none is idle, so ``workers`` empty jobs start them all, without waiting."""
-    pool = decode_pool(workers, yield_cpu)
+    pool = decode_pool(workers, model_device)
     for _ in range(workers):
         pool.submit(int)
     return pool

@@ -79,4 +79,4 @@ def _early_pool(config: Config, encoder: Encoder | None):
         return None
     device = encoder.device if encoder is not None else pick_device(config.model.device)
     workers = config.indexer.worker_count(device)
-    return started_pool(workers, yield_cpu=device == "cpu") if workers > 0 else None
+    return started_pool(workers, device) if workers > 0 else None

@@ -117,8 +117,7 @@ class StreamedTower:
         with self._lock:
             for request, part in zip(requests, parts, strict=True):
                 request.start_async({name: np.ascontiguousarray(part)})
-            out = []
             for request in requests:
                 request.wait()
-                out.append(request.get_output_tensor(0).data.copy())
-        return np.concatenate(out)
+            # concatenate copies the outputs out of the requests before another call reuses them
+            return np.concatenate([r.get_output_tensor(0).data for r in requests])
