@@ -1,6 +1,6 @@
 """Wall time of a shell ``pixseek search``: through a running ``pixseek serve``, in process,
 and the same in-process search from another checkout (``--baseline``, e.g. main before a
-change), side by side.
+change), side by side; and of ``pixseek status``, here and in the baseline.
 
 It builds a small library offline (the sample photos, the offline model), starts ``serve``
 for it, then times ``pixseek search "a cat"`` as a shell runs it (a new Python process each
@@ -62,6 +62,7 @@ def main() -> None:
     variants: dict[str, tuple[Path, Path, list[str]]] = {
         "this checkout, serve running": (HERE, data, [*query]),
         "this checkout, in process (--local)": (HERE, data, [*query, "--local"]),
+        "this checkout, status (--local)": (HERE, data, ["status", "--local"]),
     }
     if args.baseline:
         # An older checkout knows neither the library's model nor --local, and may not open
@@ -69,6 +70,7 @@ def main() -> None:
         base_root, base_data = args.baseline.resolve(), work / "baseline-data"
         pixseek(base_root, base_data, "--model", "offline", "index", str(photos))
         variants["baseline, in process"] = (base_root, base_data, ["--model", "offline", *query])
+        variants["baseline, status"] = (base_root, base_data, ["--model", "offline", "status"])
     env = {**os.environ, "PYTHONPATH": str(HERE), "PIXSEEK_OCR_ENABLED": "false"}
     server = subprocess.Popen(
         [sys.executable, "-m", "pixseek", "--data-dir", str(data), "serve", "--port", "0"],
@@ -94,7 +96,9 @@ def main() -> None:
     if base:
         local = medians["this checkout, in process (--local)"]
         rows.append(f"\nin process / baseline: {local / base:.2f}; "
-                    f"served / baseline: {medians['this checkout, serve running'] / base:.2f}")
+                    f"served / baseline: {medians['this checkout, serve running'] / base:.2f}; "
+                    f"status / baseline's: "
+                    f"{medians['this checkout, status (--local)'] / medians['baseline, status']:.2f}")
     table = "\n".join(rows)
     print(table)
     args.out.mkdir(exist_ok=True)

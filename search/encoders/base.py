@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
 
 
 def _mps_available() -> bool:
+    if sys.platform != "darwin":  # MPS is Apple's: no need to import torch to say no
+        return False
     import torch
 
     return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
@@ -45,7 +49,16 @@ def pick_device(device: str = "auto") -> str:
     return "cpu"
 
 
+# A GPU torch could use leaves one of these on Linux: NVIDIA's driver (also inside
+# containers), AMD's ROCm (torch.cuda on HIP), or WSL's GPU bridge.
+GPU_DEVICE_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+
+
 def _cuda_available() -> bool:
+    """torch's answer, but without importing torch (a second) on a Linux machine with no
+    GPU device at all: ``pixseek status`` resolves ``device: auto`` through here."""
+    if sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DEVICE_FILES)):
+        return False
     import torch
 
     return torch.cuda.is_available()

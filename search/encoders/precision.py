@@ -31,16 +31,20 @@ import copy
 import json
 import logging
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from search.errors import ConfigError, first_line
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,9 @@ TIMED_RUNS = 3
 CLEARLY_SLOWER = 1.5  # a call this much slower than the best time so far ends the timing
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # bf16 matmuls in hardware
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# torch is imported where it is used: ``pixseek status`` reads the cached choice through
+# this module and must not pay torch's second for it.
+DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 # Where ``model.fp16`` (and precision unset) means fp16: the GPUs with fast half precision
@@ -95,16 +101,20 @@ def check_supported(precision: str, device: str) -> None:
 
 def input_dtype(precision: str) -> torch.dtype:
     """The dtype the model's inputs are cast to (int8 takes float32 activations)."""
-    return DTYPES.get(precision, torch.float32)
+    import torch
+
+    return getattr(torch, DTYPE_NAMES.get(precision, "float32"))
 
 
 def apply(model: torch.nn.Module, precision: str, *, inplace: bool = True) -> torch.nn.Module:
     """``model`` (float32) at ``precision``. ``inplace=False`` leaves ``model`` untouched."""
+    import torch
+
     if precision == "fp32":
         return model if inplace else copy.deepcopy(model)
     if precision in ("bf16", "fp16"):
         target = model if inplace else copy.deepcopy(model)
-        return target.to(DTYPES[precision])
+        return target.to(input_dtype(precision))
     if precision == "int8":
         with warnings.catch_warnings():
             # torch.ao.quantization warns it is deprecated in favour of torchao, which is
@@ -164,13 +174,26 @@ def cpu_name() -> str:
 
 
 def device_name(device: str) -> str:
-    if device == "cuda" and torch.cuda.is_available():
-        return f"cuda {torch.cuda.get_device_name()}"
+    if device == "cuda":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda {torch.cuda.get_device_name()}"
     return device
 
 
+def torch_version() -> str:
+    """torch's version as ``torch.__version__`` says it, read without importing torch
+    when it is not imported yet (the wheel's metadata carries the same string)."""
+    if "torch" in sys.modules:
+        return str(sys.modules["torch"].__version__)
+    from importlib.metadata import version
+
+    return version("torch")
+
+
 def cache_key(model_id: str, device: str) -> str:
-    return f"{model_id} | {device_name(device)} | {cpu_name()} | torch {torch.__version__}"
+    return f"{model_id} | {device_name(device)} | {cpu_name()} | torch {torch_version()}"
 
 
 def cache_path(cache_dir: str | Path | None) -> Path:

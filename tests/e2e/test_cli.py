@@ -99,6 +99,40 @@ def test_status_json(indexed):
     assert info["failures"][0]["path"].endswith("broken.jpg")
 
 
+@pytest.mark.parametrize("model", ["offline", "tiny-clip"])
+def test_status_does_not_import_torch(tmp_path, indexed, tiny_clip_dir, model):
+    """``pixseek status`` reads the library and the cached model choices: torch's import
+    (a second of its two) is not needed for that on a machine with no GPU device."""
+    from search.encoders.base import GPU_DEVICE_FILES
+
+    if any(map(os.path.exists, GPU_DEVICE_FILES)):
+        pytest.skip("a GPU device is present: device auto asks torch whether it can use it")
+    data, _, _ = indexed
+    if model != "offline":
+        data, model = tmp_path / "data", str(tiny_clip_dir)
+    code = (
+        "import contextlib, io, json, sys\n"
+        "from pixseek.cli import main\n"
+        f"sys.argv = ['pixseek', '--data-dir', {str(data)!r}, '--model', {model!r},"
+        " 'status', '--json']\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, exc.code\n"
+        "info = json.loads(out.getvalue())\n"
+        "print(json.dumps([info['precision']['reason'], info['runtime']['setting']]))\n"
+        "assert 'torch' not in sys.modules, 'status imported torch'\n"
+    )
+    env = {**os.environ, "PIXSEEK_MODEL_RUNTIME": "auto", "PIXSEEK_MODEL_PRECISION": "auto"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    reason, runtime = json.loads(proc.stdout)
+    assert runtime == "auto" and reason
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
