@@ -489,6 +489,10 @@ class Indexer:
                     failures = []
             if batch:
                 encode.put(batch)
+            if pool is not None:
+                # Every decode of the run is done: the workers exit while the last batch
+                # encodes, not after it (``close`` then finds them gone).
+                pool.shutdown(wait=False)
         self._record_failures(failures, summary)
 
     def _decode_job(self, item: _Pending) -> DecodeJob:
