@@ -95,10 +95,10 @@ def main() -> None:
     base = medians.get("baseline, in process")
     if base:
         local = medians["this checkout, in process (--local)"]
+        status = medians["this checkout, status (--local)"] / medians["baseline, status"]
         rows.append(f"\nin process / baseline: {local / base:.2f}; "
                     f"served / baseline: {medians['this checkout, serve running'] / base:.2f}; "
-                    f"status / baseline's: "
-                    f"{medians['this checkout, status (--local)'] / medians['baseline, status']:.2f}")
+                    f"status / baseline's: {status:.2f}")
     table = "\n".join(rows)
     print(table)
     args.out.mkdir(exist_ok=True)
