@@ -50,8 +50,12 @@ def pick_device(device: str = "auto") -> str:
 
 
 # A GPU torch could use leaves one of these on Linux: NVIDIA's driver (also inside
-# containers), AMD's ROCm (torch.cuda on HIP), or WSL's GPU bridge.
-GPU_DEVICE_FILES = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+# containers), a Jetson's integrated GPU, AMD's ROCm (torch.cuda on HIP), or WSL's bridge.
+GPU_DEVICE_FILES = (
+    "/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0",
+    "/dev/nvhost-ctrl-gpu", "/dev/nvmap",
+    "/dev/kfd", "/dev/dxg",
+)
 
 
 def _cuda_available() -> bool:
