@@ -185,11 +185,16 @@ def device_name(device: str) -> str:
 def torch_version() -> str:
     """torch's version as ``torch.__version__`` says it, read without importing torch
     when it is not imported yet (the wheel's metadata carries the same string)."""
-    if "torch" in sys.modules:
-        return str(sys.modules["torch"].__version__)
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version("torch")
+    if "torch" not in sys.modules:
+        try:
+            return version("torch")
+        except PackageNotFoundError:  # installed without its metadata: ask torch
+            pass
+    import torch
+
+    return str(torch.__version__)
 
 
 def cache_key(model_id: str, device: str) -> str:
