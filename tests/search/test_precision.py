@@ -87,6 +87,23 @@ def test_auto_cache_is_keyed_by_model(tiny_clip_dir, tmp_path):
     assert prec.cached_choice(tmp_path, enc.model_id, "cpu")["precision"] == enc.precision
 
 
+def test_cache_key_is_the_same_without_torch_imported():
+    # ``pixseek status`` reads the cached choice without importing torch: its key must be
+    # the one the loaded model wrote, or status would say "not measured yet".
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    code = ("import sys; from search.encoders.precision import cache_key; "
+            "print(cache_key('m', 'cpu')); assert 'torch' not in sys.modules")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, check=True).stdout.strip()
+    assert out == prec.cache_key("m", "cpu") and out.endswith(f"torch {torch.__version__}")
+
+
 def test_auto_refuses_precisions_that_fail_the_fidelity_check(
     tiny_clip_dir, tmp_path, monkeypatch
 ):
