@@ -108,8 +108,14 @@ def test_status_does_not_import_torch(tmp_path, indexed, tiny_clip_dir, model):
     if any(map(os.path.exists, GPU_DEVICE_FILES)):
         pytest.skip("a GPU device is present: device auto asks torch whether it can use it")
     data, _, _ = indexed
-    if model != "offline":
+    expect = None
+    if model != "offline":  # with auto's pair cached, as the loaded model wrote it
+        from search.encoders import canonical_model_id, runtime_choice, runtimes
+
         data, model = tmp_path / "data", str(tiny_clip_dir)
+        expect = {"runtime": "openvino", "precision": "int8-static", "reason": "auto: cached"}
+        runtime_choice.write_choice(data, canonical_model_id(model), "cpu",
+                                    list(runtimes.RUNTIMES), expect)
     code = (
         "import contextlib, io, json, sys\n"
         "from pixseek.cli import main\n"
@@ -122,15 +128,17 @@ def test_status_does_not_import_torch(tmp_path, indexed, tiny_clip_dir, model):
         "    except SystemExit as exc:\n"
         "        assert not exc.code, exc.code\n"
         "info = json.loads(out.getvalue())\n"
-        "print(json.dumps([info['precision']['reason'], info['runtime']['setting']]))\n"
+        "print(json.dumps(info['runtime']))\n"
         "assert 'torch' not in sys.modules, 'status imported torch'\n"
     )
     env = {**os.environ, "PIXSEEK_MODEL_RUNTIME": "auto", "PIXSEEK_MODEL_PRECISION": "auto"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert proc.returncode == 0, proc.stderr
-    reason, runtime = json.loads(proc.stdout)
-    assert runtime == "auto" and reason
+    runtime = json.loads(proc.stdout)
+    assert runtime["setting"] == "auto" and runtime["reason"]
+    if expect is not None:
+        assert (runtime["in_use"], runtime["precision"]) == ("openvino", "int8-static")
 
 
 @pytest.mark.parametrize(
