@@ -58,10 +58,15 @@ GPU_DEVICE_FILES = (
 )
 
 
+def no_gpu_device() -> bool:
+    """A Linux machine without any of ``GPU_DEVICE_FILES``: no GPU torch could use."""
+    return sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DEVICE_FILES))
+
+
 def _cuda_available() -> bool:
-    """torch's answer, but without importing torch (a second) on a Linux machine with no
-    GPU device at all: ``pixseek status`` resolves ``device: auto`` through here."""
-    if sys.platform.startswith("linux") and not any(map(os.path.exists, GPU_DEVICE_FILES)):
+    """torch's answer, but without importing torch (a second) where ``no_gpu_device``:
+    ``pixseek status`` resolves ``device: auto`` through here."""
+    if no_gpu_device():
         return False
     import torch
 
