@@ -57,7 +57,7 @@ class Reference:
 
 def reference_texts() -> list[str]:
     """The 1000 ImageNet class names: varied, concrete, and shipped with the package."""
-    from search.encoders.offline import class_texts
+    from search.encoders.imagenet_classes import class_texts
 
     return [text.split(":", 1)[0] for text in class_texts()]
 
