@@ -4,7 +4,8 @@ What a user waits for at every ``pixseek search --local``, ``index`` or ``serve`
 a fresh Python process imports pixseek, loads a randomly initialised CLIP of ViT-B/32 shape
 through ``load_encoder`` (exports already cached: each pair is loaded once, untimed, before
 the rounds) and encodes one text query. Each round runs every pair once, in turn. Reports
-the medians of the whole process, of ``load_encoder`` and of the first query.
+the medians of the whole process, of ``load_encoder`` and of the first query, the process's
+peak resident memory, and whether it imported torch.
 
     python benchmarks/load_time.py                                   # 3 rounds
     python benchmarks/load_time.py --rounds 5 --pairs torch:fp32 openvino:int8-static
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import json, sys, time
+import json, resource, sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 from search.encoders import load_encoder
@@ -37,7 +38,9 @@ enc = load_encoder({model!r}, device="cpu", precision={precision!r}, runtime={ru
 loaded = time.perf_counter()
 enc.encode_texts(["a red bike in the snow"])
 print(json.dumps({{"import": imported - t0, "load": loaded - imported,
-                  "first_query": time.perf_counter() - loaded}}))
+                  "first_query": time.perf_counter() - loaded,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "torch": "torch" in sys.modules}}))
 """
 
 
@@ -87,12 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         f"(median), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
         "",
         "| runtime:precision | whole process (s) | imports (s) | load_encoder (s) "
-        "| first query (ms) |",
-        "|---|---:|---:|---:|---:|",
+        "| first query (ms) | peak RSS (MB) | torch imported |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for pair in runs:
+        rss = statistics.median(r.get("peak_rss_mb", float("nan")) for r in runs[pair])
+        torch = "yes" if any(r.get("torch", True) for r in runs[pair]) else "no"
         lines.append(f"| {pair} | {med(pair, 'process'):.2f} | {med(pair, 'import'):.2f} | "
-                     f"{med(pair, 'load'):.2f} | {1000 * med(pair, 'first_query'):.0f} |")
+                     f"{med(pair, 'load'):.2f} | {1000 * med(pair, 'first_query'):.0f} | "
+                     f"{rss:.0f} | {torch} |")
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "load_time.json").write_text(json.dumps({"runs": runs}, indent=1))

@@ -73,7 +73,11 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def l2_normalise(x: torch.Tensor) -> np.ndarray:
+def l2_normalise(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, float32 (as torch's ``normalize``: norms floored at 1e-12)."""
+    if isinstance(x, np.ndarray):  # an exported runtime's features: no torch needed
+        x = x.astype(np.float32, copy=False)
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), np.float32(1e-12))
     import torch
 
     x = x.float()

@@ -1,4 +1,9 @@
-"""The ``clip`` backend: any CLIP-family checkpoint transformers loads (CLIP, SigLIP)."""
+"""The ``clip`` backend: any CLIP-family checkpoint transformers loads (CLIP, SigLIP).
+
+torch and transformers are imported where a model runs on torch: a process whose towers run
+exported (ONNX Runtime, OpenVINO) and whose checkpoint facts are saved
+(``search.encoders.checkpoint_facts``) imports neither.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,26 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
+from search.encoders.checkpoint_facts import Facts
 from search.encoders.hub import cached, no_hub_message, quiet_hub, unreachable_hub
 from search.encoders.names import ALIASES, canonical_model_id, resolve_name  # noqa: F401
-from search.encoders.pixels import to_model_input
-from search.encoders.precision import apply as apply_precision
-from search.encoders.precision import check_supported, input_dtype
+from search.encoders.precision import check_supported
 from search.errors import DependencyError, ModelLoadError, PixseekError, first_line
 from search.preprocess import PreprocessSpec
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
+
+# What transformers raises for a checkpoint it cannot read.
+_LOAD_ERRORS = (OSError, ValueError, KeyError, ImportError)
 
 def _side(value: object, key: str) -> int | None:
     if value is None:
@@ -136,6 +146,8 @@ def image_forward(model, x: torch.Tensor | dict[str, torch.Tensor]) -> object:
 class ClipEncoder(Encoder):
     towers = None  # the exported towers when the runtime is not torch (use_runtime)
     runtime, runtime_reason = "torch", "asked for"
+    dtype = None  # the torch model's input dtype, set with its precision (None: float32)
+    _text_tokens = None  # the saved tokenizer (text_tokens.TextTokenizer), when loaded from it
 
     def __init__(
         self,
@@ -164,7 +176,6 @@ class ClipEncoder(Encoder):
             hub = unreachable_hub()
             if hub:
                 raise ModelLoadError(no_hub_message(name, preset, hub))
-        from transformers import AutoConfig, AutoTokenizer
         self.device = pick_device(device)
         reason = "asked for"
         if precision is None:
@@ -172,46 +183,35 @@ class ClipEncoder(Encoder):
 
             precision = default_precision(self.device, fp16)
             reason = "not set: fp16 on CUDA or MPS when fp16 is allowed, else fp32"
+        exported = runtime != "torch"
         runtime = self._early_runtime(runtime, precision)
         if precision != "auto" and runtime == "torch":
             check_supported(precision, self.device)
-        self.dtype = torch.float32
-        try:
-            # Local cache first: an offline machine must not wait on network retries.
-            try:
-                config = AutoConfig.from_pretrained(source, local_files_only=True)
-                local_only = True
-            except OSError:
-                if local.exists():
-                    raise
-                with quiet_hub():
-                    config = AutoConfig.from_pretrained(source)
-                local_only = False
-            kw = {"local_files_only": local_only}
-            self.tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-            proc_cfg = image_processor_dict(source, local_only)
-        except (OSError, ValueError, KeyError, ImportError) as exc:
-            raise _load_error(name, exc, preset) from None
-        self.hf_config = config
+        saved = None
+        if runtime != "torch":  # the towers may run without transformers: read what it saved
+            from search.encoders import checkpoint_facts
+
+            saved = checkpoint_facts.load(source)
+        self._tokenizer = None
+        if saved is not None:
+            facts, self._text_tokens = saved
+            kw = {"local_files_only": True}
+        else:
+            facts, kw = self._read_checkpoint(name, preset, source, local)
         self._model = None
         self._model_source = (name, preset, source, kw)
+        self.model_type = facts.model_type
+        self._image_side = facts.image_side
+        self.max_text_tokens = facts.max_text_tokens
+        self.lowercase = facts.lowercase
         if runtime == "torch":
             self._load_model()  # else loaded when first needed: a cached export runs without it
-        self.processor_config = proc_cfg  # kept so a fine-tuned copy can save it as is
-        self.spec = spec_from_processor_config(proc_cfg)
-        self.model_type = config.model_type
+        self.processor_config = facts.processor_config  # a fine-tuned copy saves it as is
+        self.spec = spec_from_processor_config(facts.processor_config)
         # SigLIP 2 NaFlex (Siglip2Model) reads patches, a patch mask and the grid's shape.
         self.naflex = self.spec.patches
-        # SigLIP 2 was trained on lower-cased text ("transforming the text to lower case
-        # before tokenization", its paper), but its checkpoints ship a Gemma tokenizer that
-        # keeps case; SigLIP 1's own tokenizer lower-cases.
-        self.lowercase = self.model_type.startswith("siglip") and "gemma" in (
-            type(self.tokenizer).__name__.lower()
-        )
         # Vectors are tagged with the hub id, or the absolute folder of a local checkpoint.
         self.model_id = source
-        text_cfg = getattr(config, "text_config", config)
-        self.max_text_tokens = int(getattr(text_cfg, "max_position_embeddings", 77))
         self.runtime = "torch"
         self.runtime_reason = getattr(self, "_runtime_note", "asked for")
         self.calibration_photos, self.cache_dir = calibration_photos, cache_dir
@@ -226,7 +226,73 @@ class ClipEncoder(Encoder):
         else:
             self.use_runtime(runtime, precision, reason)
         # After the runtime: a probe runs on the exported towers, not the torch model.
-        self.dim = int(getattr(config, "projection_dim", 0) or self._probe_dim())
+        self.dim = facts.dim or self._probe_dim()
+        if exported and saved is None:
+            self._save_facts(facts)
+
+    def _read_checkpoint(self, name: str, preset: str | None, source: str, local: Path):
+        """(facts, from_pretrained's keyword arguments) of the checkpoint, read through
+        transformers; the transformers tokenizer is kept."""
+        from transformers import AutoConfig, AutoTokenizer
+
+        try:
+            # Local cache first: an offline machine must not wait on network retries.
+            try:
+                config = AutoConfig.from_pretrained(source, local_files_only=True)
+                local_only = True
+            except OSError:
+                if local.exists():
+                    raise
+                with quiet_hub():
+                    config = AutoConfig.from_pretrained(source)
+                local_only = False
+            kw = {"local_files_only": local_only}
+            self._tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+            proc_cfg = image_processor_dict(source, local_only)
+        except _LOAD_ERRORS as exc:
+            raise _load_error(name, exc, preset) from None
+        model_type = config.model_type
+        vision = getattr(config, "vision_config", config)
+        side = int(getattr(vision, "image_size", 224))
+        text_cfg = getattr(config, "text_config", config)
+        facts = Facts(
+            model_type=model_type,
+            image_side=(side, side),
+            dim=int(getattr(config, "projection_dim", 0) or 0),
+            max_text_tokens=int(getattr(text_cfg, "max_position_embeddings", 77)),
+            # SigLIP 2 was trained on lower-cased text ("transforming the text to lower case
+            # before tokenization", its paper), but its checkpoints ship a Gemma tokenizer
+            # that keeps case; SigLIP 1's own tokenizer lower-cases.
+            lowercase=model_type.startswith("siglip")
+            and "gemma" in type(self._tokenizer).__name__.lower(),
+            processor_config=proc_cfg,
+        )
+        return facts, kw
+
+    def _save_facts(self, facts) -> None:
+        """Save what the next process needs to run the exported towers without transformers
+        (``search.encoders.checkpoint_facts``); nothing for a tokenizer it cannot save."""
+        from search.encoders import checkpoint_facts
+        from search.encoders.text_tokens import TextTokenizer
+
+        captured = TextTokenizer.capture(self.tokenizer, self._token_call())
+        if captured is not None:
+            facts.dim = self.dim
+            checkpoint_facts.save(self.model_id, facts, captured)
+
+    @property
+    def tokenizer(self):
+        """The checkpoint's transformers tokenizer (fine-tuning trains and saves it), read
+        the first time it is needed when the encoder was loaded from saved facts."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            name, preset, source, kw = self._model_source
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(source, **kw)
+            except _LOAD_ERRORS as exc:
+                raise _load_error(name, exc, preset) from None
+        return self._tokenizer
 
     @property
     def model(self):
@@ -240,16 +306,17 @@ class ClipEncoder(Encoder):
         self._model = value
 
     def _load_model(self):
+        import torch
         from transformers import AutoModel
 
         name, preset, source, kw = self._model_source
         try:
             model = AutoModel.from_pretrained(source, dtype=torch.float32, **kw)
-        except (OSError, ValueError, KeyError, ImportError) as exc:
+        except _LOAD_ERRORS as exc:
             raise _load_error(name, exc, preset) from None
         if not hasattr(model, "get_image_features"):
             raise ModelLoadError(
-                f"cannot load model '{name}': {self.hf_config.model_type} is not a CLIP-family "
+                f"cannot load model '{name}': {self.model_type} is not a CLIP-family "
                 "image-text model (it has no image and text towers)"
             )
         self._model = model.to(self.device).eval()
@@ -281,14 +348,12 @@ class ClipEncoder(Encoder):
             lambda: self.model, self.model_type, self.image_side(), self.model_id, runtime,
             precision, self.spec, calibration=self.calibration, cache_dir=None,
         )
-        self.dtype = torch.float32
+        self.dtype = None
         self.runtime, self.runtime_reason = runtime, reason
         self.precision, self.precision_reason = precision, reason
 
     def image_side(self) -> tuple[int, int]:
-        side = getattr(getattr(self.hf_config, "vision_config", self.hf_config),
-                       "image_size", 224)
-        return (int(side), int(side))
+        return self._image_side
 
     def calibration(self):
         from search.encoders.int8_calibration import calibration_set
@@ -297,7 +362,9 @@ class ClipEncoder(Encoder):
         return calibration_set(self, photos)
 
     def _set_precision(self, precision: str, reason: str) -> None:
-        self.model = apply_precision(self.model, precision)
+        from search.encoders.precision import apply, input_dtype
+
+        self.model = apply(self.model, precision)
         self.dtype = input_dtype(precision)
         self.precision, self.precision_reason = precision, reason
 
@@ -349,6 +416,8 @@ class ClipEncoder(Encoder):
 
     @staticmethod
     def _features(out: object) -> torch.Tensor:
+        import torch
+
         # transformers 5 returns a model output whose pooler_output is the projection;
         # 4.x returns the tensor itself.
         return out if isinstance(out, torch.Tensor) else out.pooler_output  # type: ignore
@@ -377,35 +446,48 @@ class ClipEncoder(Encoder):
         )
 
     def exported_image_features(self, towers, pixels: np.ndarray) -> np.ndarray:
-        return l2_normalise(torch.from_numpy(towers.image(pixels)))  # uint8 or normalised
+        return l2_normalise(towers.image(pixels))  # uint8 or normalised
 
     def exported_text_features(self, towers, texts: Sequence[str]) -> np.ndarray:
-        tokens = {k: v.numpy() for k, v in self.text_inputs(texts).items()}
-        return l2_normalise(torch.from_numpy(towers.text(tokens)))
+        return l2_normalise(towers.text(self.token_arrays(texts)))
 
-    @torch.inference_mode()
-    def _image_features(self, model, dtype: torch.dtype, pixels: np.ndarray) -> np.ndarray:
-        x = to_model_input(pixels, self.spec, self.device, dtype)  # uint8 or float32
-        return l2_normalise(self._features(image_forward(model, x)))
+    def _image_features(self, model, dtype: torch.dtype | None, pixels: np.ndarray) -> np.ndarray:
+        import torch
 
-    def text_inputs(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """The tokens the text tower reads: input_ids, and CLIP's attention_mask."""
+        from search.encoders.pixels import to_model_input
+
+        with torch.inference_mode():
+            x = to_model_input(pixels, self.spec, self.device, dtype or torch.float32)
+            return l2_normalise(self._features(image_forward(model, x)))
+
+    def _token_call(self) -> dict:
+        """The tokenizer's padding and truncation for this model's text tower."""
         # SigLIP was trained on max-length padding; CLIP takes the end-of-text token.
         padding = "max_length" if self.model_type.startswith("siglip") else True
-        texts = [t.lower() for t in texts] if self.lowercase else texts
-        tokens = self.tokenizer(
-            list(texts),
-            padding=padding,
-            truncation=True,
-            max_length=self.max_text_tokens,
-            return_tensors="pt",
-        ).to(self.device)
-        kwargs = {"input_ids": tokens["input_ids"]}
-        if "attention_mask" in tokens and not self.model_type.startswith("siglip"):
-            kwargs["attention_mask"] = tokens["attention_mask"]
-        return kwargs
+        return {"padding": padding, "truncation": True, "max_length": self.max_text_tokens}
 
-    @torch.inference_mode()
+    def token_arrays(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The tokens the text tower reads, int64: input_ids, and CLIP's attention_mask."""
+        texts = [t.lower() for t in texts] if self.lowercase else list(texts)
+        if self._text_tokens is not None:  # saved from transformers: the same ids
+            tokens = self._text_tokens(texts)
+        else:
+            tokens = self.tokenizer(texts, return_tensors="np", **self._token_call())
+        out = {"input_ids": np.asarray(tokens["input_ids"], dtype=np.int64)}
+        if "attention_mask" in tokens and not self.model_type.startswith("siglip"):
+            out["attention_mask"] = np.asarray(tokens["attention_mask"], dtype=np.int64)
+        return out
+
+    def text_inputs(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``token_arrays`` as tensors on the model's device."""
+        import torch
+
+        return {k: torch.from_numpy(v).to(self.device)
+                for k, v in self.token_arrays(texts).items()}
+
     def _text_features(self, model, texts: Sequence[str]) -> np.ndarray:
-        kwargs = self.text_inputs(texts)
-        return l2_normalise(self._features(model.get_text_features(**kwargs)))
+        import torch
+
+        with torch.inference_mode():
+            kwargs = self.text_inputs(texts)
+            return l2_normalise(self._features(model.get_text_features(**kwargs)))

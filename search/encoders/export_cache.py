@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 EXPORTS_DIR = "exports"
 HASHES_NAME = "weight-hashes.json"
+META_NAME = "towers.json"  # an export's text inputs (search.encoders.onnx_export)
 MANIFEST_NAME = "files.json"  # every file's size, written last: a truncated file is caught
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 HASHED_SUFFIXES = (".json", ".txt", ".model") + WEIGHT_SUFFIXES
@@ -43,13 +44,28 @@ def root(cache_dir: str | Path | None = None) -> Path:
 
 
 def checkpoint_folder(source: str) -> Path:
-    """The folder a checkpoint loads from: a local folder, or its hub cache snapshot."""
+    """The folder a checkpoint loads from: a local folder, or its hub cache snapshot (found
+    through huggingface_hub: transformers takes a second to import). OSError when the hub
+    cache does not hold it."""
     local = Path(source).expanduser()
     if local.is_dir():
         return local.resolve()
-    from transformers.utils import cached_file
+    from search.encoders.hub import cached_path
 
-    return Path(cached_file(source, "config.json", local_files_only=True)).parent
+    config = cached_path(source, "config.json")
+    if config is None:
+        raise OSError(f"{source} is not in the local Hugging Face cache")
+    return config.parent
+
+
+def checkpoint_home(source: str, cache_dir: str | Path | None = None) -> Path:
+    """The folder of one checkpoint's exports: ``<exports>/<its hash>``."""
+    return root(cache_dir) / checkpoint_hash(checkpoint_folder(source), cache_dir)
+
+
+def read_text_inputs(folder: Path) -> list[str]:
+    """The text tower's inputs, as the export wrote them."""
+    return list(json.loads((folder / META_NAME).read_text())["text_inputs"])
 
 
 def _file_digest(path: Path) -> str:
@@ -71,8 +87,22 @@ def _weights_digest(path: Path, memo: dict) -> str:
     return memo[key]
 
 
+# This process's hashes by the checkpoint files' names, sizes and mtimes: the towers and the
+# checkpoint's facts both ask, and a SigLIP 2 tokenizer.json alone is 34 MB to read.
+_HASHED: dict[tuple, str] = {}
+
+
 def checkpoint_hash(folder: Path, cache_dir: str | Path | None = None) -> str:
     """sha256 over the checkpoint's files (names and contents); 20 hex digits."""
+    files = [f for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in HASHED_SUFFIXES]
+    stats = tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
+    key = (str(folder), str(root(cache_dir)), stats)
+    if key not in _HASHED:
+        _HASHED[key] = _hash_files(files, cache_dir)
+    return _HASHED[key]
+
+
+def _hash_files(files: list[Path], cache_dir: str | Path | None) -> str:
     memo_path = root(cache_dir) / HASHES_NAME
     try:
         memo = json.loads(memo_path.read_text())
@@ -80,9 +110,7 @@ def checkpoint_hash(folder: Path, cache_dir: str | Path | None = None) -> str:
         memo = {}
     before = dict(memo)
     h = hashlib.sha256()
-    for f in sorted(folder.iterdir()):
-        if not f.is_file() or f.suffix not in HASHED_SUFFIXES:
-            continue
+    for f in files:
         h.update(f.name.encode() + b"\0")
         if f.suffix in WEIGHT_SUFFIXES:
             h.update(_weights_digest(f, memo).encode())
@@ -145,12 +173,12 @@ def load_or_rebuild(folder: Path, build: Callable[[Path], None], load: Callable[
         shutil.rmtree(folder, ignore_errors=True)
         build_once(folder, build)
         loaded = load(folder)
-    _mark_used(folder)
+    mark_used(folder)
     prune_unused(folder.parent.parent, keep=folder)
     return loaded
 
 
-def _mark_used(folder: Path) -> None:
+def mark_used(folder: Path) -> None:
     try:
         (folder / USED_NAME).touch()
     except OSError:  # a read-only cache still loads

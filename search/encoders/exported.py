@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from search.encoders import export_cache, runtimes
-from search.encoders.onnx_export import read_text_inputs
+from search.encoders.export_cache import read_text_inputs
 from search.preprocess import PreprocessSpec, denormalise, normalise
 
 log = logging.getLogger(__name__)
@@ -104,15 +104,13 @@ def load_towers(
     pixels preprocessed by ``spec``, exported and cached on first use. ``keep_compiled``:
     OpenVINO also caches its compiled towers (a faster next load, and as much disk again as
     the weights): not for the pairs ``runtime: auto`` only measures."""
-    import torch
-
-    from search.encoders import onnx_export, openvino_runtime
+    from search.encoders import onnx_export, openvino_runtime  # torch only to export
+    from search.encoders.precision import torch_version
 
     runtimes.require(runtime, precision)
     t0 = time.perf_counter()
-    home = export_cache.root(cache_dir) / export_cache.checkpoint_hash(
-        export_cache.checkpoint_folder(source), cache_dir)
-    base = home / f"onnx-torch{torch.__version__}"
+    home = export_cache.checkpoint_home(source, cache_dir)
+    base = home / f"onnx-torch{torch_version()}"  # torch's version, without importing it
 
     def export(out: Path) -> None:
         log.warning("exporting %s to ONNX once (cached in %s)", source, home)

@@ -11,6 +11,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 PROBE_SECONDS = 3.0
@@ -18,6 +19,17 @@ PROBE_SECONDS = 3.0
 
 def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def cached_path(repo: str, filename: str) -> Path | None:
+    """The file of ``repo`` in the local Hugging Face cache (main revision), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo, filename)
+    except ValueError:  # not a valid repo id
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def cached(repo: str) -> bool:

@@ -65,6 +65,6 @@ def calibration_set(encoder, photos: Sequence[Path] | None):
                               "or install the sample photos' packages (pip install scikit-image)")
     x = to_model_input(np.stack(pixels), encoder.spec, "cpu", torch.float32).numpy()
     captions = [c for p in samples for c in p.captions] or ["a photo"]
-    texts = [{k: v.numpy() for k, v in encoder.text_inputs(captions[i:i + TEXT_BATCH]).items()}
+    texts = [encoder.token_arrays(captions[i:i + TEXT_BATCH])
              for i in range(0, len(captions), TEXT_BATCH)]
     return Calibration(pixels=x, texts=texts, source=f"{len(pixels)} of {source}")

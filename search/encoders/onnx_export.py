@@ -5,6 +5,9 @@ processor does) and returns its projected features; the text tower takes ``input
 for CLIP, ``attention_mask`` (SigLIP reads max-length padded ids alone). Both return raw
 features: L2 normalisation stays with the encoder, as on torch. Batch and sequence length
 are dynamic axes.
+
+torch is imported by the export alone: loading ONNX Runtime's towers (``ort_session``) does
+not need it.
 """
 
 from __future__ import annotations
@@ -16,38 +19,44 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from search.encoders.export_cache import META_NAME
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
-META_NAME = "towers.json"
 # Static int8 quantises the matrix products only: the attention masks' additions carry
 # float32's lowest value, which no int8 range can hold next to real activations.
 QUANTIZED_OPS = ["MatMul", "Gemm", "Conv"]
 
 
-class _ImageTower(torch.nn.Module):
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
+def _tower_modules(model):
+    """(image tower, text tower): ``model``'s two feature functions as modules to export."""
+    import torch
 
-    def forward(self, pixel_values):
-        out = self.model.get_image_features(pixel_values=pixel_values)
+    def features(out):
         return out if isinstance(out, torch.Tensor) else out.pooler_output
 
+    class ImageTower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-class _TextTower(torch.nn.Module):
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
+        def forward(self, pixel_values):
+            return features(self.model.get_image_features(pixel_values=pixel_values))
 
-    def forward(self, input_ids, attention_mask=None):
-        kw = {"input_ids": input_ids}
-        if attention_mask is not None:
-            kw["attention_mask"] = attention_mask
-        out = self.model.get_text_features(**kw)
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
+    class TextTower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask=None):
+            kw = {"input_ids": input_ids}
+            if attention_mask is not None:
+                kw["attention_mask"] = attention_mask
+            return features(self.model.get_text_features(**kw))
+
+    return ImageTower(), TextTower()
 
 
 def text_inputs(model_type: str) -> list[str]:
@@ -56,30 +65,29 @@ def text_inputs(model_type: str) -> list[str]:
 
 def export_towers(model, model_type: str, image_side: tuple[int, int], out: Path) -> None:
     """Write ``image.onnx``, ``text.onnx`` and ``towers.json`` (the text inputs) into ``out``."""
+    import torch
+
     model = model.float().eval()
+    image_tower, text_tower = _tower_modules(model)
     inputs = text_inputs(model_type)
     pixels = torch.zeros(2, 3, *image_side)
     ids = torch.ones(2, 8, dtype=torch.long)
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the exporter's tracer warnings are about shapes it keeps
         torch.onnx.export(
-            _ImageTower(model), (pixels,), str(out / "image.onnx"),
+            image_tower, (pixels,), str(out / "image.onnx"),
             input_names=["pixel_values"], output_names=["features"],
             dynamic_axes={"pixel_values": {0: "n"}, "features": {0: "n"}},
             opset_version=OPSET, dynamo=False,
         )
         axes = {name: {0: "n", 1: "tokens"} for name in inputs}
         torch.onnx.export(
-            _TextTower(model), tuple(ids if n == "input_ids" else torch.ones_like(ids)
+            text_tower, tuple(ids if n == "input_ids" else torch.ones_like(ids)
                                      for n in inputs),
             str(out / "text.onnx"), input_names=inputs, output_names=["features"],
             dynamic_axes={**axes, "features": {0: "n"}}, opset_version=OPSET, dynamo=False,
         )
     (out / META_NAME).write_text(json.dumps({"text_inputs": inputs}))
-
-
-def read_text_inputs(folder: Path) -> list[str]:
-    return list(json.loads((folder / META_NAME).read_text())["text_inputs"])
 
 
 # --- ONNX Runtime ----------------------------------------------------------------------

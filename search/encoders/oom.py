@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
 
 from search.errors import ResourceError, first_line
 
@@ -33,7 +32,8 @@ _MESSAGES = ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAIL
 
 
 def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # not imported: no torch allocator ran out
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _MESSAGES)
 
@@ -41,6 +41,9 @@ def is_oom(exc: BaseException) -> bool:
 def free_cache(device: str) -> None:
     """Give the allocator's cached blocks back, so the retry starts from a clean pool."""
     gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None:  # an exported runtime on the CPU: nothing cached by torch
+        return
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.empty_cache()
     elif device == "mps" and getattr(torch, "mps", None) is not None:
@@ -122,6 +125,8 @@ def load_with_fallback(load: Callable[[str], T], device: str) -> T:
         if not is_oom(exc):
             raise
         failed = first_line(exc)[:200]
+    import torch
+
     free_cache("cuda" if torch.cuda.is_available() else "mps")
     if device == "auto":
         message = (f"the model does not fit in accelerator memory ({failed}); loading it on "
