@@ -29,7 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
+def peak_rss_mb():  # VmHWM: this program's own peak (ru_maxrss keeps the forking parent's)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 from search.encoders import load_encoder
@@ -39,7 +44,7 @@ loaded = time.perf_counter()
 enc.encode_texts(["a red bike in the snow"])
 print(json.dumps({{"import": imported - t0, "load": loaded - imported,
                   "first_query": time.perf_counter() - loaded,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mb": peak_rss_mb(),
                   "torch": "torch" in sys.modules}}))
 """
 
