@@ -183,12 +183,12 @@ class ClipEncoder(Encoder):
 
             precision = default_precision(self.device, fp16)
             reason = "not set: fp16 on CUDA or MPS when fp16 is allowed, else fp32"
-        exported = runtime != "torch"
         runtime = self._early_runtime(runtime, precision)
         if precision != "auto" and runtime == "torch":
             check_supported(precision, self.device)
+        exported = runtime != "torch"  # auto here may still settle on torch
         saved = None
-        if runtime != "torch":  # the towers may run without transformers: read what it saved
+        if exported:  # the towers may run without transformers: read what it saved
             from search.encoders import checkpoint_facts
 
             saved = checkpoint_facts.load(source)
