@@ -6,6 +6,9 @@ app on that index (``webui.create_app``, the Flask test client: no HTTP server, 
 request costs inside ``pixseek serve``) and sends ``--queries`` text searches, the pairs
 interleaved query by query. Vectors of every faithful pair share the model's index, so one
 index serves all of them. ``auto:auto`` measures its choice first (outside the clock).
+Each query waits ``--pause`` seconds first (0.25, off the clock), as a person's queries come
+seconds apart: without it, the threads the pair before left spinning (torch's OpenMP, ONNX
+Runtime's pool) take the 2 cores from the next pair, which no ``serve`` of one pair meets.
 
     python benchmarks/search_latency.py
     python benchmarks/search_latency.py --pairs torch:fp32 onnxruntime:int8 auto:auto
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--queries", type=int, default=40)
     ap.add_argument("--pairs", nargs="+", default=["torch:fp32", "torch:auto", "auto:auto"])
+    ap.add_argument("--pause", type=float, default=0.25,
+                    help="seconds before each query, off the clock (0: back to back)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     args = ap.parse_args(argv)
 
@@ -85,13 +90,15 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.queries):
             q = QUERIES[i % len(QUERIES)] + f" {i}"  # never a cached answer
             for pair, client in clients.items():
+                time.sleep(args.pause)
                 t0 = time.perf_counter()
                 r = client.get("/api/search", query_string={"q": q, "k": 20})
                 times[pair].append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200, r.get_data(as_text=True)
     p50 = {p: statistics.median(v) for p, v in times.items()}
     lines = [f"/api/search, {args.count} photos, random ViT-B/32 CLIP, cpu, "
-             f"{torch.get_num_threads()} threads, {args.queries} queries interleaved", "",
+             f"{torch.get_num_threads()} threads, {args.queries} queries interleaved, "
+             f"{args.pause} s apart", "",
              "| runtime:precision | runs as | p50 ms | p90 ms |", "|---|---|---:|---:|"]
     for p, v in times.items():
         p90 = sorted(v)[int(0.9 * (len(v) - 1))]
