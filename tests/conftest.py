@@ -20,6 +20,7 @@ os.environ["PIXSEEK_OCR_ENABLED"] = "false"
 # ``database``, or reads text (`ocr`: about a second a photo) is `slow` (make check leaves
 # it out).
 SLOW_FIXTURES = {"pg_cluster", "pg_url"}
+HUB_SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"  # hf_cache's commit
 
 
 def pytest_collection_modifyitems(items):
@@ -51,6 +52,27 @@ def tiny_clip(tiny_clip_dir: Path):
     from search.encoders import load_encoder
 
     return load_encoder(str(tiny_clip_dir), device="cpu")
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch, tiny_clip_dir):
+    """A Hugging Face cache holding the tiny random CLIP under the ``fast`` preset's hub id,
+    laid out as huggingface_hub lays out a download (refs/main -> snapshots/<commit>);
+    ``HF_HUB_CACHE`` names it for processes the test starts."""
+    import shutil
+
+    import huggingface_hub.constants as hub_constants
+
+    from search.encoders.presets import PRESETS
+
+    cache = tmp_path / "hf-cache"
+    repo = cache / ("models--" + PRESETS["fast"].hub_id.replace("/", "--"))
+    shutil.copytree(tiny_clip_dir, repo / "snapshots" / HUB_SNAPSHOT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(HUB_SNAPSHOT)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture(scope="session")

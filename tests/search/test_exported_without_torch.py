@@ -132,3 +132,22 @@ def test_an_encoder_from_saved_facts_still_offers_the_transformers_tokenizer(
 def test_torch_runtime_saves_nothing(tiny_clip_dir, user_cache):
     load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="torch")
     assert not list(user_cache.glob("pixseek/exports/*/facts-*"))
+
+
+def test_a_hub_checkpoint_is_found_without_transformers(hf_cache, user_cache, tmp_path):
+    # the `fast` preset's hub id, from the Hugging Face cache (huggingface_hub finds it)
+    first = load_encoder("fast", device="cpu", precision="fp32", runtime="openvino")
+    want = first.encode_texts(["a red bike in the snow"])
+    code = ("import json, sys\n"
+            "from search.encoders import load_encoder\n"
+            "enc = load_encoder('fast', device='cpu', precision='fp32', runtime='openvino')\n"
+            "vec = enc.encode_texts(['a red bike in the snow'])\n"
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'id': enc.model_id,"
+            " 'vec': vec[0].tolist()}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    second = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (second["torch"], second["id"]) == (False, first.model_id)
+    np.testing.assert_allclose(second["vec"], want[0], atol=1e-6)

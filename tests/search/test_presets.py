@@ -3,7 +3,6 @@ through the real loading path, with random tiny models (the hub is out of reach)
 
 import io
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from search.encoders import canonical_model_id, load_encoder, resolve_name
 from search.encoders.presets import PRESETS, preset_for, recommendation
 from search.errors import ModelLoadError
 from search.preprocess import decode
-
-SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +31,6 @@ def naflex_dir(tmp_path_factory):
     from benchmarks.model_presets import build_random_siglip
 
     return build_random_siglip(tmp_path_factory.mktemp("siglip2-naflex"), naflex=True)
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch, tiny_clip_dir):
-    """A Hugging Face cache holding the tiny random CLIP under the ``fast`` preset's hub id,
-    laid out as huggingface_hub lays out a download (refs/main -> snapshots/<commit>)."""
-    import huggingface_hub.constants as hub_constants
-
-    cache = tmp_path / "hf-cache"
-    repo = cache / ("models--" + PRESETS["fast"].hub_id.replace("/", "--"))
-    shutil.copytree(tiny_clip_dir, repo / "snapshots" / SNAPSHOT)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(SNAPSHOT)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def run_cli(monkeypatch, capsys, tmp_path, argv: list[str]) -> tuple[int, str, str]:
