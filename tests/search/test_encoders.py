@@ -118,7 +118,7 @@ def test_offline_label_vectors_cache_matches_a_fresh_computation(offline, tmp_pa
     first = offline._label_vectors()  # computed and written
     assert len(list((tmp_path / "pixseek").glob("offline-labels-*.npy"))) == 1
     np.testing.assert_array_equal(offline._label_vectors(), first)  # read back
-    np.testing.assert_allclose(first, offline.label_vectors.cpu().numpy(), atol=1e-5)
+    np.testing.assert_allclose(first, offline.label_vectors, atol=1e-5)
 
 
 def test_folder_saved_the_way_transformers_saves_a_clip_processor_loads(tiny_clip_dir, tmp_path,

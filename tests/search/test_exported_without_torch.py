@@ -151,3 +151,35 @@ def test_a_hub_checkpoint_is_found_without_transformers(hf_cache, user_cache, tm
     second = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (second["torch"], second["id"]) == (False, first.model_id)
     np.testing.assert_allclose(second["vec"], want[0], atol=1e-6)
+
+
+OFFLINE_CHILD = """
+import json, sys
+import numpy as np
+from search.encoders import load_encoder
+texts = load_encoder("offline", device="cpu").encode_texts({texts!r})  # runtime torch
+after_text = "torch" in sys.modules
+images = load_encoder("offline", device="cpu", runtime="onnxruntime").encode_pixels(
+    np.load({pixels!r}))
+print(json.dumps({{"after_text": after_text, "after_images": "torch" in sys.modules,
+                  "texts": texts.tolist(), "images": images.tolist()}}))
+"""
+
+
+def test_the_offline_model_searches_text_without_torch(offline, samples, tmp_path):
+    # Its text tower runs in numpy; its classifier, exported, on ONNX Runtime (the export is
+    # made here first, in the user's cache as a user's first run makes it).
+    pixels = _photos(samples, offline.spec)
+    texts = [p.captions[0] for p in samples[:3]]
+    want_images = load_encoder("offline", device="cpu", runtime="onnxruntime").encode_pixels(
+        pixels)
+    np.save(tmp_path / "pixels.npy", pixels)
+    code = OFFLINE_CHILD.format(texts=texts, pixels=str(tmp_path / "pixels.npy"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (got["after_text"], got["after_images"]) == (False, False)
+    np.testing.assert_allclose(got["texts"], offline.encode_texts(texts), atol=1e-6)
+    np.testing.assert_allclose(got["images"], want_images, atol=1e-6)
