@@ -2,11 +2,11 @@
 
 Its kind, shapes, image processor settings and tokenizer: transformers reads them from the
 checkpoint the first time (and imports torch with it: 1.5-2 s and about 250 MB a process).
-Saved beside the exports (``<exports>/<checkpoint>/facts-transformers<version>``), they load
-in milliseconds, so a process whose towers are cached runs without transformers or torch
-(``pixseek search``, ``serve``, ``watch``, ``index`` on ONNX Runtime or OpenVINO). Keyed like
-the exports by the checkpoint's hash (its config, tokenizer and weights), and by transformers'
-version, which builds the tokenizer.
+Saved beside the exports (``<exports>/<checkpoint>/facts<format>-transformers<version>``),
+they load in milliseconds, so a process whose towers are cached runs without transformers or
+torch (``pixseek search``, ``serve``, ``watch``, ``index`` on ONNX Runtime or OpenVINO).
+Keyed like the exports by the checkpoint's hash (its config, tokenizer and weights), by
+transformers' version, which builds the tokenizer, and by ``FORMAT``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from search.encoders.text_tokens import TextTokenizer
 log = logging.getLogger(__name__)
 
 FACTS_FILE = "facts.json"
+# Part of the folder's name: bump it when what is saved changes, or how the encoder calls its
+# tokenizer (the saved backend keeps that call's padding and truncation).
+FORMAT = 1
 
 
 @dataclass
@@ -42,7 +45,8 @@ def folder(source: str, cache_dir: str | Path | None = None) -> Path:
         version = metadata.version("transformers")
     except metadata.PackageNotFoundError:
         version = "missing"
-    return export_cache.checkpoint_home(source, cache_dir) / f"facts-transformers{version}"
+    return (export_cache.checkpoint_home(source, cache_dir)
+            / f"facts{FORMAT}-transformers{version}")
 
 
 def load(source: str, cache_dir: str | Path | None = None) -> tuple[Facts, TextTokenizer] | None:

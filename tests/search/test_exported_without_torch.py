@@ -107,7 +107,7 @@ def test_a_new_process_runs_the_exported_towers_without_torch(
 def test_damaged_facts_are_read_again_with_one_warning(tiny_clip_dir, user_cache, caplog):
     first = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
     want = first.encode_texts(["a cat on a sofa"])
-    (facts,) = user_cache.glob("pixseek/exports/*/facts-transformers*/facts.json")
+    (facts,) = user_cache.glob("pixseek/exports/*/facts*-transformers*/facts.json")
     facts.write_text("{half a")
     caplog.set_level(logging.WARNING)
     again = load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="openvino")
@@ -131,7 +131,7 @@ def test_an_encoder_from_saved_facts_still_offers_the_transformers_tokenizer(
 
 def test_torch_runtime_saves_nothing(tiny_clip_dir, user_cache):
     load_encoder(str(tiny_clip_dir), device="cpu", precision="fp32", runtime="torch")
-    assert not list(user_cache.glob("pixseek/exports/*/facts-*"))
+    assert not list(user_cache.glob("pixseek/exports/*/facts*"))
 
 
 def test_a_hub_checkpoint_is_found_without_transformers(hf_cache, user_cache, tmp_path):
