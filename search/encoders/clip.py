@@ -135,6 +135,16 @@ def image_processor_dict(source: str, local_only: bool) -> dict:
     raise OSError(f"{source} has no image processor settings (preprocessor_config.json)")
 
 
+def _load_tokenizer(name: str, preset: str | None, source: str, kw: dict):
+    """The checkpoint's transformers tokenizer; a load error says what to do."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, **kw)
+    except _LOAD_ERRORS as exc:
+        raise _load_error(name, exc, preset) from None
+
+
 def image_forward(model, x: torch.Tensor | dict[str, torch.Tensor]) -> object:
     """The image tower on ``to_model_input``'s output: a normalised [N, 3, H, W] batch, or
     for NaFlex the keyword arguments Siglip2Model takes (patches, mask, grid shapes)."""
@@ -215,7 +225,7 @@ class ClipEncoder(Encoder):
         self.runtime = "torch"
         self.runtime_reason = getattr(self, "_runtime_note", "asked for")
         self.calibration_photos, self.cache_dir = calibration_photos, cache_dir
-        if runtime != "torch":
+        if exported:
             from search.encoders.runtime_choice import settle
 
             runtime, precision, reason = settle(self, runtime, precision, fp16, min_cosine)
@@ -233,7 +243,7 @@ class ClipEncoder(Encoder):
     def _read_checkpoint(self, name: str, preset: str | None, source: str, local: Path):
         """(facts, from_pretrained's keyword arguments) of the checkpoint, read through
         transformers; the transformers tokenizer is kept."""
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         try:
             # Local cache first: an offline machine must not wait on network retries.
@@ -247,10 +257,10 @@ class ClipEncoder(Encoder):
                     config = AutoConfig.from_pretrained(source)
                 local_only = False
             kw = {"local_files_only": local_only}
-            self._tokenizer = AutoTokenizer.from_pretrained(source, **kw)
             proc_cfg = image_processor_dict(source, local_only)
         except _LOAD_ERRORS as exc:
             raise _load_error(name, exc, preset) from None
+        self._tokenizer = _load_tokenizer(name, preset, source, kw)
         model_type = config.model_type
         vision = getattr(config, "vision_config", config)
         side = int(getattr(vision, "image_size", 224))
@@ -285,13 +295,7 @@ class ClipEncoder(Encoder):
         """The checkpoint's transformers tokenizer (fine-tuning trains and saves it), read
         the first time it is needed when the encoder was loaded from saved facts."""
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            name, preset, source, kw = self._model_source
-            try:
-                self._tokenizer = AutoTokenizer.from_pretrained(source, **kw)
-            except _LOAD_ERRORS as exc:
-                raise _load_error(name, exc, preset) from None
+            self._tokenizer = _load_tokenizer(*self._model_source)
         return self._tokenizer
 
     @property

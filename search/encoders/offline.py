@@ -78,7 +78,6 @@ class OfflineEncoder(Encoder):
         self.text_model = MiniLM(minilm)  # BertModel's vectors, without transformers or torch
         self.label_vectors = self._label_vectors()
         self.centre = self.label_vectors.mean(axis=0)
-        self._on_device = None  # (labels, centre) as torch tensors, for the torch classifier
 
     @property
     def classifier(self):
@@ -132,29 +131,23 @@ class OfflineEncoder(Encoder):
         return out
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        logits = self._logits(pixels)  # [N, 1000] float32: the rest is small, in numpy
+        weights = softmax(logits / np.float32(self.temperature))
+        return l2_normalise(weights @ self.label_vectors - self.centre)
+
+    def _logits(self, pixels: np.ndarray) -> np.ndarray:
         if self.runtime == "torch":
-            return self._torch_pixels(pixels)
+            import torch
+
+            from search.encoders.pixels import to_model_input
+
+            with torch.inference_mode():
+                # uint8 from the decode workers is normalised on the device (pixels.py).
+                x = to_model_input(pixels, self.spec, self.device, torch.float32)
+                return self.classifier(x).float().cpu().numpy()
         if self._exported is None:
             from search.encoders.offline_runtime import load_classifier
 
             self._exported = load_classifier(lambda: self.classifier, MODEL_ID, self.runtime)
         x = pixels if pixels.dtype == np.float32 else normalise(pixels, self.spec)
-        logits = self._exported(np.ascontiguousarray(x, dtype=np.float32))
-        weights = softmax(logits / np.float32(self.temperature))
-        return l2_normalise(weights @ self.label_vectors - self.centre)
-
-    def _torch_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        import torch
-
-        from search.encoders.pixels import to_model_input
-
-        if self._on_device is None:
-            self._on_device = tuple(torch.from_numpy(a).to(self.device)
-                                    for a in (self.label_vectors, self.centre))
-        labels, centre = self._on_device
-        with torch.inference_mode():
-            # uint8 from the decode workers is normalised on the device (pixels.py).
-            logits = self.classifier(to_model_input(pixels, self.spec, self.device,
-                                                    torch.float32))
-            weights = torch.softmax(logits / self.temperature, dim=-1)
-            return l2_normalise(weights @ labels - centre)
+        return self._exported(np.ascontiguousarray(x, dtype=np.float32))
