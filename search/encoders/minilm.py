@@ -51,11 +51,13 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=int(cfg.get("pad_token_id", 0)), pad_token="[PAD]")
-        weights = load_file(str(folder / "model.safetensors"))
-        self.w = {name: np.asarray(t, dtype=np.float32) for name, t in weights.items()}
-        # x @ W.T for every Linear, transposed once here
-        self.wt = {name[:-len(".weight")]: np.ascontiguousarray(t.T)
-                   for name, t in self.w.items() if t.ndim == 2 and "embeddings" not in name}
+        weights = {name: np.asarray(t, dtype=np.float32)
+                   for name, t in load_file(str(folder / "model.safetensors")).items()}
+        # x @ W.T for every Linear, transposed once here (and kept once: 42 MB), which a
+        # query's small products run 20 % faster on than on a transposed view
+        linear = [n for n, t in weights.items() if t.ndim == 2 and "embeddings" not in n]
+        self.wt = {n[:-len(".weight")]: np.ascontiguousarray(weights.pop(n).T) for n in linear}
+        self.w = weights  # embeddings, norms and biases
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         mean = x.mean(axis=-1, keepdims=True)
